@@ -1,0 +1,9 @@
+"""`tagtrail simulate` (placeholder: being built)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("simulate", help="(not built yet)")
+    p.set_defaults(func=lambda args: 2)

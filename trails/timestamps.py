@@ -1,0 +1,93 @@
+"""RFC 3339 timestamps as the contract defines them, to and from epoch milliseconds.
+
+The scalar functions here serve SUBJECTS.json, `--as-of` and tests; rows are
+parsed by the vectorised twin in `trails.validate` (same grammar).
+CONTRACT.md, "Time": ``YYYY-MM-DD`` then ``T``/``t``/space then ``HH:MM:SS``,
+optional ``.`` and 1-9 digits, then ``Z``/``z``/``+HH:MM``/``-HH:MM``; surrounding
+whitespace (space, tab, CR, LF) ignored; finer precision floored to the ms.
+"""
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime, timezone
+
+__all__ = [
+    "TIMESTAMP_PATTERN",
+    "WHITESPACE",
+    "NaiveTimestampError",
+    "parse_timestamp",
+    "format_ms",
+    "days_in_month",
+]
+
+WHITESPACE = " \t\r\n"
+#: The contract's grammar; group 8 (the offset) absent means a naive timestamp.
+TIMESTAMP_PATTERN = (
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
+)
+_RE = re.compile(TIMESTAMP_PATTERN)
+
+
+class NaiveTimestampError(ValueError):
+    """A well-formed timestamp without a UTC offset: never guessed at."""
+
+
+def days_in_month(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1] if year >= 1 else (29 if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else calendar.monthrange(2001, month)[1])
+
+
+def parse_timestamp(text: str) -> int:
+    """Parse one contract timestamp to epoch milliseconds (floored).
+
+    Raises
+    ------
+    NaiveTimestampError
+        Well-formed, valid, but without an offset.
+    ValueError
+        Anything else that is not a timestamp (including impossible dates
+        and times such as ``2024-02-30`` or ``23:59:60``).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a timestamp: {text!r}")
+    m = _RE.match(text.strip(WHITESPACE))
+    if not m:
+        raise ValueError(f"not a timestamp: {text!r}")
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    frac, offset = m.group(7), m.group(8)
+    if not (1 <= month <= 12 and 1 <= day <= days_in_month(year, month)):
+        raise ValueError(f"not a timestamp (impossible date): {text!r}")
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"not a timestamp (impossible time): {text!r}")
+    off_min = 0
+    if offset is not None and offset not in ("Z", "z"):
+        oh, om = int(offset[1:3]), int(offset[4:6])
+        if oh > 23 or om > 59:
+            raise ValueError(f"not a timestamp (bad offset): {text!r}")
+        off_min = (oh * 60 + om) * (1 if offset[0] == "+" else -1)
+    days = _days_from_civil(year, month, day)
+    ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+    if frac:
+        ms += int((frac + "00")[:3])
+    ms -= off_min * 60_000
+    if offset is None:
+        raise NaiveTimestampError(f"timestamp has no UTC offset: {text!r}")
+    return ms
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def format_ms(ms: int) -> str:
+    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the contract's output form)."""
+    sec, milli = divmod(int(ms), 1000)
+    dt = datetime.fromtimestamp(sec, tz=timezone.utc)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{milli:03d}Z"
