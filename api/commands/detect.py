@@ -1,9 +1,156 @@
-"""`tagtrail detect` (placeholder: being built)."""
+"""`tagtrail detect`: breach records from fix files or from the store."""
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from geofence.detect import DetectResult, EventInput, FixInput, battery_policy_counts, detect_columns
+from geofence.policy import load_policy
+from geofence.records import write_outputs
+from geofence.subjects import load_subjects
+from geofence.zones import load_zones
+from trails.errors import InputError
+from trails.timestamps import parse_timestamp
+
+from .common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+
+EPILOG = """\
+examples:
+  # the contract's command, on CSV or Parquet files
+  tagtrail detect --fixes fixes.csv --events events.csv --subjects subjects.json \\
+                  --zones zones.geojson --out results/
+  # stand the analysis at a given instant
+  tagtrail detect --fixes fixes.parquet --subjects subjects.json --zones zones.geojson \\
+                  --as-of 2024-04-01T19:00:00Z --out results/
+  # on the store built by `tagtrail ingest`, one week only
+  tagtrail detect --home data --subjects subjects.json --zones zones.geojson \\
+                  --from 2024-03-04T00:00:00Z --to 2024-03-11T00:00:00Z --out results/
+  # what would the accumulated battery policy change?
+  tagtrail detect --fixes fixes.csv --subjects subjects.json --zones zones.geojson \\
+                  --out results/ --compare-battery-policies
+
+Writes OUT/breaches.jsonl and OUT/quarantine.csv (see CONTRACT.md). Input errors
+exit 2 with one line on stderr and write nothing.
+"""
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("detect", help="(not built yet)")
-    p.set_defaults(func=lambda args: 2)
+    p = sub.add_parser("detect", help="detect breaches (CONTRACT.md)", description=__doc__,
+                       epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
+    p.add_argument("--fixes", metavar="FIXES", help="fixes file (.csv or .parquet)")
+    p.add_argument("--events", metavar="EVENTS", help="events file (.csv or .parquet)")
+    p.add_argument("--subjects", metavar="SUBJECTS.json", required=True)
+    p.add_argument("--zones", metavar="ZONES.geojson", required=True)
+    p.add_argument("--policy", metavar="POLICY.json")
+    p.add_argument("--as-of", metavar="TS", dest="as_of", help="RFC 3339 instant the analysis stands at")
+    p.add_argument("--out", metavar="DIR", required=True)
+    add_home_option(p)
+    p.add_argument("--from", dest="from_ts", metavar="TS", help="store mode: first instant to read")
+    p.add_argument("--to", dest="to_ts", metavar="TS", help="store mode: instant to read up to (exclusive)")
+    p.add_argument("--compare-battery-policies", action="store_true",
+                   help="also print gap breach counts under per_episode and accumulated")
+    p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    p.set_defaults(func=run)
+
+
+def _timestamp_arg(name: str, value: str) -> int:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InputError(f"{name} {value!r} is not a valid timestamp: {exc}") from None
+
+
+def _combine(arr) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    policy = load_policy(args.policy)
+    zones = load_zones(args.zones)
+    assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
+    as_of = _timestamp_arg("--as-of", args.as_of) if args.as_of is not None else None
+
+    if args.fixes:
+        from trails.readers import read_events, read_fixes
+
+        fx, f_rej = read_fixes(args.fixes)
+        fixes = FixInput(row=fx.row, device_id=_combine(fx.device_id), ts_ms=fx.ts_ms,
+                         accuracy_m=fx.accuracy_m, battery_pct=fx.battery_pct, lat=fx.lat, lon=fx.lon)
+        n_rows = len(fx) + len(f_rej)
+        if args.events:
+            ev, e_rej = read_events(args.events)
+            events = EventInput(row=ev.row, device_id=_combine(ev.device_id), ts_ms=ev.ts_ms,
+                                event=_combine(ev.event))
+        else:
+            events, e_rej = None, None
+    else:
+        fixes, events, f_rej, e_rej, n_rows = _from_store(args, policy, assignments)
+
+    result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
+                            rejected_fixes=f_rej, rejected_events=e_rej)
+    write_outputs(args.out, result.records, result.quarantine)
+    elapsed = time.perf_counter() - t0
+    if not args.quiet:
+        _print_summary(result, n_rows, elapsed, args.out)
+    if args.compare_battery_policies:
+        _print_policy_comparison(result, policy)
+    return 0
+
+
+def _from_store(args, policy, assignments):
+    """Store mode: read only the day partitions in [--from, --to)."""
+    from trails.store import read_store_events, read_store_fixes
+
+    home = resolve_home(args.home)
+    start = _timestamp_arg("--from", args.from_ts) if args.from_ts else None
+    end = _timestamp_arg("--to", args.to_ts) if args.to_ts else None
+    if not (home / "store").exists():
+        raise InputError(f"no store at {home / 'store'}: run `tagtrail ingest` first, or pass --fixes")
+    devices = sorted({a.device_id for a in assignments})
+    sf = read_store_fixes(home, start_ms=start, end_ms=end, devices=devices)
+    same_crs = policy.crs == "EPSG:27700"
+    fixes = FixInput(row=np.asarray(sf.row, np.int64), device_id=_combine(sf.device_id),
+                     ts_ms=np.asarray(sf.ts_ms, np.int64), accuracy_m=np.asarray(sf.accuracy_m),
+                     battery_pct=np.asarray(sf.battery_pct),
+                     lat=np.asarray(sf.lat), lon=np.asarray(sf.lon),
+                     x=np.asarray(sf.x) if same_crs else None, y=np.asarray(sf.y) if same_crs else None)
+    se = read_store_events(home, start_ms=start, end_ms=end, devices=devices)
+    events = EventInput(row=np.asarray(se.row, np.int64), device_id=_combine(se.device_id),
+                        ts_ms=np.asarray(se.ts_ms, np.int64), event=_combine(se.event))
+    return fixes, events, None, None, len(fixes)
+
+
+def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str) -> None:
+    by = Counter((r["kind"], r["type"], r["priority"]) for r in result.records)
+    n_breach = sum(v for (k, _, _), v in by.items() if k == "breach")
+    n_alert = sum(v for (k, _, _), v in by.items() if k == "alert")
+    print(f"breaches: {n_breach}   alerts: {n_alert}   (written to {Path(out) / 'breaches.jsonl'})")
+    for (kind, type_, prio), n in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        print(f"  {kind:<6} P{prio}  {type_:<20} {n:>8}")
+    q = Counter(reason for _, _, reason in result.quarantine)
+    print(f"quarantined rows: {sum(q.values())}" + ("" if not q else "   " + ", ".join(f"{k}={v}" for k, v in sorted(q.items()))))
+    rate = n_rows / elapsed if elapsed > 0 else 0.0
+    print(f"{n_rows:,} fix rows in {elapsed:.2f} s ({rate:,.0f} fixes/s)")
+
+
+def _print_policy_comparison(result: DetectResult, policy) -> None:
+    counts = battery_policy_counts(result, policy)
+    keys = sorted(set(counts["per_episode"]) | set(counts["accumulated"]))
+    print("battery policy comparison (gap records):")
+    print(f"  {'record':<34} {'per_episode':>12} {'accumulated':>12}")
+    for k in keys:
+        print(f"  {k:<34} {counts['per_episode'].get(k, 0):>12} {counts['accumulated'].get(k, 0):>12}")
+
+    def breaches(c: dict[str, int]) -> int:
+        return sum(v for k, v in c.items() if k.endswith("breach") and (k.startswith("battery") or k.startswith("accumulated")))
+
+    pe, ac = breaches(counts["per_episode"]), breaches(counts["accumulated"])
+    change = f"{(ac - pe) / pe * 100:+.0f}%" if pe else "n/a"
+    print(f"  battery breaches: per_episode {pe}, accumulated {ac} ({change})")

@@ -1,0 +1,376 @@
+"""Breach detection: kept fixes and events in, breach and alert records out.
+
+The data flows one way (CONTRACT.md, "Timeline" onwards):
+
+1. quarantine the rows that the row checks let through but that cannot be
+   used here (`after_as_of`, `unassigned`, `duplicate`), in that precedence;
+2. fix `as_of` (explicit, else the latest kept fix or event);
+3. lay the kept fixes out per assignment (CSR `fix_offsets`), sorted by time;
+4. classify every fix against every zone of its assignment (Numba kernel);
+5. expand each zone's schedule into merged active intervals;
+6. run the episode, gap, battery, tamper and low-battery rules;
+7. build the records.
+
+`detect_columns` is the single entry point used by the file and the store
+paths of `tagtrail detect`, so both give the same records.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trails.projection import project_lonlat
+from trails.quarantine import REASON_CODE, Rejected
+
+from . import rules
+from .classify import classify_assignments
+from .compile import compile_zones
+from .model import Assignment, Policy, Zone
+from .records import TYPE_CODE, RecordColumns, quarantine_rows, to_dicts
+from .schedule import active_intervals
+
+__all__ = ["FixInput", "EventInput", "DetectResult", "detect_columns", "gap_records"]
+
+POS_INF_MS = np.int64(2**62)
+_KIND_CODE = {"curfew": rules.KIND_CURFEW, "inclusion": rules.KIND_INCLUSION,
+              "exclusion": rules.KIND_EXCLUSION}
+
+
+@dataclass(frozen=True)
+class FixInput:
+    """Fix rows that passed the row checks (reasons 1-6).
+
+    Either `x`/`y` (already projected to the policy CRS, e.g. from the store)
+    or `lat`/`lon` must be given; projection then happens once, for kept rows
+    only. `accuracy_m` NaN means "not given"; `battery_pct` NaN means unknown.
+    """
+
+    row: np.ndarray
+    device_id: pa.Array
+    ts_ms: np.ndarray
+    accuracy_m: np.ndarray
+    battery_pct: np.ndarray
+    lat: np.ndarray | None = None
+    lon: np.ndarray | None = None
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """Event rows that passed the row checks (reasons 1-3 and 7)."""
+
+    row: np.ndarray
+    device_id: pa.Array
+    ts_ms: np.ndarray
+    event: pa.Array
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """Records (contract dicts, sorted), quarantined rows 8-10, and the
+    intermediate gap arrays so other battery policies can be compared cheaply."""
+
+    records: list[dict]
+    quarantine: list[tuple[str, int, str]]
+    rejected_fixes: Rejected
+    rejected_events: Rejected
+    as_of_ms: int | None
+    n_fixes_kept: int
+    seconds: float
+    gaps: tuple[np.ndarray, ...] = field(repr=False, default=())
+    names: tuple[list[str], list[str], list[str]] = field(repr=False, default=([], [], []))
+
+
+# --------------------------------------------------------------------------
+# Quarantine 8-10 and assignment
+# --------------------------------------------------------------------------
+def _device_codes(device_id: pa.Array, devices: pa.Array) -> np.ndarray:
+    """Code of each row's device among `devices`, or -1 when it has none."""
+    if len(device_id) == 0:
+        return np.zeros(0, np.int64)
+    idx = pc.index_in(device_id, value_set=devices)
+    return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _screen_rows(dev_code, ts_ms, row, extra_key, as_of_explicit, a_dev, a_start, a_end):
+    """Reasons 8-10 for one source. Returns (kept indices sorted by (device, ts),
+    their assignment index, reason codes per input row (127 = kept))."""
+    n = ts_ms.shape[0]
+    reason = np.full(n, 127, np.int8)
+    if as_of_explicit is not None:
+        reason[ts_ms > as_of_explicit] = REASON_CODE["after_as_of"]
+    # sort by (device, ts, extra key, row): then assignment lookup is a merge
+    keys = [row] + ([extra_key] if extra_key is not None else []) + [ts_ms, dev_code]
+    order = np.lexsort(keys)
+    assign_sorted = rules.assign_fixes(dev_code[order], ts_ms[order], a_dev, a_start, a_end)
+    unassigned = (assign_sorted < 0) & (reason[order] == 127)
+    reason[order[unassigned]] = REASON_CODE["unassigned"]
+    ok = reason[order] == 127
+    cand = order[ok]
+    cand_assign = assign_sorted[ok]
+    if cand.size > 1:
+        same = (dev_code[cand][1:] == dev_code[cand][:-1]) & (ts_ms[cand][1:] == ts_ms[cand][:-1])
+        if extra_key is not None:
+            same &= extra_key[cand][1:] == extra_key[cand][:-1]
+        dup = np.concatenate(([False], same))
+        reason[cand[dup]] = REASON_CODE["duplicate"]
+        cand, cand_assign = cand[~dup], cand_assign[~dup]
+    return cand, cand_assign, reason
+
+
+def _rejected(source: str, row: np.ndarray, reason: np.ndarray) -> Rejected:
+    bad = reason != 127
+    return Rejected(source, row[bad].astype(np.int64), reason[bad].astype(np.int8))
+
+
+# --------------------------------------------------------------------------
+# Zone activity per assignment-zone pair
+# --------------------------------------------------------------------------
+def _pair_intervals(zones: Sequence[Zone], pair_zone: np.ndarray, pair_lo: np.ndarray,
+                    pair_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merged active intervals of each pair's zone that meet [lo, hi).
+
+    Schedules are expanded once per distinct (windows, timezone) over the
+    span of all pairs, then each pair takes the intervals it meets: many
+    wearers share a schedule, and expansion is the only Python-level loop
+    over days.
+    """
+    n_pairs = pair_zone.shape[0]
+    counts = np.zeros(n_pairs, np.int64)
+    chunks_s: list[np.ndarray] = [np.zeros(0, np.int64)] * n_pairs
+    chunks_e: list[np.ndarray] = [np.zeros(0, np.int64)] * n_pairs
+    by_schedule: dict[tuple, list[int]] = {}
+    for p in range(n_pairs):
+        z = zones[pair_zone[p]]
+        by_schedule.setdefault((z.windows, z.timezone), []).append(p)
+    for (_, _), members in by_schedule.items():
+        members_arr = np.asarray(members, np.int64)
+        lo = int(pair_lo[members_arr].min())
+        hi = int(pair_hi[members_arr].max())
+        iv = np.asarray(active_intervals(zones[pair_zone[members[0]]], lo, hi), np.int64).reshape(-1, 2)
+        starts, ends = iv[:, 0], iv[:, 1]
+        # intervals meeting [plo, phi): end > plo and start < phi (intervals sorted, disjoint)
+        first = np.searchsorted(ends, pair_lo[members_arr], side="right")
+        last = np.searchsorted(starts, pair_hi[members_arr], side="left")
+        for p, f, l in zip(members, first.tolist(), last.tolist()):
+            if l > f:
+                chunks_s[p] = starts[f:l]
+                chunks_e[p] = ends[f:l]
+                counts[p] = l - f
+    offsets = np.zeros(n_pairs + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    iv_s = np.concatenate(chunks_s) if n_pairs else np.zeros(0, np.int64)
+    iv_e = np.concatenate(chunks_e) if n_pairs else np.zeros(0, np.int64)
+    return offsets, iv_s.astype(np.int64), iv_e.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# Gap-derived records (depend on the battery policy only)
+# --------------------------------------------------------------------------
+def gap_records(gap_assign: np.ndarray, gap_s: np.ndarray, gap_e: np.ndarray,
+                gap_batt: np.ndarray, a_start: np.ndarray, policy: Policy) -> RecordColumns:
+    """Records from gaps: `battery`/`no_signal` breaches or alerts, and
+    `accumulated_battery` breaches under the accumulated policy."""
+    dur = gap_e - gap_s
+    ooc = dur >= policy.out_of_contact_ms
+    accumulated = policy.battery_policy == "accumulated"
+    type_code = np.where(gap_batt, TYPE_CODE["battery"], TYPE_CODE["no_signal"]).astype(np.int64)
+    priority = np.where(ooc, 1, 3).astype(np.int64)
+    is_alert = gap_batt & ~ooc & accumulated
+    priority[is_alert] = 4
+    parts = [RecordColumns(gap_assign, type_code, np.full(gap_s.shape[0], -1, np.int64),
+                           gap_s, gap_e, priority, is_alert)]
+    if accumulated:
+        bsel = np.flatnonzero(gap_batt)
+        b_assign = gap_assign[bsel]
+        n_a = a_start.shape[0]
+        b_offsets = np.zeros(n_a + 1, np.int64)
+        np.cumsum(np.bincount(b_assign, minlength=n_a), out=b_offsets[1:])
+        acc_a, acc_s, acc_e = rules.accumulated_battery(
+            gap_s[bsel], gap_e[bsel], b_offsets, a_start,
+            window_ms=policy.accumulated_window_ms, need_ms=policy.accumulated_battery_ms)
+        parts.append(RecordColumns(acc_a, np.full(acc_a.shape[0], TYPE_CODE["accumulated_battery"], np.int64),
+                                   np.full(acc_a.shape[0], -1, np.int64), acc_s, acc_e,
+                                   np.full(acc_a.shape[0], 3, np.int64), np.zeros(acc_a.shape[0], np.bool_)))
+    return RecordColumns.concat(parts)
+
+
+# --------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------
+def detect_columns(
+    fixes: FixInput,
+    events: EventInput | None,
+    assignments: Sequence[Assignment],
+    zones: Sequence[Zone],
+    policy: Policy,
+    *,
+    as_of_ms: int | None = None,
+    rejected_fixes: Rejected | None = None,
+    rejected_events: Rejected | None = None,
+) -> DetectResult:
+    """Run the contract's rules on rows that passed the row checks.
+
+    `rejected_*` are the rows the readers already quarantined (reasons 1-7);
+    they are merged with reasons 8-10 into the result's quarantine list.
+    """
+    t0 = time.perf_counter()
+    n_a = len(assignments)
+    devices = pa.array(sorted({a.device_id for a in assignments}), pa.string())
+    dev_index = {d: i for i, d in enumerate(devices.to_pylist())}
+    a_dev = np.array([dev_index[a.device_id] for a in assignments], np.int64)
+    a_start = np.array([a.start_ms for a in assignments], np.int64)
+    a_end = np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in assignments], np.int64)
+
+    # 1. reasons 8-10
+    f_dev = _device_codes(fixes.device_id, devices)
+    f_keep, f_assign, f_reason = _screen_rows(f_dev, fixes.ts_ms, fixes.row, None, as_of_ms,
+                                              a_dev, a_start, a_end)
+    if events is not None and len(events):
+        e_dev = _device_codes(events.device_id, devices)
+        kinds = pc.dictionary_encode(events.event).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        e_keep, e_assign, e_reason = _screen_rows(e_dev, events.ts_ms, events.row, kinds, as_of_ms,
+                                                  a_dev, a_start, a_end)
+        e_rej = _rejected("events", events.row, e_reason)
+        e_is_tamper = pc.equal(events.event, "strap_tamper").to_numpy(zero_copy_only=False)[e_keep]
+        e_ts = events.ts_ms[e_keep]
+    else:
+        e_keep = e_assign = e_ts = np.zeros(0, np.int64)
+        e_is_tamper = np.zeros(0, np.bool_)
+        e_rej = Rejected.empty("events")
+    f_rej = _rejected("fixes", fixes.row, f_reason)
+    all_f_rej = Rejected.concat("fixes", [rejected_fixes or Rejected.empty("fixes"), f_rej])
+    all_e_rej = Rejected.concat("events", [rejected_events or Rejected.empty("events"), e_rej])
+    quarantine = quarantine_rows([all_e_rej, all_f_rej])
+
+    # 2. as_of
+    if as_of_ms is None:
+        latest = [int(fixes.ts_ms[f_keep].max())] if f_keep.size else []
+        latest += [int(e_ts.max())] if e_ts.size else []
+        as_of = max(latest) if latest else None
+    else:
+        as_of = int(as_of_ms)
+
+    # 3. CSR per assignment, by time (kept rows are already sorted by (device, ts))
+    by_a = np.argsort(f_assign, kind="stable")
+    sel = f_keep[by_a]
+    f_assign = f_assign[by_a]
+    fix_offsets = np.zeros(n_a + 1, np.int64)
+    np.cumsum(np.bincount(f_assign, minlength=n_a), out=fix_offsets[1:])
+    ts = np.ascontiguousarray(fixes.ts_ms[sel], np.int64)
+    battery = np.ascontiguousarray(fixes.battery_pct[sel], np.float64)
+    acc = np.ascontiguousarray(fixes.accuracy_m[sel], np.float64)
+    acc = np.where(np.isnan(acc), policy.default_accuracy_m, acc)
+    if fixes.x is not None:
+        x = np.ascontiguousarray(fixes.x[sel], np.float64)
+        y = np.ascontiguousarray(fixes.y[sel], np.float64)
+    else:
+        x, y = project_lonlat(fixes.lon[sel], fixes.lat[sel], policy.crs)
+
+    subject_ids = [a.subject_id for a in assignments]
+    device_ids = [a.device_id for a in assignments]
+    zone_ids = [z.zone_id for z in zones]
+    parts: list[RecordColumns] = []
+
+    # tamper and low battery arise from every kept event and fix
+    tam = np.flatnonzero(e_is_tamper)
+    parts.append(RecordColumns(e_assign[tam].astype(np.int64), np.full(tam.size, TYPE_CODE["strap_tamper"], np.int64),
+                               np.full(tam.size, -1, np.int64), e_ts[tam], e_ts[tam],
+                               np.ones(tam.size, np.int64), np.zeros(tam.size, np.bool_)))
+    low = np.flatnonzero(rules.low_battery_mask(battery, fix_offsets, policy.battery_low_pct))
+    parts.append(RecordColumns(f_assign[low], np.full(low.size, TYPE_CODE["low_battery"], np.int64),
+                               np.full(low.size, -1, np.int64), ts[low], ts[low],
+                               np.full(low.size, 4, np.int64), np.ones(low.size, np.bool_)))
+
+    gaps: tuple[np.ndarray, ...] = ()
+    if as_of is not None and n_a:
+        t_end = np.minimum(a_end, np.int64(as_of))
+        live = t_end > a_start
+        cov_end = rules.coverage_ends(ts, fix_offsets, t_end, policy.coverage_ms)
+
+        # 4-6. zones
+        zone_pos = {z.zone_id: i for i, z in enumerate(zones)}
+        pair_a_list, pair_z_list = [], []
+        for ai, a in enumerate(assignments):
+            if live[ai]:
+                for zid in a.zones:
+                    pair_a_list.append(ai)
+                    pair_z_list.append(zone_pos[zid])
+        pair_a = np.asarray(pair_a_list, np.int64)
+        pair_z = np.asarray(pair_z_list, np.int64)
+        if pair_a.size:
+            used = np.unique(pair_z)
+            compiled = compile_zones([zones[i] for i in used], policy.crs)
+            local = np.searchsorted(used, pair_z)
+            zone_offsets = np.zeros(n_a + 1, np.int64)
+            np.cumsum(np.bincount(pair_a, minlength=n_a), out=zone_offsets[1:])
+            codes, code_offsets = classify_assignments(x, y, acc, fix_offsets, zone_offsets, local, compiled)
+            nf = np.diff(fix_offsets)
+            j_in_a = np.arange(pair_a.size) - zone_offsets[pair_a]
+            pair_code_offsets = code_offsets[pair_a] + j_in_a * nf[pair_a]
+            iv_off, iv_s, iv_e = _pair_intervals(zones, pair_z, a_start[pair_a], t_end[pair_a])
+            kinds = np.array([_KIND_CODE[zones[z].kind] for z in pair_z.tolist()], np.int8)
+            min_ms = np.where(kinds == rules.KIND_CURFEW, policy.curfew_grace_ms,
+                              np.where(kinds == rules.KIND_INCLUSION, policy.inclusion_grace_ms,
+                                       policy.exclusion_min_ms)).astype(np.int64)
+            ep_pair, ep_type, ep_s, ep_e = rules.zone_episodes(
+                ts, cov_end, codes, fix_offsets,
+                pair_assignment=pair_a, pair_code_offsets=pair_code_offsets.astype(np.int64),
+                pair_kind=kinds, pair_iv_offsets=iv_off, iv_start_ms=iv_s, iv_end_ms=iv_e,
+                a_start_ms=a_start, t_end_ms=t_end, coverage_ms=policy.coverage_ms,
+                pair_min_ms=min_ms, missed_fraction=policy.curfew_missed_fraction)
+            ep_code = np.array([TYPE_CODE["curfew_absence"], TYPE_CODE["inclusion_exit"],
+                                TYPE_CODE["exclusion_entry"], TYPE_CODE["curfew_missed"]], np.int64)[ep_type]
+            ep_prio = np.where(ep_type == rules.EP_CURFEW_MISSED, 1, 2).astype(np.int64)
+            parts.append(RecordColumns(pair_a[ep_pair], ep_code, pair_z[ep_pair], ep_s, ep_e,
+                                       ep_prio, np.zeros(ep_s.size, np.bool_)))
+
+        # 6. gaps and battery
+        g_a, g_s, g_e, g_b = rules.contact_gaps(ts, battery, fix_offsets, a_start, t_end,
+                                                gap_ms=policy.gap_ms,
+                                                battery_critical_pct=policy.battery_critical_pct)
+        gaps = (g_a, g_s, g_e, g_b, a_start)
+        parts.append(gap_records(g_a, g_s, g_e, g_b, a_start, policy))
+
+    records = to_dicts(RecordColumns.concat(parts), subject_ids, device_ids, zone_ids)
+    return DetectResult(
+        records=records,
+        quarantine=quarantine,
+        rejected_fixes=all_f_rej,
+        rejected_events=all_e_rej,
+        as_of_ms=as_of,
+        n_fixes_kept=int(ts.shape[0]),
+        seconds=time.perf_counter() - t0,
+        gaps=gaps,
+        names=(subject_ids, device_ids, zone_ids),
+    )
+
+
+def battery_policy_counts(result: DetectResult, policy: Policy) -> dict[str, dict[str, int]]:
+    """Breach and alert counts from gaps under each battery policy, so managers
+    can see what switching to the accumulated policy would change."""
+    out: dict[str, dict[str, int]] = {}
+    if not result.gaps:
+        return {p: {} for p in ("per_episode", "accumulated")}
+    g_a, g_s, g_e, g_b, a_start = result.gaps
+    for name in ("per_episode", "accumulated"):
+        cols = gap_records(g_a, g_s, g_e, g_b, a_start, replace(policy, battery_policy=name))
+        counts: dict[str, int] = {}
+        from .records import RECORD_TYPES
+        for t, al in zip(cols.type_code.tolist(), cols.is_alert.tolist()):
+            key = f"{RECORD_TYPES[t]} {'alert' if al else 'breach'}"
+            counts[key] = counts.get(key, 0) + 1
+        out[name] = dict(sorted(counts.items()))
+    return out

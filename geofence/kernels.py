@@ -1,0 +1,251 @@
+"""Numba kernels: signed distance to a zone's boundary and IN/OUT/UNCERTAIN codes.
+
+The kernels read the flat arrays of `geofence.compile.CompiledZones`, passed as
+one `ZoneArrays` named tuple (so no kernel has a long positional argument
+list). They assume valid input and never raise; the public wrappers that check
+input live in `geofence.classify`. Every kernel has a plain-Python twin in
+``tests/naive_geometry.py``.
+
+Rule (CONTRACT.md, "Geometry"): for a fix at p with accuracy a and a zone Z,
+d is the distance from p to the boundary of Z (all rings), positive inside Z,
+negative outside (circle: ``d = radius_m - |p - centre|``).
+IN if ``d > 0 and d >= a``; OUT if ``d < 0 and -d >= a``; else UNCERTAIN.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from trails.jit import njit_parallel, njit_serial, prange
+
+__all__ = ["OUT", "UNCERTAIN", "IN", "ZoneArrays"]
+
+OUT = 0
+UNCERTAIN = 1
+IN = 2
+
+
+class ZoneArrays(NamedTuple):
+    """The arrays of compiled zones, in the layout the kernels read.
+
+    See `geofence.compile.CompiledZones` for the meaning of each field.
+    """
+
+    vx: np.ndarray  # float64 (n_vertices,), rings closed
+    vy: np.ndarray
+    ring_offsets: np.ndarray  # int64 (n_rings + 1,)
+    zone_ring_offsets: np.ndarray  # int64 (n_zones + 1,)
+    is_circle: np.ndarray  # bool (n_zones,)
+    cx: np.ndarray  # float64 (n_zones,), NaN for polygons
+    cy: np.ndarray
+    radius_m: np.ndarray
+    bbox: np.ndarray  # float64 (n_zones, 4): minx, miny, maxx, maxy
+    tol_m: np.ndarray  # float64 (n_zones,): floating-point slack of the prefilters
+    grid_nx: np.ndarray  # int64 (n_zones,), 0 = no grid
+    grid_ny: np.ndarray
+    grid_x0: np.ndarray  # float64 (n_zones,)
+    grid_y0: np.ndarray
+    grid_cell: np.ndarray
+    grid_offsets: np.ndarray  # int64 (n_zones + 1,) into cell_dmin / cell_dmax
+    cell_dmin: np.ndarray  # float64 (n_cells,): lower bound of d in the cell
+    cell_dmax: np.ndarray  # float64 (n_cells,): upper bound of d in the cell
+
+
+@njit_serial
+def _code(d, acc):
+    """Contract code of signed distance `d` for accuracy `acc` (NaN -> UNCERTAIN)."""
+    if d > 0.0 and d >= acc:
+        return IN
+    if d < 0.0 and -d >= acc:
+        return OUT
+    return UNCERTAIN
+
+
+@njit_serial
+def _polygon_signed_distance(px, py, r0, r1, vx, vy, ring_offsets):
+    """Signed distance from (px, py) to the rings ``r0:r1`` (even-odd inside).
+
+    Distance to a segment as GEOS computes it: the nearer endpoint when the
+    projection falls outside the segment, else ``|cross| / |edge|``.
+    """
+    best = math.inf
+    inside = False
+    for r in range(r0, r1):
+        for k in range(ring_offsets[r], ring_offsets[r + 1] - 1):
+            ax = vx[k]
+            ay = vy[k]
+            bx = vx[k + 1]
+            by = vy[k + 1]
+            # even-odd crossing test, half-open in y (horizontal edges never count)
+            if (ay > py) != (by > py):
+                xi = ax + (py - ay) * (bx - ax) / (by - ay)
+                if px < xi:
+                    inside = not inside
+            ex = bx - ax
+            ey = by - ay
+            wx = px - ax
+            wy = py - ay
+            dot = wx * ex + wy * ey
+            if dot <= 0.0:
+                d2 = wx * wx + wy * wy
+            else:
+                l2 = ex * ex + ey * ey
+                if dot >= l2:
+                    ux = px - bx
+                    uy = py - by
+                    d2 = ux * ux + uy * uy
+                else:
+                    cr = wx * ey - wy * ex
+                    d2 = cr * cr / l2
+            if d2 < best:
+                best = d2
+    d = math.sqrt(best)
+    if d == 0.0:
+        return 0.0
+    return d if inside else -d
+
+
+@njit_serial
+def _signed_distance(px, py, z, za):
+    """Exact signed distance from (px, py) to zone `z` (NaN for a non-finite point)."""
+    if not (math.isfinite(px) and math.isfinite(py)):
+        return math.nan
+    if za.is_circle[z]:
+        dx = px - za.cx[z]
+        dy = py - za.cy[z]
+        return za.radius_m[z] - math.sqrt(dx * dx + dy * dy)
+    return _polygon_signed_distance(
+        px, py, za.zone_ring_offsets[z], za.zone_ring_offsets[z + 1], za.vx, za.vy, za.ring_offsets
+    )
+
+
+@njit_serial
+def _classify_one(px, py, acc, z, za):
+    """Code of one fix against zone `z`: bbox and grid prefilters, then the exact distance.
+
+    The prefilters only decide when their bounds clear the thresholds by
+    ``tol_m[z]`` (already folded into the stored cell bounds), so the result
+    equals ``_code(_signed_distance(...), acc)``.
+    """
+    if not (math.isfinite(px) and math.isfinite(py) and acc >= 0.0):
+        return UNCERTAIN
+    if za.is_circle[z]:
+        dx = px - za.cx[z]
+        dy = py - za.cy[z]
+        return _code(za.radius_m[z] - math.sqrt(dx * dx + dy * dy), acc)
+    tol = za.tol_m[z]
+    # Bounding box: the boundary is at least the bbox distance e away, so d <= -e.
+    ex = max(za.bbox[z, 0] - px, px - za.bbox[z, 2], 0.0)
+    ey = max(za.bbox[z, 1] - py, py - za.bbox[z, 3], 0.0)
+    if ex > 0.0 or ey > 0.0:
+        lb = max(ex, ey) - tol  # cheap lower bound of e, no sqrt
+        if lb > 0.0 and lb >= acc:
+            return OUT
+        e = math.sqrt(ex * ex + ey * ey) - tol
+        if e > 0.0 and e >= acc:
+            return OUT
+    # Grid: per-cell bounds of d.
+    nx = za.grid_nx[z]
+    if nx > 0:
+        ny = za.grid_ny[z]
+        cell = za.grid_cell[z]
+        fx = (px - za.grid_x0[z]) / cell
+        fy = (py - za.grid_y0[z]) / cell
+        if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:
+            k = za.grid_offsets[z] + int(fy) * nx + int(fx)
+            lo = za.cell_dmin[k]
+            if lo > 0.0 and lo >= acc:
+                return IN
+            hi = za.cell_dmax[k]
+            if hi < 0.0 and -hi >= acc:
+                return OUT
+    return _code(_signed_distance(px, py, z, za), acc)
+
+
+@njit_serial
+def _classify_circle_run(x, y, acc, f0, nf, cx, cy, radius_m, out, o):
+    """Codes of fixes ``f0:f0+nf`` against one circle into ``out[o:o+nf]`` (branch-light)."""
+    for i in range(nf):
+        px = x[f0 + i]
+        py = y[f0 + i]
+        a = acc[f0 + i]
+        dx = px - cx
+        dy = py - cy
+        d = radius_m - math.sqrt(dx * dx + dy * dy)
+        # NaN d or NaN a compare false -> UNCERTAIN; a < 0 is caught below
+        c = UNCERTAIN
+        if d > 0.0 and d >= a:
+            c = IN
+        if d < 0.0 and -d >= a:
+            c = OUT
+        if not (a >= 0.0):
+            c = UNCERTAIN
+        out[o + i] = c
+
+
+@njit_parallel
+def _classify_assignments(x, y, acc, fix_offsets, zone_offsets, zone_idx, out_offsets, za, out):
+    """Codes of every (zone, fix) pair of every assignment.
+
+    Assignment a has fixes ``fix_offsets[a]:fix_offsets[a+1]`` of the global
+    `x`, `y`, `acc` and zones ``zone_idx[zone_offsets[a]:zone_offsets[a+1]]``;
+    its j-th zone and i-th fix go to ``out[out_offsets[a] + j * nf_a + i]``.
+    Each parallel iteration writes only its own assignment's slice.
+    """
+    n_assign = fix_offsets.shape[0] - 1
+    for a in prange(n_assign):
+        f0 = fix_offsets[a]
+        nf = fix_offsets[a + 1] - f0
+        j0 = zone_offsets[a]
+        base = out_offsets[a]
+        for jj in range(j0, zone_offsets[a + 1]):
+            z = zone_idx[jj]
+            o = base + (jj - j0) * nf
+            if za.is_circle[z]:
+                _classify_circle_run(x, y, acc, f0, nf, za.cx[z], za.cy[z], za.radius_m[z], out, o)
+            else:
+                for i in range(nf):
+                    out[o + i] = _classify_one(x[f0 + i], y[f0 + i], acc[f0 + i], z, za)
+
+
+@njit_parallel
+def _classify_points(x, y, acc, z, za, out):
+    """Codes of all points against one zone (prefilters on)."""
+    for i in prange(x.shape[0]):
+        out[i] = _classify_one(x[i], y[i], acc[i], z, za)
+
+
+@njit_parallel
+def _signed_distances(x, y, z, za, out):
+    """Exact signed distances of all points to one zone."""
+    for i in prange(x.shape[0]):
+        out[i] = _signed_distance(x[i], y[i], z, za)
+
+
+@njit_parallel
+def _fill_cell_bounds(za, polygon_zone_idx, cell_dmin, cell_dmax):
+    """Cell bounds of the grids of `polygon_zone_idx` (compile time).
+
+    d at the cell centre comes from the exact kernel; since signed distance is
+    1-Lipschitz, d anywhere in the cell lies within half the cell diagonal of
+    it. The bounds are widened by ``tol_m`` for floating-point slack (in the
+    centre's d, the fix's d and which cell a fix falls into).
+    """
+    for q in prange(polygon_zone_idx.shape[0]):
+        z = polygon_zone_idx[q]
+        nx = za.grid_nx[z]
+        ny = za.grid_ny[z]
+        cell = za.grid_cell[z]
+        half_diag = 0.5 * cell * math.sqrt(2.0)
+        slack = half_diag + za.tol_m[z]
+        k0 = za.grid_offsets[z]
+        for iy in range(ny):
+            cy = za.grid_y0[z] + (iy + 0.5) * cell
+            for ix in range(nx):
+                cx = za.grid_x0[z] + (ix + 0.5) * cell
+                dc = _signed_distance(cx, cy, z, za)
+                k = k0 + iy * nx + ix
+                cell_dmin[k] = dc - slack
+                cell_dmax[k] = dc + slack

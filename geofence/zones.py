@@ -1,0 +1,335 @@
+"""ZONES.geojson -> validated `Zone` objects.
+
+CONTRACT.md, "Zones": a GeoJSON FeatureCollection in WGS84; each feature has a
+non-empty string `id` unique in the file, a `Polygon`/`MultiPolygon` geometry
+valid in the OGC Simple Features sense as given (never repaired) or a `Point`
+with `properties.radius_m` > 0, `properties.kind` in curfew/inclusion/exclusion,
+an optional weekly `properties.schedule` (required for curfew) and an optional
+IANA `properties.timezone` (default Europe/London).
+
+Every violation raises `ZoneError` with one line naming the zone (its id, or
+``features[i]`` when it has no usable id) and what is wrong.
+
+Rules written down here where the contract is silent:
+
+- A position is ``[lon, lat]`` or ``[lon, lat, z]``; the third value is ignored
+  entirely (not even type-checked); four or more values are an error.
+- A JSON boolean is never a number; NaN/Infinity literals make the file invalid
+  JSON; a key repeated in one JSON object is an error (the file is ambiguous).
+- ``days`` may repeat a day (the repeat adds nothing). A schedule window is an
+  object with exactly the keys ``days``, ``start`` and ``end`` (a misspelt or
+  extra key would otherwise be silently ignored and change the meaning).
+- A null ``properties.timezone`` means the default, like an absent one.
+- ``properties.radius_m`` on a polygon zone is ignored.
+- An empty ``features`` list is valid (no zones).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import shapely
+
+from trails.errors import InputError
+
+from .errors import ZoneError
+from .model import DAY_NAMES, ZONE_KINDS, Window, Zone
+
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "load_zones",
+    "parse_zones",
+    "parse_schedule",
+    "check_timezone",
+    "read_json",
+]
+
+DEFAULT_TIMEZONE = "Europe/London"
+
+_HHMM = re.compile(r"[0-9]{2}:[0-9]{2}")
+_WINDOW_KEYS = frozenset({"days", "start", "end"})
+
+Ring = tuple[tuple[float, float], ...]
+
+
+# --------------------------------------------------------------------------- JSON
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r} in one object")
+        out[key] = value
+    return out
+
+
+def read_json(path: str | os.PathLike[str], *, error: Callable[[str], InputError]) -> Any:
+    """Read one strict JSON document (UTF-8, an optional BOM ignored).
+
+    Raises ``error(message)`` naming the file when it is missing, unreadable,
+    not UTF-8 or not JSON (NaN/Infinity literals and repeated keys included).
+    """
+    name = os.fspath(path)
+    try:
+        data = Path(name).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{name}: file not found") from None
+    except OSError as exc:
+        raise error(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{name}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise error(f"{name}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # from the hooks above
+        raise error(f"{name}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise error(f"{name}: not valid JSON: nested too deeply") from None
+
+
+# --------------------------------------------------------------------- scalars
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@lru_cache(maxsize=1)
+def _available_timezones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_timezone(name: Any, label: str, *, error: type[InputError] = ZoneError) -> str:
+    """Return `name` if it is an IANA tz database name (case-sensitive), else raise.
+
+    `zoneinfo.ZoneInfo` alone is not enough: on a case-insensitive file
+    system it loads ``europe/london`` too, so the name is also checked against
+    `zoneinfo.available_timezones()`.
+    """
+    import zoneinfo
+
+    if not isinstance(name, str) or not name:
+        raise error(f"{label}: timezone must be a non-empty string, got {_describe(name)}")
+    if name not in _available_timezones():
+        raise error(f"{label}: timezone {name!r} is not in the IANA tz database (names are case-sensitive)")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise error(f"{label}: timezone {name!r} cannot be loaded") from None
+    return name
+
+
+def _parse_hhmm(value: Any, where: str, *, error: type[InputError]) -> int:
+    if not isinstance(value, str) or not _HHMM.fullmatch(value):
+        raise error(f"{where} must be two-digit 'HH:MM', got {_describe(value)}")
+    hours, minutes = int(value[:2]), int(value[3:])
+    if hours > 23 or minutes > 59:
+        raise error(f"{where} {value!r} is not a time from 00:00 to 23:59")
+    return hours * 60 + minutes
+
+
+def parse_schedule(value: Any, label: str, *, error: type[InputError] = ZoneError) -> tuple[Window, ...]:
+    """Validate a non-empty list of weekly windows (CONTRACT.md, "Zones").
+
+    Parameters
+    ----------
+    value
+        The decoded JSON value of ``properties.schedule`` (not None).
+    label
+        Names the zone in messages, e.g. ``"zone 'S1-home'"``.
+
+    Returns
+    -------
+    tuple of Window
+        One per window, in the given order; ``days`` as sorted distinct day
+        numbers (0 = Monday).
+    """
+    if not isinstance(value, list):
+        raise error(f"{label}: schedule must be a list of windows, got {_describe(value)}")
+    if not value:
+        raise error(f"{label}: schedule is an empty list (omit it or give at least one window)")
+    windows = []
+    for i, win in enumerate(value):
+        where = f"{label}: schedule[{i}]"
+        if not isinstance(win, dict):
+            raise error(f"{where} must be an object with days, start and end, got {_describe(win)}")
+        missing = sorted(_WINDOW_KEYS - win.keys())
+        if missing:
+            raise error(f"{where} lacks {', '.join(missing)}")
+        extra = sorted(win.keys() - _WINDOW_KEYS)
+        if extra:
+            raise error(f"{where} has unknown key(s) {', '.join(map(repr, extra))}")
+        days = win["days"]
+        if not isinstance(days, list) or not days:
+            raise error(f"{where}.days must be a non-empty list of mon..sun, got {_describe(days)}")
+        day_idx = set()
+        for day in days:
+            if not isinstance(day, str) or day not in DAY_NAMES:
+                raise error(f"{where}.days: {_describe(day)} is not one of {' '.join(DAY_NAMES)}")
+            day_idx.add(DAY_NAMES.index(day))
+        start = _parse_hhmm(win["start"], f"{where}.start", error=error)
+        end = _parse_hhmm(win["end"], f"{where}.end", error=error)
+        windows.append(Window(days=tuple(sorted(day_idx)), start_min=start, end_min=end))
+    return tuple(windows)
+
+
+# ------------------------------------------------------------------- geometry
+def _position(pos: Any, where: str) -> tuple[float, float]:
+    if not isinstance(pos, list) or not 2 <= len(pos) <= 3:
+        raise ZoneError(f"{where} must be [lon, lat] (optionally a third value), got {_describe(pos)}")
+    lon, lat = pos[0], pos[1]
+    if not _is_number(lon) or not _is_number(lat):
+        raise ZoneError(f"{where}: lon and lat must be numbers, got {_describe(pos)}")
+    lon, lat = float(lon), float(lat)
+    if not -180.0 <= lon <= 180.0:
+        raise ZoneError(f"{where}: lon {lon!r} is outside [-180, 180]")
+    if not -90.0 <= lat <= 90.0:
+        raise ZoneError(f"{where}: lat {lat!r} is outside [-90, 90]")
+    return lon, lat
+
+
+def _ring(value: Any, where: str) -> Ring:
+    if not isinstance(value, list):
+        raise ZoneError(f"{where} must be a list of positions, got {_describe(value)}")
+    if len(value) < 4:
+        raise ZoneError(f"{where} has {len(value)} positions; a ring needs at least 4")
+    ring = tuple(_position(p, f"{where}[{j}]") for j, p in enumerate(value))
+    if ring[0] != ring[-1]:
+        raise ZoneError(f"{where} is not closed: first position {list(ring[0])} != last {list(ring[-1])}")
+    return ring
+
+
+def _polygon(value: Any, where: str) -> tuple[Ring, ...]:
+    if not isinstance(value, list) or not value:
+        raise ZoneError(f"{where} must be a non-empty list of rings, got {_describe(value)}")
+    return tuple(_ring(r, f"{where}[{k}]") for k, r in enumerate(value))
+
+
+def _check_valid(polygons: tuple[tuple[Ring, ...], ...], multi: bool, label: str) -> None:
+    parts = [shapely.Polygon(p[0], p[1:]) for p in polygons]
+    geom = shapely.MultiPolygon(parts) if multi else parts[0]
+    if not shapely.is_valid(geom):
+        raise ZoneError(f"{label}: invalid geometry: {_readable_reason(shapely.is_valid_reason(geom))}")
+
+
+def _readable_reason(reason: str) -> str:
+    """GEOS ``'Self-intersection[x y]'`` -> ``'Self-intersection at or near point x y'``."""
+    m = re.fullmatch(r"(.*?)\[(.*)\]", reason)
+    return f"{m.group(1)} at or near point {m.group(2)}" if m else reason
+
+
+# ---------------------------------------------------------------------- zones
+def _parse_feature(feature: Any, label: str) -> Zone:
+    if feature.get("type") != "Feature":
+        raise ZoneError(f"{label}: type must be 'Feature', got {_describe(feature.get('type'))}")
+    props = feature.get("properties")
+    if not isinstance(props, dict):
+        raise ZoneError(f"{label}: properties must be an object, got {_describe(props)}")
+    kind = props.get("kind")
+    if kind not in ZONE_KINDS:
+        raise ZoneError(f"{label}: kind must be one of {', '.join(ZONE_KINDS)}, got {_describe(kind)}")
+
+    geometry = feature.get("geometry")
+    if not isinstance(geometry, dict):
+        raise ZoneError(f"{label}: geometry must be a Polygon, MultiPolygon or Point, got {_describe(geometry)}")
+    gtype = geometry.get("type")
+    if "coordinates" not in geometry:
+        raise ZoneError(f"{label}: geometry has no coordinates")
+    coords = geometry["coordinates"]
+    polygons = center = radius = None
+    if gtype == "Polygon":
+        polygons = (_polygon(coords, f"{label}: coordinates"),)
+        _check_valid(polygons, False, label)
+    elif gtype == "MultiPolygon":
+        if not isinstance(coords, list) or not coords:
+            raise ZoneError(f"{label}: MultiPolygon coordinates must be a non-empty list of polygons")
+        polygons = tuple(_polygon(p, f"{label}: coordinates[{k}]") for k, p in enumerate(coords))
+        _check_valid(polygons, True, label)
+    elif gtype == "Point":
+        center = _position(coords, f"{label}: coordinates")
+        radius = props.get("radius_m")
+        if not _is_number(radius) or not math.isfinite(radius) or radius <= 0:
+            raise ZoneError(f"{label}: a Point zone needs properties.radius_m, a finite number > 0, got {_describe(radius)}")
+        radius = float(radius)
+    else:
+        raise ZoneError(f"{label}: geometry type must be Polygon, MultiPolygon or Point, got {_describe(gtype)}")
+
+    schedule = props.get("schedule")
+    windows = None if schedule is None else parse_schedule(schedule, label)
+    if kind == "curfew" and windows is None:
+        raise ZoneError(f"{label}: a curfew zone needs a schedule")
+    tz = props.get("timezone")
+    tz = DEFAULT_TIMEZONE if tz is None else check_timezone(tz, label)
+    return Zone(
+        zone_id=feature["id"],
+        kind=kind,
+        polygons=polygons,
+        center_lonlat=center,
+        radius_m=radius,
+        windows=windows,
+        timezone=tz,
+    )
+
+
+def parse_zones(obj: Any, *, source: str = "ZONES.geojson") -> tuple[Zone, ...]:
+    """Validate a decoded ZONES.geojson document; zones in file order.
+
+    Raises
+    ------
+    ZoneError
+        One line naming the zone (or ``features[i]``) and what is wrong.
+    """
+    if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
+        raise ZoneError(f"{source}: not a GeoJSON FeatureCollection")
+    features = obj.get("features")
+    if not isinstance(features, list):
+        raise ZoneError(f"{source}: features must be a list")
+    zones: list[Zone] = []
+    seen: dict[str, int] = {}
+    for i, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            raise ZoneError(f"features[{i}]: not a GeoJSON Feature object")
+        zid = feature.get("id")
+        if not isinstance(zid, str) or not zid:
+            raise ZoneError(f"features[{i}]: id must be a non-empty string, got {_describe(zid)}")
+        label = f"zone {zid!r}"
+        if zid in seen:
+            raise ZoneError(f"{label}: duplicate id (features[{seen[zid]}] and features[{i}])")
+        seen[zid] = i
+        zones.append(_parse_feature(feature, label))
+    return tuple(zones)
+
+
+def load_zones(path: str | os.PathLike[str]) -> tuple[Zone, ...]:
+    """Read and validate ZONES.geojson (CONTRACT.md, "Zones"); zones in file order.
+
+    Raises
+    ------
+    ZoneError
+        The file is missing, unreadable or not JSON (message names the file),
+        or a zone breaks a rule (message names the zone).
+
+    Examples
+    --------
+    A bow-tie polygon is refused, never repaired::
+
+        ZoneError: zone 'EXC-bowtie': invalid geometry: Self-intersection at or near point -0.11507 51.45926
+    """
+    return parse_zones(read_json(path, error=ZoneError), source=os.fspath(path))

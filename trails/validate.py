@@ -1,0 +1,547 @@
+"""Vectorised row validation: timestamps, numbers and quarantine reasons 1-7.
+
+Every function here works on whole Arrow/NumPy columns; there is no Python loop
+per row. The rules are CONTRACT.md, "Time" and "Inputs" (Files, Fixes, Events,
+Quarantine):
+
+- *Whitespace* is space, tab, CR and LF; fields are trimmed of it; a field that
+  is then empty (CSV) or null (Parquet) is *missing*.
+- A *number* is the ASCII literal ``[+-]?(digits(.digits)?|.digits)([eE][+-]?digits)?``;
+  ``nan``/``inf`` (and Parquet NaN/infinity) are present but not numbers. A
+  literal with a huge exponent is a number that is not finite (``1e999``).
+- A *timestamp* follows `trails.timestamps.TIMESTAMP_PATTERN` exactly (the scalar
+  `trails.timestamps.parse_timestamp` is the reference; tests compare the two).
+  The vectorised parser reads the trimmed strings as a fixed-width byte matrix
+  (no regex): each character position is checked against the grammar, fields are
+  decoded from digit bytes, dates are checked (leap years, proleptic Gregorian),
+  and epoch ms is computed with the days-from-civil algorithm.
+- The reason given for a row is the first applicable one in `REASONS` order.
+
+Reasons 8-10 (``after_as_of``, ``unassigned``, ``duplicate``) are decided later by
+detection and ingest; rows that pass 1-6 (fixes) or 1, 2, 3, 7 (events) are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError
+from .quarantine import OK, REASON_CODE, Rejected
+from .timestamps import WHITESPACE
+
+__all__ = [
+    "NUMBER_PATTERN",
+    "KNOWN_EVENTS",
+    "Fixes",
+    "Events",
+    "trim",
+    "parse_numbers",
+    "parse_timestamps",
+    "timestamps_to_ms",
+    "text_column",
+    "validate_fixes",
+    "validate_events",
+]
+
+NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]+)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+KNOWN_EVENTS: tuple[str, ...] = ("strap_tamper",)
+
+_MISSING_DEVICE = REASON_CODE["missing_device"]
+_BAD_TIMESTAMP = REASON_CODE["bad_timestamp"]
+_NAIVE_TIMESTAMP = REASON_CODE["naive_timestamp"]
+_BAD_COORDINATES = REASON_CODE["bad_coordinates"]
+_BAD_ACCURACY = REASON_CODE["bad_accuracy"]
+_BAD_BATTERY = REASON_CODE["bad_battery"]
+_UNKNOWN_EVENT = REASON_CODE["unknown_event"]
+
+_EMPTY_STR = pa.array([], pa.string())
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+# --------------------------------------------------------------------------- #
+# Row containers
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class Fixes:
+    """Fix rows that passed reasons 1-6, in file order.
+
+    row: int64 1-based record number in the source; device_id: Arrow string
+    array (trimmed); ts_ms: int64 epoch ms UTC (floored); lat/lon: float64
+    degrees; accuracy_m: float64, NaN = not given; battery_pct: float64, NaN =
+    unknown. Arrays are read-only.
+    """
+
+    row: np.ndarray
+    device_id: pa.Array
+    ts_ms: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    accuracy_m: np.ndarray
+    battery_pct: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.row.shape[0])
+
+    @staticmethod
+    def empty() -> "Fixes":
+        z = np.zeros(0)
+        return Fixes(
+            _ro(np.zeros(0, np.int64)), _EMPTY_STR, _ro(np.zeros(0, np.int64)),
+            _ro(z.copy()), _ro(z.copy()), _ro(z.copy()), _ro(z.copy()),
+        )
+
+    @staticmethod
+    def concat(parts: "list[Fixes]") -> "Fixes":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Fixes.empty()
+        if len(parts) == 1:
+            return parts[0]
+        cat = lambda name: _ro(np.concatenate([getattr(p, name) for p in parts]))  # noqa: E731
+        return Fixes(
+            row=cat("row"),
+            device_id=pa.concat_arrays([p.device_id for p in parts]),
+            ts_ms=cat("ts_ms"),
+            lat=cat("lat"),
+            lon=cat("lon"),
+            accuracy_m=cat("accuracy_m"),
+            battery_pct=cat("battery_pct"),
+        )
+
+    def take(self, idx: np.ndarray) -> "Fixes":
+        """A new `Fixes` with rows `idx` (integer indices or boolean mask)."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return Fixes(
+            row=_ro(self.row[idx]),
+            device_id=self.device_id.take(pa.array(idx, pa.int64())),
+            ts_ms=_ro(self.ts_ms[idx]),
+            lat=_ro(self.lat[idx]),
+            lon=_ro(self.lon[idx]),
+            accuracy_m=_ro(self.accuracy_m[idx]),
+            battery_pct=_ro(self.battery_pct[idx]),
+        )
+
+
+@dataclass(frozen=True)
+class Events:
+    """Event rows that passed reasons 1, 2, 3 and 7, in file order."""
+
+    row: np.ndarray
+    device_id: pa.Array
+    ts_ms: np.ndarray
+    event: pa.Array
+
+    def __len__(self) -> int:
+        return int(self.row.shape[0])
+
+    @staticmethod
+    def empty() -> "Events":
+        return Events(_ro(np.zeros(0, np.int64)), _EMPTY_STR, _ro(np.zeros(0, np.int64)), _EMPTY_STR)
+
+    @staticmethod
+    def concat(parts: "list[Events]") -> "Events":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Events.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return Events(
+            row=_ro(np.concatenate([p.row for p in parts])),
+            device_id=pa.concat_arrays([p.device_id for p in parts]),
+            ts_ms=_ro(np.concatenate([p.ts_ms for p in parts])),
+            event=pa.concat_arrays([p.event for p in parts]),
+        )
+
+    def take(self, idx: np.ndarray) -> "Events":
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        ia = pa.array(idx, pa.int64())
+        return Events(
+            row=_ro(self.row[idx]), device_id=self.device_id.take(ia),
+            ts_ms=_ro(self.ts_ms[idx]), event=self.event.take(ia),
+        )
+
+
+# --------------------------------------------------------------------------- #
+# Column helpers
+# --------------------------------------------------------------------------- #
+def _array(values) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    elif not isinstance(values, pa.Array):
+        values = pa.array(values)
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
+        values = values.cast(pa.string())
+    return values
+
+
+def trim(values) -> pa.Array:
+    """Strings with surrounding space/tab/CR/LF removed (nulls stay null)."""
+    return pc.utf8_trim(_array(values), characters=WHITESPACE)
+
+
+def _missing(trimmed: pa.Array) -> np.ndarray:
+    """True where a trimmed string field is null or empty."""
+    n = len(trimmed)
+    lengths = pc.binary_length(trimmed)
+    if trimmed.null_count:
+        lengths = pc.fill_null(lengths, 0)
+    return lengths.to_numpy(zero_copy_only=False) == 0 if n else np.zeros(0, bool)
+
+
+def text_column(values, *, what: str) -> pa.Array:
+    """A string or integer column as trimmed text (integers as decimal text).
+
+    Raises `InputError` naming `what` for any other type (CONTRACT.md, "Files").
+    """
+    arr = _array(values)
+    if pa.types.is_integer(arr.type):
+        return arr.cast(pa.string())
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.string())
+    if not pa.types.is_string(arr.type):
+        raise InputError(f"{what}: column type {arr.type} is not a string or integer column")
+    return trim(arr)
+
+
+def parse_numbers(values, *, what: str = "column") -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column of contract numbers.
+
+    Parameters
+    ----------
+    values : Arrow string column (CSV rule, after trimming) or a float/integer
+        column (Parquet: NaN and infinities are present but not numbers).
+
+    Returns
+    -------
+    value : float64 array, NaN wherever the field is missing or not a number
+        (a number may still be infinite, e.g. ``1e999``).
+    status : int8 array: 0 missing, 1 present but not a number, 2 number.
+
+    Examples: ``" 1.5 "`` -> 1.5 (number); ``".5"`` and ``"+7"`` are numbers;
+    ``"1."``, ``"nan"``, ``"inf"``, ``"0x1"`` are not; ``""`` is missing.
+    """
+    arr = _array(values)
+    n = len(arr)
+    if pa.types.is_null(arr.type):
+        return np.full(n, np.nan), np.zeros(n, np.int8)
+    if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type):
+        value = pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+        if arr.null_count:
+            present = arr.is_valid().to_numpy(zero_copy_only=False)
+        else:
+            present = np.ones(n, bool)
+        if pa.types.is_floating(arr.type):
+            is_num = present & np.isfinite(value)
+        else:
+            is_num = present
+        status = present.astype(np.int8) + is_num.astype(np.int8)
+        value = np.where(is_num, value, np.nan)
+        return value, status
+    if not pa.types.is_string(arr.type):
+        raise InputError(f"{what}: column type {arr.type} is not a number or string column")
+    t = trim(arr)
+    missing = _missing(t)
+    match = pc.match_substring_regex(t, NUMBER_PATTERN)
+    if t.null_count:
+        match = pc.fill_null(match, False)
+    is_num = match.to_numpy(zero_copy_only=False)
+    if is_num.all():
+        value = t.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    else:
+        value = pc.if_else(match, t, "nan").cast(pa.float64()).to_numpy(zero_copy_only=False)
+        value = np.where(is_num, value, np.nan)
+    status = np.where(missing, 0, np.where(is_num, 2, 1)).astype(np.int8)
+    return np.asarray(value, np.float64), status
+
+
+# --------------------------------------------------------------------------- #
+# Timestamps
+# --------------------------------------------------------------------------- #
+_MAX_TS_LEN = 35  # 19 + ".123456789" + "+HH:MM"
+_MIN_TS_LEN = 19
+_DIM = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Vectorised twin of `trails.timestamps._days_from_civil` (H. Hinnant)."""
+    y = y - (m <= 2)
+    era = np.where(y >= 0, y, y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _byte_matrix(t: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trimmed strings -> (uint8 matrix n x W, byte lengths, usable mask).
+
+    Rows that cannot be timestamps (null, non-ASCII, too short or long) are
+    blanked and marked unusable. Uses a zero-copy view when every row already
+    has the same length.
+    """
+    n = len(t)
+    lengths = pc.binary_length(t)
+    if t.null_count:
+        lengths = pc.fill_null(lengths, 0)
+    lens = lengths.to_numpy(zero_copy_only=False).astype(np.int64)
+    usable = (lens >= _MIN_TS_LEN) & (lens <= _MAX_TS_LEN)
+    if n and usable.all() and t.null_count == 0 and (lens == lens[0]).all():
+        width = int(lens[0])
+        offsets = np.frombuffer(t.buffers()[1], np.int32, n + 1, t.offset * 4)
+        start = int(offsets[0])
+        data = np.frombuffer(t.buffers()[2], np.uint8, n * width, start)
+        return data.reshape(n, width), lens, usable
+    # general path: blank unusable rows, pad the rest to one width
+    ascii_ok = pc.string_is_ascii(t)
+    if t.null_count:
+        ascii_ok = pc.fill_null(ascii_ok, False)
+    usable &= ascii_ok.to_numpy(zero_copy_only=False)
+    width = int(lens[usable].max()) if usable.any() else _MIN_TS_LEN
+    blanked = pc.if_else(pa.array(usable), t, "")
+    padded = pc.utf8_rpad(blanked, width=width, padding=" ")
+    offsets = np.frombuffer(padded.buffers()[1], np.int32, n + 1, padded.offset * 4)
+    start = int(offsets[0])
+    data = np.frombuffer(padded.buffers()[2], np.uint8, n * width, start)
+    return data.reshape(n, width), np.where(usable, lens, 0), usable
+
+
+def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
+    """Parse contract timestamps (strings) to epoch ms, vectorised.
+
+    Parameters
+    ----------
+    values : Arrow string column (nulls allowed: missing).
+
+    Returns
+    -------
+    ts_ms : int64 epoch milliseconds UTC, floored (0 where not valid).
+    code : int8: `OK`, ``bad_timestamp`` (missing, malformed or impossible)
+        or ``naive_timestamp`` (valid but without a UTC offset).
+
+    Same grammar and results as `trails.timestamps.parse_timestamp`
+    (CONTRACT.md, "Time"): ``2024-06-01 10:00:00.5z`` is valid;
+    ``2024-02-30T00:00:00Z``, ``24:00:00``, ``23:59:60`` and ``+24:00`` are not.
+    """
+    t = trim(values)
+    n = len(t)
+    code = np.full(n, _BAD_TIMESTAMP, np.int8)
+    ts = np.zeros(n, np.int64)
+    if n == 0:
+        return ts, code
+    M, L, ok = _byte_matrix(t)
+    W = M.shape[1]
+    if not ok.any():
+        return ts, code
+    if not ok.all():
+        idx = np.flatnonzero(ok)
+        M, L = M[idx], L[idx]
+    else:
+        idx = None
+    D = M.astype(np.int16) - 48  # digit values (garbage where not digits)
+
+    def dig(j: int) -> np.ndarray:
+        return D[:, j]
+
+    def isdig(j: int) -> np.ndarray:
+        return (M[:, j] - np.uint8(48)) < 10
+
+    good = np.ones(M.shape[0], bool)
+    for j in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+        good &= isdig(j)
+    good &= (M[:, 4] == 45) & (M[:, 7] == 45) & (M[:, 13] == 58) & (M[:, 16] == 58)
+    sep = M[:, 10]
+    good &= (sep == 84) | (sep == 116) | (sep == 32)
+
+    rows = np.arange(M.shape[0])
+    last = M[rows, L - 1]
+    has_z = (last == 90) | (last == 122)
+    off_pos = np.maximum(L - 6, 0)
+    off_sign = M[rows, off_pos]
+    has_off = (~has_z) & (L >= 25) & ((off_sign == 43) | (off_sign == 45))
+    suffix = np.where(has_z, 1, np.where(has_off, 6, 0))
+    mid = L - 19 - suffix  # '.' + fraction digits, or nothing
+    good &= (mid == 0) | ((mid >= 2) & (mid <= 10))
+    nfrac = np.maximum(mid - 1, 0)
+    if W > 19:
+        good &= (mid == 0) | (M[:, 19] == 46)
+        for k in range(min(9, W - 20)):
+            good &= (k >= nfrac) | isdig(20 + k)
+    # offset +HH:MM
+    if has_off.any():
+        def at(delta: int) -> np.ndarray:
+            return M[rows, np.clip(L - delta, 0, W - 1)]
+        o1, o2, oc, o4, o5 = at(5), at(4), at(3), at(2), at(1)
+        odig = lambda b: (b - np.uint8(48)) < 10  # noqa: E731
+        off_ok = odig(o1) & odig(o2) & (oc == 58) & odig(o4) & odig(o5)
+        oh = (o1.astype(np.int64) - 48) * 10 + (o2.astype(np.int64) - 48)
+        om = (o4.astype(np.int64) - 48) * 10 + (o5.astype(np.int64) - 48)
+        off_ok &= (oh <= 23) & (om <= 59)
+        good &= ~has_off | off_ok
+        off_min = np.where(has_off, (oh * 60 + om) * np.where(off_sign == 45, -1, 1), 0)
+    else:
+        off_min = np.zeros(M.shape[0], np.int64)
+
+    D64 = D.astype(np.int64)
+    year = D64[:, 0] * 1000 + D64[:, 1] * 100 + D64[:, 2] * 10 + D64[:, 3]
+    month = D64[:, 5] * 10 + D64[:, 6]
+    day = D64[:, 8] * 10 + D64[:, 9]
+    hour = D64[:, 11] * 10 + D64[:, 12]
+    minute = D64[:, 14] * 10 + D64[:, 15]
+    second = D64[:, 17] * 10 + D64[:, 18]
+    mon_ok = (month >= 1) & (month <= 12)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    dim = _DIM[np.where(mon_ok, month, 0)] + ((month == 2) & leap)
+    good &= mon_ok & (day >= 1) & (day <= dim)
+    good &= (hour <= 23) & (minute <= 59) & (second <= 59)
+
+    days = _days_from_civil(year, month, day)
+    ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+    if W > 20:
+        frac = np.zeros(M.shape[0], np.int64)
+        for k, scale in ((0, 100), (1, 10), (2, 1)):
+            if 20 + k < W:
+                frac += np.where(k < nfrac, D64[:, 20 + k], 0) * scale
+        ms += np.where(mid > 0, frac, 0)
+    ms -= off_min * 60_000
+
+    sub_code = np.where(good, np.where(has_z | has_off, OK, _NAIVE_TIMESTAMP), _BAD_TIMESTAMP).astype(np.int8)
+    sub_ts = np.where(sub_code == OK, ms, 0)
+    if idx is None:
+        return sub_ts, sub_code
+    code[idx] = sub_code
+    ts[idx] = sub_ts
+    return ts, code
+
+
+def timestamps_to_ms(values, *, what: str = "ts") -> tuple[np.ndarray, np.ndarray]:
+    """A ``ts`` column of any accepted type -> (int64 epoch ms, int8 code).
+
+    String columns follow the CSV rule (`parse_timestamps`). A timestamp column
+    with a time zone is floored to ms whatever its unit; without a time zone every
+    non-null row is ``naive_timestamp``; null is missing (``bad_timestamp``).
+    Raises `InputError` naming `what` for any other type.
+    """
+    arr = _array(values)
+    n = len(arr)
+    if pa.types.is_string(arr.type):
+        return parse_timestamps(arr)
+    if pa.types.is_null(arr.type):
+        return np.zeros(n, np.int64), np.full(n, _BAD_TIMESTAMP, np.int8)
+    if not pa.types.is_timestamp(arr.type):
+        raise InputError(f"{what}: column type {arr.type} is not a timestamp or string column")
+    raw = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    per_ms = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}[arr.type.unit]
+    ts = raw * 1000 if per_ms is None else raw // per_ms
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else np.ones(n, bool)
+    ok_code = OK if arr.type.tz else _NAIVE_TIMESTAMP
+    code = np.where(valid, ok_code, _BAD_TIMESTAMP).astype(np.int8)
+    return np.where(code == OK, ts, 0), code
+
+
+# --------------------------------------------------------------------------- #
+# Row validation
+# --------------------------------------------------------------------------- #
+def _first_reason(n: int, checks: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Per-row first applicable reason; `checks` are (code, bad-mask) pairs."""
+    reason = np.full(n, OK, np.int8)
+    for code, bad in sorted(checks, key=lambda c: -c[0]):
+        reason[bad] = code
+    return reason
+
+
+def _column(table: pa.Table, name: str):
+    return table.column(name) if name in table.column_names else None
+
+
+def validate_fixes(table: pa.Table, *, first_row: int = 1, name: str = "fixes") -> tuple[Fixes, Rejected, np.ndarray]:
+    """Validate a table of fix columns (reasons 1-6, CONTRACT.md "Quarantine").
+
+    Parameters
+    ----------
+    table : columns ``device_id``, ``ts``, ``lat``, ``lon`` and optionally
+        ``accuracy_m``, ``battery_pct`` (strings from CSV or typed from Parquet).
+    first_row : record number of the table's first row (1-based).
+    name : file name used in error messages.
+
+    Returns
+    -------
+    (Fixes kept, Rejected rows, rejected positions in `table` (int64)).
+    """
+    n = table.num_rows
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    dev = text_column(table.column("device_id"), what=f"{name}: column device_id")
+    ts_ms, ts_code = timestamps_to_ms(table.column("ts"), what=f"{name}: column ts")
+    lat, lat_s = parse_numbers(table.column("lat"), what=f"{name}: column lat")
+    lon, lon_s = parse_numbers(table.column("lon"), what=f"{name}: column lon")
+    acc_col, bat_col = _column(table, "accuracy_m"), _column(table, "battery_pct")
+    if acc_col is not None:
+        acc, acc_s = parse_numbers(acc_col, what=f"{name}: column accuracy_m")
+    else:
+        acc, acc_s = np.full(n, np.nan), np.zeros(n, np.int8)
+    if bat_col is not None:
+        bat, bat_s = parse_numbers(bat_col, what=f"{name}: column battery_pct")
+    else:
+        bat, bat_s = np.full(n, np.nan), np.zeros(n, np.int8)
+
+    with np.errstate(invalid="ignore"):
+        bad_coord = (lat_s != 2) | (lon_s != 2) | ~(np.abs(lat) <= 90.0) | ~(np.abs(lon) <= 180.0)
+        bad_acc = (acc_s != 0) & ~((acc_s == 2) & np.isfinite(acc) & (acc >= 0.0))
+        bad_bat = (bat_s != 0) & ~((bat_s == 2) & (bat >= 0.0) & (bat <= 100.0))
+    reason = _first_reason(n, [
+        (_MISSING_DEVICE, _missing(dev)),
+        (_BAD_TIMESTAMP, ts_code == _BAD_TIMESTAMP),
+        (_NAIVE_TIMESTAMP, ts_code == _NAIVE_TIMESTAMP),
+        (_BAD_COORDINATES, bad_coord),
+        (_BAD_ACCURACY, bad_acc),
+        (_BAD_BATTERY, bad_bat),
+    ])
+    keep = reason == OK
+    if keep.all():
+        fixes = Fixes(_ro(rows), dev, _ro(ts_ms), _ro(lat), _ro(lon), _ro(acc), _ro(bat))
+        return fixes, Rejected.empty("fixes"), np.zeros(0, np.int64)
+    mask = pa.array(keep)
+    fixes = Fixes(
+        row=_ro(rows[keep]), device_id=dev.filter(mask), ts_ms=_ro(ts_ms[keep]),
+        lat=_ro(lat[keep]), lon=_ro(lon[keep]),
+        accuracy_m=_ro(acc[keep]), battery_pct=_ro(bat[keep]),
+    )
+    bad = np.flatnonzero(~keep)
+    return fixes, Rejected("fixes", rows[bad], reason[bad]), bad
+
+
+def validate_events(table: pa.Table, *, first_row: int = 1, name: str = "events") -> tuple[Events, Rejected, np.ndarray]:
+    """Validate a table of event columns (reasons 1, 2, 3, 7); see `validate_fixes`."""
+    n = table.num_rows
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    dev = text_column(table.column("device_id"), what=f"{name}: column device_id")
+    ts_ms, ts_code = timestamps_to_ms(table.column("ts"), what=f"{name}: column ts")
+    event = text_column(table.column("event"), what=f"{name}: column event")
+    known = pc.is_in(event, value_set=pa.array(KNOWN_EVENTS, pa.string()))
+    known = pc.fill_null(known, False).to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+    reason = _first_reason(n, [
+        (_MISSING_DEVICE, _missing(dev)),
+        (_BAD_TIMESTAMP, ts_code == _BAD_TIMESTAMP),
+        (_NAIVE_TIMESTAMP, ts_code == _NAIVE_TIMESTAMP),
+        (_UNKNOWN_EVENT, ~known),
+    ])
+    keep = reason == OK
+    mask = pa.array(keep)
+    events = Events(
+        row=_ro(rows[keep]), device_id=dev.filter(mask), ts_ms=_ro(ts_ms[keep]),
+        event=event.filter(mask),
+    )
+    bad = np.flatnonzero(~keep)
+    return events, Rejected("events", rows[bad], reason[bad]), bad
