@@ -29,7 +29,7 @@ from .model import Zone
 __all__ = ["ZoneXY", "CompiledZones", "compile_zones", "compile_zones_xy", "DEFAULT_GRID_CELLS"]
 
 DEFAULT_GRID_CELLS = 64
-_MIN_GRID_SIDE = 8
+_MIN_GRID_SIDE = 32
 _GRID_MARGIN_FRACTION = 0.25  # grid covers bbox expanded by this fraction of its longer side
 
 Ring = Sequence[tuple[float, float]]

@@ -265,8 +265,15 @@ def write_zones(collection: dict[str, Any], out: str | os.PathLike[str]) -> tupl
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(collection, fh, ensure_ascii=False, allow_nan=False, indent=1)
-            fh.write("\n")
+            # One feature per line: compact, yet diffs stay readable.
+            head = {k: v for k, v in collection.items() if k != "features"}
+            fh.write(json.dumps(head, ensure_ascii=False, allow_nan=False)[:-1])
+            fh.write(', "features": [\n')
+            feats = collection.get("features", [])
+            for i, feature in enumerate(feats):
+                fh.write(json.dumps(feature, ensure_ascii=False, allow_nan=False))
+                fh.write(",\n" if i + 1 < len(feats) else "\n")
+            fh.write("]}\n")
         zones = load_zones(tmp)
         os.replace(tmp, out)
     except BaseException:

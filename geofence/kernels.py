@@ -121,13 +121,64 @@ def _signed_distance(px, py, z, za):
     )
 
 
+_UNDECIDED = -1
+
+
+@njit_serial
+def _grid_params(z, za):
+    """Zone z's prefilter scalars as one by-value tuple (no arrays, no refcounts).
+
+    (minx, miny, maxx, maxy, tol_m, grid_x0, grid_y0, grid_cell, grid_nx, grid_ny, first cell)
+    """
+    return (
+        za.bbox[z, 0], za.bbox[z, 1], za.bbox[z, 2], za.bbox[z, 3], za.tol_m[z],
+        za.grid_x0[z], za.grid_y0[z], za.grid_cell[z],
+        za.grid_nx[z], za.grid_ny[z], za.grid_offsets[z],
+    )
+
+
+@njit_serial
+def _prefilter(px, py, acc, g, cell_dmin, cell_dmax):
+    """Code decided by the bbox and grid bounds alone, else `_UNDECIDED`.
+
+    The bounds decide only when they clear a threshold by ``tol_m`` (already
+    folded into the stored cell bounds), so a decided code equals
+    ``_code(<exact d>, acc)``. `g` is `_grid_params(z, za)`.
+    """
+    minx, miny, maxx, maxy, tol, x0, y0, cell, nx, ny, k0 = g
+    # bounding box: the boundary is at least the bbox distance e away, so d <= -e
+    ex = max(minx - px, px - maxx, 0.0)
+    ey = max(miny - py, py - maxy, 0.0)
+    if ex > 0.0 or ey > 0.0:
+        lb = max(ex, ey) - tol  # lower bound of e without a sqrt
+        if lb > 0.0 and lb >= acc:
+            return OUT
+        e = math.sqrt(ex * ex + ey * ey) - tol
+        if e > 0.0 and e >= acc:
+            return OUT
+    # grid: bounds of d in the fix's cell
+    if nx > 0:
+        fx = (px - x0) / cell
+        fy = (py - y0) / cell
+        if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:
+            k = k0 + int(fy) * nx + int(fx)
+            lo = cell_dmin[k]
+            if lo > 0.0 and lo >= acc:
+                return IN
+            hi = cell_dmax[k]
+            if hi < 0.0 and -hi >= acc:
+                return OUT
+            if hi < acc and lo > -acc:  # -a < d < a everywhere in the cell: neither IN nor OUT
+                return UNCERTAIN
+    return _UNDECIDED
+
+
 @njit_serial
 def _classify_one(px, py, acc, z, za):
     """Code of one fix against zone `z`: bbox and grid prefilters, then the exact distance.
 
-    The prefilters only decide when their bounds clear the thresholds by
-    ``tol_m[z]`` (already folded into the stored cell bounds), so the result
-    equals ``_code(_signed_distance(...), acc)``.
+    Equals ``_code(_signed_distance(px, py, z, za), acc)``; a non-finite
+    point or an accuracy that is negative or NaN gives UNCERTAIN.
     """
     if not (math.isfinite(px) and math.isfinite(py) and acc >= 0.0):
         return UNCERTAIN
@@ -135,33 +186,44 @@ def _classify_one(px, py, acc, z, za):
         dx = px - za.cx[z]
         dy = py - za.cy[z]
         return _code(za.radius_m[z] - math.sqrt(dx * dx + dy * dy), acc)
-    tol = za.tol_m[z]
-    # Bounding box: the boundary is at least the bbox distance e away, so d <= -e.
-    ex = max(za.bbox[z, 0] - px, px - za.bbox[z, 2], 0.0)
-    ey = max(za.bbox[z, 1] - py, py - za.bbox[z, 3], 0.0)
-    if ex > 0.0 or ey > 0.0:
-        lb = max(ex, ey) - tol  # cheap lower bound of e, no sqrt
-        if lb > 0.0 and lb >= acc:
-            return OUT
-        e = math.sqrt(ex * ex + ey * ey) - tol
-        if e > 0.0 and e >= acc:
-            return OUT
-    # Grid: per-cell bounds of d.
-    nx = za.grid_nx[z]
-    if nx > 0:
-        ny = za.grid_ny[z]
-        cell = za.grid_cell[z]
-        fx = (px - za.grid_x0[z]) / cell
-        fy = (py - za.grid_y0[z]) / cell
-        if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:
-            k = za.grid_offsets[z] + int(fy) * nx + int(fx)
-            lo = za.cell_dmin[k]
-            if lo > 0.0 and lo >= acc:
-                return IN
-            hi = za.cell_dmax[k]
-            if hi < 0.0 and -hi >= acc:
-                return OUT
-    return _code(_signed_distance(px, py, z, za), acc)
+    c = _prefilter(px, py, acc, _grid_params(z, za), za.cell_dmin, za.cell_dmax)
+    if c != _UNDECIDED:
+        return c
+    d = _polygon_signed_distance(
+        px, py, za.zone_ring_offsets[z], za.zone_ring_offsets[z + 1], za.vx, za.vy, za.ring_offsets
+    )
+    return _code(d, acc)
+
+
+@njit_serial
+def _classify_run(x, y, acc, f0, nf, z, za, out, o):
+    """Codes of fixes ``f0:f0+nf`` against zone `z` into ``out[o:o+nf]``.
+
+    Same result as `_classify_one` per fix, with the zone's scalars and
+    arrays hoisted out of the loop.
+    """
+    if za.is_circle[z]:
+        _classify_circle_run(x, y, acc, f0, nf, za.cx[z], za.cy[z], za.radius_m[z], out, o)
+        return
+    g = _grid_params(z, za)
+    cell_dmin = za.cell_dmin
+    cell_dmax = za.cell_dmax
+    r0 = za.zone_ring_offsets[z]
+    r1 = za.zone_ring_offsets[z + 1]
+    vx = za.vx
+    vy = za.vy
+    ring_offsets = za.ring_offsets
+    for i in range(nf):
+        px = x[f0 + i]
+        py = y[f0 + i]
+        a = acc[f0 + i]
+        if not (math.isfinite(px) and math.isfinite(py) and a >= 0.0):
+            out[o + i] = UNCERTAIN
+            continue
+        c = _prefilter(px, py, a, g, cell_dmin, cell_dmax)
+        if c == _UNDECIDED:
+            c = _code(_polygon_signed_distance(px, py, r0, r1, vx, vy, ring_offsets), a)
+        out[o + i] = c
 
 
 @njit_serial
@@ -201,18 +263,24 @@ def _classify_assignments(x, y, acc, fix_offsets, zone_offsets, zone_idx, out_of
         j0 = zone_offsets[a]
         base = out_offsets[a]
         for jj in range(j0, zone_offsets[a + 1]):
-            z = zone_idx[jj]
-            o = base + (jj - j0) * nf
-            if za.is_circle[z]:
-                _classify_circle_run(x, y, acc, f0, nf, za.cx[z], za.cy[z], za.radius_m[z], out, o)
-            else:
-                for i in range(nf):
-                    out[o + i] = _classify_one(x[f0 + i], y[f0 + i], acc[f0 + i], z, za)
+            _classify_run(x, y, acc, f0, nf, zone_idx[jj], za, out, base + (jj - j0) * nf)
+
+
+_BLOCK = 4096
 
 
 @njit_parallel
 def _classify_points(x, y, acc, z, za, out):
-    """Codes of all points against one zone (prefilters on)."""
+    """Codes of all points against one zone (prefilters on), in parallel blocks."""
+    n = x.shape[0]
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        f0 = b * _BLOCK
+        _classify_run(x, y, acc, f0, min(_BLOCK, n - f0), z, za, out, f0)
+
+
+@njit_parallel
+def _classify_points_one_by_one(x, y, acc, z, za, out):
+    """Same as `_classify_points` through `_classify_one` (a cross-check for tests)."""
     for i in prange(x.shape[0]):
         out[i] = _classify_one(x[i], y[i], acc[i], z, za)
 

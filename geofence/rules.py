@@ -69,113 +69,103 @@ def coverage_ends(ts_ms: np.ndarray, fix_offsets: np.ndarray, t_end_ms: np.ndarr
 # Zone episodes: absences, exits, entries, missed curfews
 # --------------------------------------------------------------------------
 @njit_serial
+def _emit(out_s, out_e, out_t, k, s, e, ep_type, write):
+    if write:
+        out_s[k] = s
+        out_e[k] = e
+        out_t[k] = ep_type
+    return k + 1
+
+
+@njit_serial
+def _window_is_missed(ts, cov_end, codes, c0, f0, nf, i, ws, we, frac, length):
+    """Curfew missed: no IN piece, some OUT piece, OUT time >= frac x length."""
+    n_out = 0
+    out_ms = np.int64(0)
+    j = i
+    while j < nf and ts[f0 + j] < we:
+        t = ts[f0 + j]
+        ce = cov_end[f0 + j]
+        if ce > t:
+            c = codes[c0 + j]
+            if c == IN:
+                return False
+            if c == OUT:
+                n_out += 1
+                out_ms += (ce if ce < we else we) - (t if t > ws else ws)
+        j += 1
+    return n_out > 0 and np.float64(out_ms) >= frac * np.float64(length)
+
+
+@njit_serial
+def _window_runs(ts, cov_end, codes, c0, f0, nf, i, ws, we, bad, good, ep_type,
+                 cov_ms, min_ms, out_s, out_e, out_t, k, write):
+    """Runs of one window W: maximal sequences of fixes with pieces in W,
+    consecutive ones contiguous, none `good`; trimmed of UNCERTAIN ends, a run
+    holding a `bad` fix is an episode from its first to its last bad piece."""
+    first_bad = -1
+    last_bad = -1
+    prev_t = np.int64(0)
+    in_run = False
+    j = i
+    while j < nf and ts[f0 + j] < we:
+        t = ts[f0 + j]
+        ce = cov_end[f0 + j]
+        if ce <= t:  # a fix at T_end has no piece
+            j += 1
+            continue
+        c = codes[c0 + j]
+        if in_run and (c == good or t - prev_t > cov_ms):
+            if first_bad >= 0:
+                s = max(ts[f0 + first_bad], ws)
+                e = min(cov_end[f0 + last_bad], we)
+                if e - s >= min_ms:
+                    k = _emit(out_s, out_e, out_t, k, s, e, ep_type, write)
+            in_run = False
+            first_bad = -1
+        if c != good:
+            in_run = True
+            if c == bad:
+                if first_bad < 0:
+                    first_bad = j
+                last_bad = j
+        prev_t = t
+        j += 1
+    if in_run and first_bad >= 0:
+        s = max(ts[f0 + first_bad], ws)
+        e = min(cov_end[f0 + last_bad], we)
+        if e - s >= min_ms:
+            k = _emit(out_s, out_e, out_t, k, s, e, ep_type, write)
+    return k
+
+
+@njit_serial
 def _pair_episodes(ts, cov_end, codes, c0, f0, nf, iv_s, iv_e, i0, i1, kind,
                    a_start, t_end, cov_ms, min_ms, frac,
                    out_s, out_e, out_t, k0, write):
     """Episodes of one assignment-zone pair; returns how many (written at k0.. if write)."""
     if kind == KIND_EXCLUSION:
-        bad, good = IN, OUT
-        ep_type = EP_EXCLUSION_ENTRY
+        bad, good, ep_type = IN, OUT, EP_EXCLUSION_ENTRY
     else:
         bad, good = OUT, IN
         ep_type = EP_CURFEW_ABSENCE if kind == KIND_CURFEW else EP_INCLUSION_EXIT
     k = k0
     i = 0  # first fix whose coverage may reach the current window
     for m in range(i0, i1):
-        ws = iv_s[m] if iv_s[m] > a_start else a_start
-        we = iv_e[m] if iv_e[m] < t_end else t_end
+        ws = max(iv_s[m], a_start)
+        we = min(iv_e[m], t_end)
         if ws >= we:
             continue
-        k_window = k
-        # skip fixes whose coverage ends at or before the window starts
         while i < nf and cov_end[f0 + i] <= ws:
             i += 1
-        j = i
-        any_good = False
-        n_bad = 0
-        bad_sum = np.int64(0)
-        first_bad = -1
-        last_bad = -1
-        in_run = False
-        prev_t = np.int64(0)
-        while j < nf and ts[f0 + j] < we:
-            t = ts[f0 + j]
-            ce = cov_end[f0 + j]
-            if ce <= t:  # no piece (a fix at T_end)
-                j += 1
-                continue
-            ps = t if t > ws else ws
-            pe = ce if ce < we else we
-            c = codes[c0 + j]
-            if in_run and t - prev_t > cov_ms:
-                # contiguity broken: close the run
-                if first_bad >= 0:
-                    s = ts[f0 + first_bad]
-                    if s < ws:
-                        s = ws
-                    e = cov_end[f0 + last_bad]
-                    if e > we:
-                        e = we
-                    if e - s >= min_ms:
-                        if write:
-                            out_s[k] = s
-                            out_e[k] = e
-                            out_t[k] = ep_type
-                        k += 1
-                in_run = False
-                first_bad = -1
-                last_bad = -1
-            if c == good:
-                any_good = True
-                if in_run and first_bad >= 0:
-                    s = ts[f0 + first_bad]
-                    if s < ws:
-                        s = ws
-                    e = cov_end[f0 + last_bad]
-                    if e > we:
-                        e = we
-                    if e - s >= min_ms:
-                        if write:
-                            out_s[k] = s
-                            out_e[k] = e
-                            out_t[k] = ep_type
-                        k += 1
-                in_run = False
-                first_bad = -1
-                last_bad = -1
-            else:
-                in_run = True
-                if c == bad:
-                    if first_bad < 0:
-                        first_bad = j
-                    last_bad = j
-                    n_bad += 1
-                    bad_sum += pe - ps
-            prev_t = t
-            j += 1
-        if in_run and first_bad >= 0:
-            s = ts[f0 + first_bad]
-            if s < ws:
-                s = ws
-            e = cov_end[f0 + last_bad]
-            if e > we:
-                e = we
-            if e - s >= min_ms:
-                if write:
-                    out_s[k] = s
-                    out_e[k] = e
-                    out_t[k] = ep_type
-                k += 1
-        if kind == KIND_CURFEW and iv_s[m] >= a_start and iv_e[m] <= t_end:
-            length = iv_e[m] - iv_s[m]
-            if (not any_good) and n_bad > 0 and np.float64(bad_sum) >= frac * np.float64(length):
-                # a missed window replaces that window's absences
-                k = k_window
-                if write:
-                    out_s[k] = iv_s[m]
-                    out_e[k] = iv_e[m]
-                    out_t[k] = EP_CURFEW_MISSED
-                k += 1
+        # a window wholly inside [A.start, T_end) may be missed, replacing its absences
+        if (kind == KIND_CURFEW and iv_s[m] >= a_start and iv_e[m] <= t_end
+                and _window_is_missed(ts, cov_end, codes, c0, f0, nf, i, ws, we, frac,
+                                      iv_e[m] - iv_s[m])):
+            k = _emit(out_s, out_e, out_t, k, iv_s[m], iv_e[m], EP_CURFEW_MISSED, write)
+            continue
+        k = _window_runs(ts, cov_end, codes, c0, f0, nf, i, ws, we, bad, good, ep_type,
+                         cov_ms, min_ms, out_s, out_e, out_t, k, write)
     return k - k0
 
 

@@ -110,7 +110,7 @@ def resolve_local(tz_name: str, ordinal: int, minute: int) -> int:
             hi = mid
         else:
             lo = mid
-    return hi * 1000
+    return lo * 1000
 
 
 def _offset_s(tz: ZoneInfo, epoch_s: int) -> float:

@@ -134,9 +134,12 @@ def random_case(seed: int) -> Case:
         batt = float(rng.uniform(10, 100))
         x, y = hx, hy
         mode = 0  # 0 home, 1 away, 2 edge
+        stay = 0  # fixes left in the current mode (long stays make missed curfews)
         while t < end_t:
-            if rng.random() < 0.02:
+            stay -= 1
+            if stay <= 0:
                 mode = int(rng.integers(0, 3))
+                stay = int(rng.choice([5, 30, 120, 700]))
             if mode == 0:
                 x, y = hx + rng.normal(0, 15), hy + rng.normal(0, 15)
             elif mode == 1:

@@ -13,9 +13,12 @@ Readings of places where the contract leaves room (see also the report):
 - `curfew_missed_fraction`: "the OUT pieces add up to at least fraction of M's
   length" is computed as ``float(out_ms) >= fraction * float(len_ms)``.
 - Schedule windows are expanded over the local days spanned by the assignment
-  plus a 3-day margin on each side; a margin of 2 already makes every merged
-  interval that matters (its part inside the assignment, and whether it lies
-  wholly inside it) exact, because a window lasts at most about 49 hours.
+  plus a 3-day margin on each side. A window instance lasts at most 25 hours,
+  so a margin of 2 days already makes exact every merged interval's part inside
+  the assignment and the test "lies wholly inside [A.start, T_end)"; a chain of
+  touching windows that never ends (e.g. every day 19:00-19:00) is truncated
+  near the margins, i.e. well outside the assignment, so it is never "wholly
+  inside" (never missed), as for an unbounded interval.
 """
 from __future__ import annotations
 

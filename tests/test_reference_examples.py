@@ -73,3 +73,60 @@ def test_reference_matches_example(case: Path):
 def test_examples_present():
     if os.environ.get("TAGTRAIL_REQUIRE_EXAMPLES"):
         assert CASES
+
+
+# ---------------------------------------------------------------- the reference's own helpers
+
+def test_resolve_local_clock_changes():
+    """"a local time that does not exist ... means the instant at which the clocks
+    change; a local time that occurs twice ... means its first occurrence"."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from reference import format_ms, resolve_local
+
+    london = ZoneInfo("Europe/London")
+    assert format_ms(resolve_local(london, date(2024, 3, 31), 90)) == "2024-03-31T01:00:00.000Z"
+    assert format_ms(resolve_local(london, date(2024, 3, 31), 60)) == "2024-03-31T01:00:00.000Z"
+    assert format_ms(resolve_local(london, date(2024, 3, 31), 120)) == "2024-03-31T01:00:00.000Z"
+    assert format_ms(resolve_local(london, date(2024, 10, 27), 90)) == "2024-10-27T00:30:00.000Z"
+    assert format_ms(resolve_local(london, date(2024, 10, 27), 120)) == "2024-10-27T02:00:00.000Z"
+    # a whole skipped day, and a 30-minute change
+    assert format_ms(resolve_local(ZoneInfo("Pacific/Apia"), date(2011, 12, 30), 19 * 60)) == "2011-12-30T10:00:00.000Z"
+    assert format_ms(resolve_local(ZoneInfo("Australia/Lord_Howe"), date(2024, 10, 6), 130)) == "2024-10-05T15:30:00.000Z"
+
+
+def test_accumulated_battery_against_brute_force():
+    """The candidate-instant search finds the same earliest t as trying every millisecond."""
+    import random
+    from datetime import datetime, timezone
+
+    from geofence.model import Assignment, Policy
+    from reference import accumulated_battery, battery_time
+
+    def ms(text):
+        return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+    rng = random.Random(7)
+    a = Assignment("S", "D", 0, None)
+    for _ in range(150):
+        gaps, t = [], rng.randint(0, 50)
+        for _ in range(rng.randint(0, 5)):
+            t += rng.randint(1, 80)
+            d = rng.randint(1, 120)
+            gaps.append((t, t + d))
+            t += d
+        pol = Policy(accumulated_battery_ms=rng.randint(1, 150), accumulated_window_ms=rng.randint(0, 300),
+                     battery_policy="accumulated")
+        want, r = [], 0
+        horizon = max([v for _, v in gaps] + [0]) + 2
+        while True:
+            hit = next((t for t in range(r + 1, horizon)
+                        if battery_time(gaps, max(t - pol.accumulated_window_ms, r), t) >= pol.accumulated_battery_ms),
+                       None)
+            if hit is None:
+                break
+            want.append((max(hit - pol.accumulated_window_ms, r), hit))
+            r = hit
+        got = [(ms(x["start"]), ms(x["end"])) for x in accumulated_battery(a, gaps, pol)]
+        assert got == want, (gaps, pol)

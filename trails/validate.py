@@ -22,7 +22,10 @@ detection and ingest; rows that pass 1-6 (fixes) or 1, 2, 3, 7 (events) are kept
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -285,6 +288,19 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     return era * 146097 + doe - 719468
 
 
+_CUM_DAYS = np.array([
+    np.concatenate([[0, 0], np.cumsum(_DIM[1:12])]),
+    np.concatenate([[0, 0], np.cumsum(_DIM[1:12] + (np.arange(1, 12) == 2))]),
+], np.int64)  # [leap, month] -> days before the month
+
+
+@lru_cache(maxsize=1)
+def _year_start_days() -> np.ndarray:
+    """Days from 1970-01-01 to 1 January of years 0..9999 (lookup table)."""
+    y = np.arange(10000, dtype=np.int64)
+    return _days_from_civil(y, np.ones_like(y), np.ones_like(y))
+
+
 def _byte_matrix(t: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Trimmed strings -> (uint8 matrix n x W, byte lengths, usable mask).
 
@@ -350,72 +366,76 @@ def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
         M, L = M[idx], L[idx]
     else:
         idx = None
-    D = M.astype(np.int16) - 48  # digit values (garbage where not digits)
+    n_ok = M.shape[0]
+    T = np.ascontiguousarray(M.T)  # W x n: each character position contiguous
+    uniform = bool((L == L[0]).all())
+    flat = M.reshape(-1) if not uniform else None
+    base = np.arange(n_ok, dtype=np.int64) * W if not uniform else None
 
-    def dig(j: int) -> np.ndarray:
-        return D[:, j]
+    def at(back: int) -> np.ndarray:
+        """Byte at position L - back of each row (L varies per row)."""
+        if uniform:
+            return T[max(int(L[0]) - back, 0)]
+        return flat[base + np.maximum(L - back, 0)]
 
-    def isdig(j: int) -> np.ndarray:
-        return (M[:, j] - np.uint8(48)) < 10
+    def isdig(b: np.ndarray) -> np.ndarray:
+        return (b - np.uint8(48)) < 10
 
-    good = np.ones(M.shape[0], bool)
-    for j in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
-        good &= isdig(j)
-    good &= (M[:, 4] == 45) & (M[:, 7] == 45) & (M[:, 13] == 58) & (M[:, 16] == 58)
-    sep = M[:, 10]
+    def num(*cols: int) -> np.ndarray:
+        v = np.zeros(n_ok, np.int64)
+        for j in cols:
+            v = v * 10 + (T[j].astype(np.int64) - 48)
+        return v
+
+    good = isdig(T[0])
+    for j in (1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+        good &= isdig(T[j])
+    good &= (T[4] == 45) & (T[7] == 45) & (T[13] == 58) & (T[16] == 58)
+    sep = T[10]
     good &= (sep == 84) | (sep == 116) | (sep == 32)
 
-    rows = np.arange(M.shape[0])
-    last = M[rows, L - 1]
+    last = at(1)
     has_z = (last == 90) | (last == 122)
-    off_pos = np.maximum(L - 6, 0)
-    off_sign = M[rows, off_pos]
+    off_sign = at(6)
     has_off = (~has_z) & (L >= 25) & ((off_sign == 43) | (off_sign == 45))
     suffix = np.where(has_z, 1, np.where(has_off, 6, 0))
     mid = L - 19 - suffix  # '.' + fraction digits, or nothing
     good &= (mid == 0) | ((mid >= 2) & (mid <= 10))
     nfrac = np.maximum(mid - 1, 0)
     if W > 19:
-        good &= (mid == 0) | (M[:, 19] == 46)
+        good &= (mid == 0) | (T[19] == 46)
         for k in range(min(9, W - 20)):
-            good &= (k >= nfrac) | isdig(20 + k)
-    # offset +HH:MM
+            good &= (k >= nfrac) | isdig(T[20 + k])
     if has_off.any():
-        def at(delta: int) -> np.ndarray:
-            return M[rows, np.clip(L - delta, 0, W - 1)]
         o1, o2, oc, o4, o5 = at(5), at(4), at(3), at(2), at(1)
-        odig = lambda b: (b - np.uint8(48)) < 10  # noqa: E731
-        off_ok = odig(o1) & odig(o2) & (oc == 58) & odig(o4) & odig(o5)
+        off_ok = isdig(o1) & isdig(o2) & (oc == 58) & isdig(o4) & isdig(o5)
         oh = (o1.astype(np.int64) - 48) * 10 + (o2.astype(np.int64) - 48)
         om = (o4.astype(np.int64) - 48) * 10 + (o5.astype(np.int64) - 48)
         off_ok &= (oh <= 23) & (om <= 59)
         good &= ~has_off | off_ok
         off_min = np.where(has_off, (oh * 60 + om) * np.where(off_sign == 45, -1, 1), 0)
     else:
-        off_min = np.zeros(M.shape[0], np.int64)
+        off_min = None
 
-    D64 = D.astype(np.int64)
-    year = D64[:, 0] * 1000 + D64[:, 1] * 100 + D64[:, 2] * 10 + D64[:, 3]
-    month = D64[:, 5] * 10 + D64[:, 6]
-    day = D64[:, 8] * 10 + D64[:, 9]
-    hour = D64[:, 11] * 10 + D64[:, 12]
-    minute = D64[:, 14] * 10 + D64[:, 15]
-    second = D64[:, 17] * 10 + D64[:, 18]
+    year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
+    hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
     mon_ok = (month >= 1) & (month <= 12)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     dim = _DIM[np.where(mon_ok, month, 0)] + ((month == 2) & leap)
     good &= mon_ok & (day >= 1) & (day <= dim)
     good &= (hour <= 23) & (minute <= 59) & (second <= 59)
 
-    days = _days_from_civil(year, month, day)
+    y_idx = np.clip(year, 0, 9999)
+    days = _year_start_days()[y_idx] + _CUM_DAYS[leap.astype(np.int64), np.where(mon_ok, month, 1)] + day - 1
     ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
     if W > 20:
-        frac = np.zeros(M.shape[0], np.int64)
+        frac = np.zeros(n_ok, np.int64)
         for k, scale in ((0, 100), (1, 10), (2, 1)):
             if 20 + k < W:
-                frac += np.where(k < nfrac, D64[:, 20 + k], 0) * scale
-        ms += np.where(mid > 0, frac, 0)
-    ms -= off_min * 60_000
+                frac += np.where(k < nfrac, T[20 + k].astype(np.int64) - 48, 0) * scale
+        ms += frac
+    if off_min is not None:
+        ms -= off_min * 60_000
 
     sub_code = np.where(good, np.where(has_z | has_off, OK, _NAIVE_TIMESTAMP), _BAD_TIMESTAMP).astype(np.int8)
     sub_ts = np.where(sub_code == OK, ms, 0)
@@ -462,8 +482,18 @@ def _first_reason(n: int, checks: list[tuple[int, np.ndarray]]) -> np.ndarray:
     return reason
 
 
-def _column(table: pa.Table, name: str):
-    return table.column(name) if name in table.column_names else None
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _run_parallel(jobs: dict, *, parallel: bool) -> dict:
+    """Run column jobs (Arrow kernels and NumPy release the GIL) on a small pool."""
+    global _POOL
+    if not parallel or (os.cpu_count() or 1) < 2:
+        return {k: f() for k, f in jobs.items()}
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2), thread_name_prefix="tagtrail-validate")
+    futures = {k: _POOL.submit(f) for k, f in jobs.items()}
+    return {k: f.result() for k, f in futures.items()}
 
 
 def validate_fixes(table: pa.Table, *, first_row: int = 1, name: str = "fixes") -> tuple[Fixes, Rejected, np.ndarray]:
@@ -482,19 +512,23 @@ def validate_fixes(table: pa.Table, *, first_row: int = 1, name: str = "fixes") 
     """
     n = table.num_rows
     rows = np.arange(first_row, first_row + n, dtype=np.int64)
-    dev = text_column(table.column("device_id"), what=f"{name}: column device_id")
-    ts_ms, ts_code = timestamps_to_ms(table.column("ts"), what=f"{name}: column ts")
-    lat, lat_s = parse_numbers(table.column("lat"), what=f"{name}: column lat")
-    lon, lon_s = parse_numbers(table.column("lon"), what=f"{name}: column lon")
-    acc_col, bat_col = _column(table, "accuracy_m"), _column(table, "battery_pct")
-    if acc_col is not None:
-        acc, acc_s = parse_numbers(acc_col, what=f"{name}: column accuracy_m")
-    else:
-        acc, acc_s = np.full(n, np.nan), np.zeros(n, np.int8)
-    if bat_col is not None:
-        bat, bat_s = parse_numbers(bat_col, what=f"{name}: column battery_pct")
-    else:
-        bat, bat_s = np.full(n, np.nan), np.zeros(n, np.int8)
+    absent = lambda: (np.full(n, np.nan), np.zeros(n, np.int8))  # noqa: E731
+    jobs = {
+        "ts": lambda: timestamps_to_ms(table.column("ts"), what=f"{name}: column ts"),
+        "lat": lambda: parse_numbers(table.column("lat"), what=f"{name}: column lat"),
+        "lon": lambda: parse_numbers(table.column("lon"), what=f"{name}: column lon"),
+        "device_id": lambda: text_column(table.column("device_id"), what=f"{name}: column device_id"),
+    }
+    for col in ("accuracy_m", "battery_pct"):
+        if col in table.column_names:
+            jobs[col] = (lambda c: lambda: parse_numbers(table.column(c), what=f"{name}: column {c}"))(col)
+    out = _run_parallel(jobs, parallel=n >= 50_000)
+    dev = out["device_id"]
+    ts_ms, ts_code = out["ts"]
+    lat, lat_s = out["lat"]
+    lon, lon_s = out["lon"]
+    acc, acc_s = out.get("accuracy_m") or absent()
+    bat, bat_s = out.get("battery_pct") or absent()
 
     with np.errstate(invalid="ignore"):
         bad_coord = (lat_s != 2) | (lon_s != 2) | ~(np.abs(lat) <= 90.0) | ~(np.abs(lon) <= 180.0)

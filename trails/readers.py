@@ -1,0 +1,252 @@
+"""Read fixes and events files (CSV or Parquet) into validated columns.
+
+CONTRACT.md, "Files": CSV is UTF-8 (leading BOM ignored; invalid UTF-8 makes the
+file unreadable), RFC 4180 quoting, a header row naming columns in any order
+(case-sensitive, extra columns ignored); ``row`` counts records after the
+header and blank lines are not records. Every CSV column is read as text, with
+no null inference. In Parquet, ``row`` is the 1-based row index and
+``device_id``/``event`` must be string or integer columns.
+
+File-level problems raise `trails.errors.InputError` naming the file (and the
+column); row-level problems are quarantined (`trails.validate`).
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .quarantine import Rejected
+from .timestamps import WHITESPACE
+from .validate import Events, Fixes, validate_events, validate_fixes
+
+__all__ = [
+    "Fixes",
+    "Events",
+    "FIX_COLUMNS",
+    "EVENT_COLUMNS",
+    "read_fixes",
+    "read_events",
+    "iter_fix_batches",
+    "iter_event_batches",
+    "iter_raw_batches",
+]
+
+#: (required, optional) columns per source.
+FIX_COLUMNS: tuple[tuple[str, ...], tuple[str, ...]] = (("device_id", "ts", "lat", "lon"), ("accuracy_m", "battery_pct"))
+EVENT_COLUMNS: tuple[tuple[str, ...], tuple[str, ...]] = (("device_id", "ts", "event"), ())
+
+_CSV_BLOCK = 16 << 20
+
+
+def _check_path(path, kind: str) -> Path:
+    p = Path(path)
+    if p.suffix not in (".csv", ".parquet"):
+        raise InputError(f"{kind} file {str(p)!r}: extension {p.suffix or '(none)'!r} is not .csv or .parquet")
+    if not p.exists():
+        raise InputError(f"{kind} file {str(p)!r}: not found")
+    if not p.is_file():
+        raise InputError(f"{kind} file {str(p)!r}: not a regular file")
+    return p
+
+
+def _csv_header(p: Path, kind: str) -> list[str]:
+    """The header row's raw names (first non-blank record; BOM dropped)."""
+    try:
+        with open(p, "rb") as fb:
+            text = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")
+            for rec in csv.reader(text):
+                if rec:
+                    return rec
+    except UnicodeDecodeError:
+        raise InputError(f"{kind} file {str(p)!r}: unreadable: not valid UTF-8") from None
+    except (OSError, csv.Error) as exc:
+        raise InputError(f"{kind} file {str(p)!r}: unreadable: {exc}") from None
+    raise InputError(f"{kind} file {str(p)!r}: unreadable: no header row")
+
+
+def _check_utf8(p: Path, kind: str) -> None:
+    """Raise unless the whole file is valid UTF-8 (used when columns are skipped)."""
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(p, "rb") as fb:
+            while chunk := fb.read(8 << 20):
+                dec.decode(chunk)
+            dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise InputError(f"{kind} file {str(p)!r}: unreadable: not valid UTF-8") from None
+
+
+def _select(names: list[str], columns, kind: str, p: Path) -> dict[str, str]:
+    """Map wanted column -> name as written in the file (names are trimmed)."""
+    required, optional = columns
+    found: dict[str, str] = {}
+    for raw in names:
+        name = raw.strip(WHITESPACE)
+        if name in required or name in optional:
+            if name in found:
+                raise InputError(f"{kind} file {str(p)!r}: column {name!r} appears more than once")
+            found[name] = raw
+    for name in required:
+        if name not in found:
+            raise InputError(f"{kind} file {str(p)!r}: missing required column {name!r}")
+    return found
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    n = 0
+    for b in batches:
+        while b.num_rows:
+            take = min(b.num_rows, batch_rows - n)
+            pending.append(b.slice(0, take))
+            n += take
+            b = b.slice(take)
+            if n >= batch_rows:
+                yield pa.Table.from_batches(pending)
+                pending, n = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _iter_csv(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table]:
+    """Check the header eagerly (errors before any output); return a batch generator."""
+    names = _csv_header(p, kind)
+    found = _select(names, columns, kind, p)
+    if len(names) != len(found):
+        _check_utf8(p, kind)  # skipped columns are not converted, so check them here
+    convert = pacsv.ConvertOptions(
+        column_types={raw: pa.string() for raw in found.values()},
+        include_columns=list(found.values()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        check_utf8=True,
+    )
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    read = pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=True)
+    rename = {raw: name for name, raw in found.items()}
+    try:
+        reader = pacsv.open_csv(p, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(p, kind, exc) from None
+    return _gen_csv(p, kind, reader, rename, batch_rows)
+
+
+def _csv_error(p: Path, kind: str, exc: Exception) -> InputError:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "utf8" in msg.lower():
+        msg = "not valid UTF-8"
+    return InputError(f"{kind} file {str(p)!r}: unreadable: {msg}")
+
+
+def _gen_csv(p: Path, kind: str, reader, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
+    try:
+        for table in _rechunk(iter(reader), batch_rows):
+            yield table.rename_columns([rename[c] for c in table.column_names])
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(p, kind, exc) from None
+    except OSError as exc:
+        raise InputError(f"{kind} file {str(p)!r}: unreadable: {exc}") from None
+
+
+def _iter_parquet(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table]:
+    try:
+        f = pq.ParquetFile(p)
+        schema = f.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{kind} file {str(p)!r}: unreadable: {str(exc).splitlines()[0]}") from None
+    found = _select(list(schema.names), columns, kind, p)
+    for name in ("device_id", "event"):
+        if name in found:
+            t = schema.field(found[name]).type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
+                raise InputError(f"{kind} file {str(p)!r}: column {name!r} has type {t}, not string or integer")
+    t = schema.field(found["ts"]).type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if not (pa.types.is_timestamp(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise InputError(f"{kind} file {str(p)!r}: column 'ts' has type {t}, not timestamp or string")
+    for name in ("lat", "lon", "accuracy_m", "battery_pct"):
+        if name in found:
+            t = schema.field(found[name]).type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)
+                    or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
+                raise InputError(f"{kind} file {str(p)!r}: column {name!r} has type {t}, not a number or string")
+    rename = {raw: name for name, raw in found.items()}
+    return _gen_parquet(p, kind, f, found, rename, batch_rows)
+
+
+def _gen_parquet(p: Path, kind: str, f, found: dict, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
+    try:
+        it = f.iter_batches(batch_size=batch_rows, columns=list(found.values()), use_threads=True)
+        for b in it:
+            yield pa.Table.from_batches([b]).rename_columns([rename[c] for c in b.schema.names])
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{kind} file {str(p)!r}: unreadable: {str(exc).splitlines()[0]}") from None
+
+
+def iter_raw_batches(path, *, kind: str = "fixes", batch_rows: int = 1_000_000) -> Iterator[pa.Table]:
+    """Stream the wanted columns of a fixes/events file as tables of <= `batch_rows` rows.
+
+    Columns are renamed to their contract names; CSV columns are strings.
+    Raises `InputError` for file-level problems (CONTRACT.md, "Files").
+    """
+    columns = FIX_COLUMNS if kind == "fixes" else EVENT_COLUMNS
+    p = _check_path(path, kind)
+    if p.suffix == ".csv":
+        return _iter_csv(p, columns, kind, batch_rows)
+    return _iter_parquet(p, columns, kind, batch_rows)
+
+
+def iter_fix_batches(path, *, batch_rows: int = 1_000_000) -> Iterator[tuple[Fixes, Rejected]]:
+    """Stream validated fixes (reasons 1-6) in batches; rows are numbered globally."""
+    for fixes, rejected, _table, _bad in _iter_validated(path, "fixes", batch_rows):
+        yield fixes, rejected
+
+
+def iter_event_batches(path, *, batch_rows: int = 1_000_000) -> Iterator[tuple[Events, Rejected]]:
+    """Stream validated events (reasons 1, 2, 3, 7) in batches."""
+    for events, rejected, _table, _bad in _iter_validated(path, "events", batch_rows):
+        yield events, rejected
+
+
+def _iter_validated(path, kind: str, batch_rows: int):
+    """Yield (kept, Rejected, raw table, rejected positions in the table)."""
+    name = str(path)
+    validate = validate_fixes if kind == "fixes" else validate_events
+    first = 1
+    # validate the path and header eagerly so errors surface before any output
+    batches = iter_raw_batches(path, kind=kind, batch_rows=batch_rows)
+    for table in batches:
+        kept, rejected, bad = validate(table, first_row=first, name=f"{kind} file {name!r}")
+        yield kept, rejected, table, bad
+        first += table.num_rows
+
+
+def read_fixes(path) -> tuple[Fixes, Rejected]:
+    """Read and validate a whole fixes file: (kept fixes, rejected rows)."""
+    parts, rej = [], []
+    for f, r in iter_fix_batches(path):
+        parts.append(f)
+        rej.append(r)
+    return Fixes.concat(parts), Rejected.concat("fixes", rej)
+
+
+def read_events(path) -> tuple[Events, Rejected]:
+    """Read and validate a whole events file: (kept events, rejected rows)."""
+    parts, rej = [], []
+    for e, r in iter_event_batches(path):
+        parts.append(e)
+        rej.append(r)
+    return Events.concat(parts), Rejected.concat("events", rej)

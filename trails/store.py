@@ -1,0 +1,333 @@
+"""The Parquet store under ``HOME/store``: day-partitioned fixes and events, plus quarantine.
+
+Layout::
+
+    HOME/store/fixes/day=YYYY-MM-DD/part-<ingest id>.parquet       FIX_SCHEMA
+    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>.parquet      EVENT_SCHEMA
+    HOME/store/quarantine/part-<ingest id>.parquet                 QUARANTINE_SCHEMA
+
+Days are UTC days of ``ts_ms``. Each file is sorted by ``device_id`` then
+``ts_ms``. A ``(device_id, ts_ms)`` key (events: plus ``event``) occurs at most
+once in the whole store: `trails.ingest` quarantines later copies as
+``duplicate``. New files are written under ``HOME/store/.tmp-<id>/`` and renamed
+into place only when a whole ingest has succeeded (`Transaction`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+__all__ = [
+    "DAY_MS",
+    "FIX_SCHEMA",
+    "EVENT_SCHEMA",
+    "QUARANTINE_SCHEMA",
+    "StoredFixes",
+    "StoredEvents",
+    "Transaction",
+    "store_root",
+    "day_label",
+    "list_days",
+    "read_store_fixes",
+    "read_store_events",
+    "read_store_quarantine",
+    "store_summary",
+    "device_order",
+]
+
+DAY_MS = 86_400_000
+FIX_SCHEMA = pa.schema([
+    ("device_id", pa.string()),
+    ("ts_ms", pa.int64()),
+    ("lat", pa.float64()),
+    ("lon", pa.float64()),
+    ("x", pa.float64()),
+    ("y", pa.float64()),
+    ("accuracy_m", pa.float64()),
+    ("battery_pct", pa.float64()),
+    ("source", pa.string()),
+    ("row", pa.int64()),
+])
+EVENT_SCHEMA = pa.schema([
+    ("device_id", pa.string()),
+    ("ts_ms", pa.int64()),
+    ("event", pa.string()),
+    ("source", pa.string()),
+    ("row", pa.int64()),
+])
+QUARANTINE_SCHEMA = pa.schema([
+    ("source_file", pa.string()),
+    ("source", pa.string()),
+    ("row", pa.int64()),
+    ("reason", pa.string()),
+    ("device_id", pa.string()),
+    ("ts", pa.string()),
+    ("ingest_id", pa.string()),
+])
+_DAY_RE = re.compile(r"^day=(\d{4})-(\d{2})-(\d{2})$")
+
+
+def store_root(home) -> Path:
+    return Path(home) / "store"
+
+
+def day_label(day: int) -> str:
+    """Day number (days since 1970-01-01) -> ``YYYY-MM-DD``."""
+    return str(np.datetime64(int(day), "D"))
+
+
+def _day_number(label: str) -> int:
+    return int(np.datetime64(label, "D").astype(np.int64))
+
+
+def list_days(home, kind: str = "fixes") -> list[int]:
+    """Day numbers with a partition directory for `kind` (``fixes``/``events``), ascending."""
+    root = store_root(home) / kind
+    if not root.is_dir():
+        return []
+    days = []
+    for d in root.iterdir():
+        m = _DAY_RE.match(d.name)
+        if m and d.is_dir():
+            days.append(_day_number(f"{m.group(1)}-{m.group(2)}-{m.group(3)}"))
+    return sorted(days)
+
+
+def _day_files(home, kind: str, days) -> list[str]:
+    root = store_root(home) / kind
+    files: list[str] = []
+    for d in days:
+        part = root / f"day={day_label(d)}"
+        if part.is_dir():
+            files.extend(str(f) for f in sorted(part.glob("*.parquet")))
+    return files
+
+
+def device_order(device_id: pa.Array) -> np.ndarray:
+    """int64 rank of each row's device_id in sorted (byte-wise) order of the distinct ids."""
+    if isinstance(device_id, pa.ChunkedArray):
+        device_id = device_id.combine_chunks()
+    if len(device_id) == 0:
+        return np.zeros(0, np.int64)
+    enc = pc.dictionary_encode(device_id)
+    sort_idx = pc.sort_indices(enc.dictionary).to_numpy()
+    rank_of_code = np.empty(len(sort_idx), np.int64)
+    rank_of_code[sort_idx] = np.arange(len(sort_idx))
+    return rank_of_code[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def sort_order(dev_rank: np.ndarray, ts_ms: np.ndarray, *, day: np.ndarray | None = None) -> np.ndarray:
+    """Stable order by (day, device rank, ts_ms); ties keep input order (first row first)."""
+    n = len(ts_ms)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    dev_bits = int(dev_rank.max()).bit_length()
+    if day is None:
+        rel = ts_ms - ts_ms.min()
+        ts_bits = int(rel.max()).bit_length()
+        if ts_bits + dev_bits <= 62:
+            return np.argsort((dev_rank << ts_bits) | rel, kind="stable")
+        return np.lexsort((ts_ms, dev_rank))
+    day0 = int(day.min())
+    day_bits = (int(day.max()) - day0).bit_length()
+    if 27 + dev_bits + day_bits <= 62:
+        key = ((((day - day0) << dev_bits) | dev_rank) << 27) | (ts_ms - day * DAY_MS)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((ts_ms, dev_rank, day))
+
+
+# --------------------------------------------------------------------------- #
+# Writing
+# --------------------------------------------------------------------------- #
+class Transaction:
+    """New store files staged in a temporary directory, renamed into place on `commit`.
+
+    Use as a context manager: leaving the block with an exception removes the
+    staging directory and leaves the store unchanged.
+    """
+
+    def __init__(self, home) -> None:
+        self.root = store_root(home)
+        self.ingest_id = uuid.uuid4().hex[:16]
+        self.tmp = self.root / f".tmp-{self.ingest_id}"
+        self.files: list[Path] = []
+
+    def __enter__(self) -> "Transaction":
+        self.tmp.mkdir(parents=True, exist_ok=False)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, relpath: str, table: pa.Table) -> None:
+        dest = self.tmp / relpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, dest, compression="lz4", write_statistics=["ts_ms", "device_id"] if "ts_ms" in table.column_names else True)
+        self.files.append(Path(relpath))
+
+    def commit(self) -> None:
+        for rel in self.files:
+            target = self.root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.tmp / rel, target)
+        self.files = []
+
+
+# --------------------------------------------------------------------------- #
+# Reading
+# --------------------------------------------------------------------------- #
+def _ro(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True)
+class StoredFixes:
+    """Fixes read back from the store, sorted by device_id then ts_ms.
+
+    device_id and source are Arrow string arrays; the rest are read-only NumPy
+    arrays (accuracy_m / battery_pct NaN = not given / unknown).
+    """
+
+    device_id: pa.Array
+    ts_ms: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    accuracy_m: np.ndarray
+    battery_pct: np.ndarray
+    row: np.ndarray
+    source: pa.Array
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    """Events read back from the store, sorted by device_id then ts_ms."""
+
+    device_id: pa.Array
+    ts_ms: np.ndarray
+    event: pa.Array
+    row: np.ndarray
+    source: pa.Array
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+
+def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> pa.Table:
+    days = list_days(home, kind)
+    if start_ms is not None:
+        days = [d for d in days if (d + 1) * DAY_MS > start_ms]
+    if end_ms is not None:
+        days = [d for d in days if d * DAY_MS < end_ms]
+    files = _day_files(home, kind, days)
+    if not files:
+        return schema.empty_table()
+    flt = None
+    if start_ms is not None:
+        flt = ds.field("ts_ms") >= int(start_ms)
+    if end_ms is not None:
+        e = ds.field("ts_ms") < int(end_ms)
+        flt = e if flt is None else flt & e
+    if devices is not None:
+        e = ds.field("device_id").isin(pa.array(list(devices), pa.string()))
+        flt = e if flt is None else flt & e
+    table = ds.dataset(files, format="parquet", schema=schema).to_table(filter=flt)
+    if table.num_rows == 0:
+        return table
+    dev = table.column("device_id").combine_chunks()
+    ts = table.column("ts_ms").to_numpy()
+    order = sort_order(device_order(dev), ts)
+    return table.take(pa.array(order))
+
+
+def _np(table: pa.Table, name: str) -> np.ndarray:
+    return _ro(table.column(name).to_numpy())
+
+
+def _arr(table: pa.Table, name: str) -> pa.Array:
+    return table.column(name).combine_chunks()
+
+
+def read_store_fixes(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None) -> StoredFixes:
+    """Fixes in ``[start_ms, end_ms)`` (either bound optional) for `devices` (None = all).
+
+    Reads only the day partitions that overlap the interval.
+    """
+    t = _read(home, "fixes", FIX_SCHEMA, start_ms, end_ms, devices)
+    return StoredFixes(
+        device_id=_arr(t, "device_id"), ts_ms=_np(t, "ts_ms"), x=_np(t, "x"), y=_np(t, "y"),
+        lat=_np(t, "lat"), lon=_np(t, "lon"), accuracy_m=_np(t, "accuracy_m"),
+        battery_pct=_np(t, "battery_pct"), row=_np(t, "row"), source=_arr(t, "source"),
+    )
+
+
+def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None) -> StoredEvents:
+    """Events in ``[start_ms, end_ms)`` for `devices` (None = all); see `read_store_fixes`."""
+    t = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices)
+    return StoredEvents(
+        device_id=_arr(t, "device_id"), ts_ms=_np(t, "ts_ms"), event=_arr(t, "event"),
+        row=_np(t, "row"), source=_arr(t, "source"),
+    )
+
+
+def read_store_quarantine(home) -> pa.Table:
+    """All quarantined rows recorded by ingests (QUARANTINE_SCHEMA)."""
+    root = store_root(home) / "quarantine"
+    files = sorted(str(f) for f in root.glob("*.parquet")) if root.is_dir() else []
+    if not files:
+        return QUARANTINE_SCHEMA.empty_table()
+    return ds.dataset(files, format="parquet", schema=QUARANTINE_SCHEMA).to_table()
+
+
+def existing_keys(home, kind: str, day: int, columns: list[str]) -> pa.Table:
+    """Key columns of the stored rows of one day partition (empty table if none)."""
+    files = _day_files(home, kind, [day])
+    schema = FIX_SCHEMA if kind == "fixes" else EVENT_SCHEMA
+    if not files:
+        return pa.schema([schema.field(c) for c in columns]).empty_table()
+    return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns)
+
+
+def store_summary(home) -> dict:
+    """Counts for humans and `make run`: devices, fixes, events, days, quarantine by reason."""
+    out: dict = {"home": str(home)}
+    for kind, schema in (("fixes", FIX_SCHEMA), ("events", EVENT_SCHEMA)):
+        days = list_days(home, kind)
+        files = _day_files(home, kind, days)
+        n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        out[kind] = n
+        if kind == "fixes":
+            out["days"] = len(days)
+            out["first_day"] = day_label(days[0]) if days else None
+            out["last_day"] = day_label(days[-1]) if days else None
+            if files:
+                dev = ds.dataset(files, format="parquet", schema=schema).to_table(columns=["device_id"]).column("device_id")
+                out["devices"] = int(pc.count_distinct(dev).as_py())
+            else:
+                out["devices"] = 0
+    q = read_store_quarantine(home)
+    counts: dict[str, int] = {}
+    if q.num_rows:
+        from .quarantine import REASONS
+
+        vc = pc.value_counts(q.column("reason").combine_chunks()).to_pylist()
+        found = {d["values"]: d["counts"] for d in vc}
+        counts = {r: int(found[r]) for r in REASONS if r in found}
+    out["quarantined"] = counts
+    return out
