@@ -138,15 +138,13 @@ def _grid_params(z, za):
 
 
 @njit_serial
-def _prefilter(px, py, acc, g, cell_dmin, cell_dmax):
-    """Code decided by the bbox and grid bounds alone, else `_UNDECIDED`.
+def _bbox_code(px, py, acc, g):
+    """OUT if the bounding box alone proves it, else `_UNDECIDED` (scalars only).
 
-    The bounds decide only when they clear a threshold by ``tol_m`` (already
-    folded into the stored cell bounds), so a decided code equals
-    ``_code(<exact d>, acc)``. `g` is `_grid_params(z, za)`.
+    The boundary is at least the bbox distance e away, so d <= -e; decides
+    only when e clears the threshold by ``tol_m``. `g` is `_grid_params`.
     """
-    minx, miny, maxx, maxy, tol, x0, y0, cell, nx, ny, k0 = g
-    # bounding box: the boundary is at least the bbox distance e away, so d <= -e
+    minx, miny, maxx, maxy, tol = g[0], g[1], g[2], g[3], g[4]
     ex = max(minx - px, px - maxx, 0.0)
     ey = max(miny - py, py - maxy, 0.0)
     if ex > 0.0 or ey > 0.0:
@@ -156,20 +154,33 @@ def _prefilter(px, py, acc, g, cell_dmin, cell_dmax):
         e = math.sqrt(ex * ex + ey * ey) - tol
         if e > 0.0 and e >= acc:
             return OUT
-    # grid: bounds of d in the fix's cell
-    if nx > 0:
-        fx = (px - x0) / cell
-        fy = (py - y0) / cell
-        if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:
-            k = k0 + int(fy) * nx + int(fx)
-            lo = cell_dmin[k]
-            if lo > 0.0 and lo >= acc:
-                return IN
-            hi = cell_dmax[k]
-            if hi < 0.0 and -hi >= acc:
-                return OUT
-            if hi < acc and lo > -acc:  # -a < d < a everywhere in the cell: neither IN nor OUT
-                return UNCERTAIN
+    return _UNDECIDED
+
+
+@njit_serial
+def _cell_index(px, py, g):
+    """Flat index of the grid cell holding (px, py), or -1 off the grid (or no grid)."""
+    x0, y0, cell, nx, ny, k0 = g[5], g[6], g[7], g[8], g[9], g[10]
+    fx = (px - x0) / cell
+    fy = (py - y0) / cell
+    if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:  # also false for nx == 0 and NaN
+        return k0 + int(fy) * nx + int(fx)
+    return -1
+
+
+@njit_serial
+def _cell_code(lo, hi, acc):
+    """Code decided by a cell's bounds ``lo <= d <= hi`` alone, else `_UNDECIDED`.
+
+    The stored bounds already include ``tol_m``, so a decided code equals
+    ``_code(<exact d>, acc)`` for every point of the cell.
+    """
+    if lo > 0.0 and lo >= acc:
+        return IN
+    if hi < 0.0 and -hi >= acc:
+        return OUT
+    if hi < acc and lo > -acc:  # -a < d < a in the whole cell: neither IN nor OUT
+        return UNCERTAIN
     return _UNDECIDED
 
 
@@ -186,21 +197,27 @@ def _classify_one(px, py, acc, z, za):
         dx = px - za.cx[z]
         dy = py - za.cy[z]
         return _code(za.radius_m[z] - math.sqrt(dx * dx + dy * dy), acc)
-    c = _prefilter(px, py, acc, _grid_params(z, za), za.cell_dmin, za.cell_dmax)
-    if c != _UNDECIDED:
-        return c
-    d = _polygon_signed_distance(
-        px, py, za.zone_ring_offsets[z], za.zone_ring_offsets[z + 1], za.vx, za.vy, za.ring_offsets
-    )
-    return _code(d, acc)
+    g = _grid_params(z, za)
+    c = _bbox_code(px, py, acc, g)
+    if c == _UNDECIDED:
+        k = _cell_index(px, py, g)
+        if k >= 0:
+            c = _cell_code(za.cell_dmin[k], za.cell_dmax[k], acc)
+    if c == _UNDECIDED:
+        d = _polygon_signed_distance(
+            px, py, za.zone_ring_offsets[z], za.zone_ring_offsets[z + 1], za.vx, za.vy, za.ring_offsets
+        )
+        c = _code(d, acc)
+    return c
 
 
 @njit_serial
 def _classify_run(x, y, acc, f0, nf, z, za, out, o):
     """Codes of fixes ``f0:f0+nf`` against zone `z` into ``out[o:o+nf]``.
 
-    Same result as `_classify_one` per fix, with the zone's scalars and
-    arrays hoisted out of the loop.
+    Same steps as `_classify_one` per fix, with the zone's scalars and arrays
+    hoisted out of the loop (arrays are read here, never passed to the
+    per-fix helpers, so no reference counting happens per fix).
     """
     if za.is_circle[z]:
         _classify_circle_run(x, y, acc, f0, nf, za.cx[z], za.cy[z], za.radius_m[z], out, o)
@@ -220,7 +237,11 @@ def _classify_run(x, y, acc, f0, nf, z, za, out, o):
         if not (math.isfinite(px) and math.isfinite(py) and a >= 0.0):
             out[o + i] = UNCERTAIN
             continue
-        c = _prefilter(px, py, a, g, cell_dmin, cell_dmax)
+        c = _bbox_code(px, py, a, g)
+        if c == _UNDECIDED:
+            k = _cell_index(px, py, g)
+            if k >= 0:
+                c = _cell_code(cell_dmin[k], cell_dmax[k], a)
         if c == _UNDECIDED:
             c = _code(_polygon_signed_distance(px, py, r0, r1, vx, vy, ring_offsets), a)
         out[o + i] = c

@@ -25,7 +25,7 @@ schedule, gives one interval ``[NEG_INF_MS, POS_INF_MS]``.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -110,7 +110,7 @@ def resolve_local(tz_name: str, ordinal: int, minute: int) -> int:
             hi = mid
         else:
             lo = mid
-    return lo * 1000
+    return hi * 1000
 
 
 def _offset_s(tz: ZoneInfo, epoch_s: int) -> float:

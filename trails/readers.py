@@ -222,12 +222,17 @@ def iter_event_batches(path, *, batch_rows: int = 1_000_000) -> Iterator[tuple[E
 
 
 def _iter_validated(path, kind: str, batch_rows: int):
-    """Yield (kept, Rejected, raw table, rejected positions in the table)."""
-    name = str(path)
+    """Iterator of (kept, Rejected, raw table, rejected positions in the table).
+
+    The path and header are checked eagerly (errors before any output).
+    """
+    batches = iter_raw_batches(path, kind=kind, batch_rows=batch_rows)
+    return _gen_validated(batches, str(path), kind)
+
+
+def _gen_validated(batches, name: str, kind: str):
     validate = validate_fixes if kind == "fixes" else validate_events
     first = 1
-    # validate the path and header eagerly so errors surface before any output
-    batches = iter_raw_batches(path, kind=kind, batch_rows=batch_rows)
     for table in batches:
         kept, rejected, bad = validate(table, first_row=first, name=f"{kind} file {name!r}")
         yield kept, rejected, table, bad

@@ -55,19 +55,19 @@ FIX_SCHEMA = pa.schema([
     ("y", pa.float64()),
     ("accuracy_m", pa.float64()),
     ("battery_pct", pa.float64()),
-    ("source", pa.string()),
+    ("source", pa.dictionary(pa.int32(), pa.string())),
     ("row", pa.int64()),
 ])
 EVENT_SCHEMA = pa.schema([
     ("device_id", pa.string()),
     ("ts_ms", pa.int64()),
     ("event", pa.string()),
-    ("source", pa.string()),
+    ("source", pa.dictionary(pa.int32(), pa.string())),
     ("row", pa.int64()),
 ])
 QUARANTINE_SCHEMA = pa.schema([
     ("source_file", pa.string()),
-    ("source", pa.string()),
+    ("source", pa.dictionary(pa.int32(), pa.string())),
     ("row", pa.int64()),
     ("reason", pa.string()),
     ("device_id", pa.string()),
@@ -209,7 +209,7 @@ class StoredFixes:
     accuracy_m: np.ndarray
     battery_pct: np.ndarray
     row: np.ndarray
-    source: pa.Array
+    source: pa.Array  # dictionary-encoded source file names
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
