@@ -65,10 +65,14 @@ def _code(d, acc):
 
 @njit_serial
 def _polygon_signed_distance(px, py, r0, r1, vx, vy, ring_offsets):
-    """Signed distance from (px, py) to the rings ``r0:r1`` (even-odd inside).
+    """Signed distance from (px, py) to the rings ``r0:r1``; inside by even-odd crossings.
 
-    Distance to a segment as GEOS computes it: the nearer endpoint when the
-    projection falls outside the segment, else ``|cross| / |edge|``.
+    Branch-free per edge: the distance to segment AB is ``|W - t E|`` with
+    ``E = B - A``, ``W = P - A`` and ``t = clamp(W.E / E.E, 0, 1)``; the edge
+    crosses the horizontal ray from P to +x when A and B lie on opposite sides
+    of ``y = py`` (half-open, so horizontal edges never count) and P is left of
+    the edge, which is the sign of ``cross(W, E)`` (no division). Returns 0.0
+    on the boundary (sign irrelevant: d = 0 is UNCERTAIN for any accuracy).
     """
     best = math.inf
     inside = False
@@ -78,29 +82,18 @@ def _polygon_signed_distance(px, py, r0, r1, vx, vy, ring_offsets):
             ay = vy[k]
             bx = vx[k + 1]
             by = vy[k + 1]
-            # even-odd crossing test, half-open in y (horizontal edges never count)
-            if (ay > py) != (by > py):
-                xi = ax + (py - ay) * (bx - ax) / (by - ay)
-                if px < xi:
-                    inside = not inside
             ex = bx - ax
             ey = by - ay
             wx = px - ax
             wy = py - ay
-            dot = wx * ex + wy * ey
-            if dot <= 0.0:
-                d2 = wx * wx + wy * wy
-            else:
-                l2 = ex * ex + ey * ey
-                if dot >= l2:
-                    ux = px - bx
-                    uy = py - by
-                    d2 = ux * ux + uy * uy
-                else:
-                    cr = wx * ey - wy * ex
-                    d2 = cr * cr / l2
-            if d2 < best:
-                best = d2
+            cr = wx * ey - wy * ex
+            inside ^= ((ay > py) != (by > py)) & ((cr < 0.0) == (ey > 0.0))
+            l2 = ex * ex + ey * ey
+            t = (wx * ex + wy * ey) / l2 if l2 > 0.0 else 0.0  # l2 == 0: repeated vertex
+            t = min(max(t, 0.0), 1.0)
+            qx = wx - t * ex
+            qy = wy - t * ey
+            best = min(best, qx * qx + qy * qy)
     d = math.sqrt(best)
     if d == 0.0:
         return 0.0

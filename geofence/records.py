@@ -123,8 +123,8 @@ def quarantine_rows(parts: list[Rejected]) -> list[tuple[str, int, str]]:
     return sorted(rows, key=lambda q: (q[0] != "events", q[0], q[1]))
 
 
-def write_outputs(out_dir: str | os.PathLike, records: list[dict],
-                  quarantine: list[tuple[str, int, str]]) -> None:
+def write_outputs(out_dir: str | os.PathLike, records: list[dict], quarantine: list[tuple],
+                  *, header: tuple[str, ...] = ("source", "row", "reason")) -> None:
     """Write breaches.jsonl and quarantine.csv, each atomically (temp + rename)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def write_outputs(out_dir: str | os.PathLike, records: list[dict],
 
     def write_csv(fh) -> None:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(("source", "row", "reason"))
+        w.writerow(header)
         w.writerows(quarantine)
 
     atomic("breaches.jsonl", write_jsonl)

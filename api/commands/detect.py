@@ -37,6 +37,13 @@ examples:
 
 Writes OUT/breaches.jsonl and OUT/quarantine.csv (see CONTRACT.md). Input errors
 exit 2 with one line on stderr and write nothing.
+
+Store mode (no --fixes): reads HOME/store, written by `tagtrail ingest`, using the
+coordinates projected at ingest. --from/--to restrict the analysis to that period
+(assignments are clipped to it) and only those day partitions are read. Rows
+quarantined at ingest stay in the store's quarantine; quarantine.csv lists what
+this run set aside (after_as_of, unassigned, duplicate) with a 4th column `file`
+naming the ingested file the row came from.
 """
 
 
@@ -77,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
     as_of = _timestamp_arg("--as-of", args.as_of) if args.as_of is not None else None
 
+    if args.fixes and (args.from_ts or args.to_ts):
+        raise InputError("--from/--to select days of the store (--home); with --fixes use --as-of")
+    if args.events and not args.fixes:
+        raise InputError("--events needs --fixes (in store mode, events come from the store)")
     if args.fixes:
         from trails.readers import read_events, read_fixes
 
@@ -90,12 +101,18 @@ def run(args: argparse.Namespace) -> int:
                                 event=_combine(ev.event))
         else:
             events, e_rej = None, None
+        origin = None
     else:
-        fixes, events, f_rej, e_rej, n_rows = _from_store(args, policy, assignments)
+        fixes, events, assignments, origin, n_rows = _from_store(args, policy, assignments)
+        f_rej = e_rej = None
 
     result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
                             rejected_fixes=f_rej, rejected_events=e_rej)
-    write_outputs(args.out, result.records, result.quarantine)
+    if origin is None:
+        write_outputs(args.out, result.records, result.quarantine)
+    else:
+        write_outputs(args.out, result.records, _store_quarantine(result.quarantine, origin),
+                      header=("source", "row", "reason", "file"))
     elapsed = time.perf_counter() - t0
     if not args.quiet:
         _print_summary(result, n_rows, elapsed, args.out)
@@ -104,27 +121,58 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clip_assignments(assignments, start_ms, end_ms):
+    """Store mode with --from/--to: the analysis covers only that period, as if
+    each assignment began no earlier than --from and ended by --to, so time
+    outside the period (whose fixes were not read) is never taken as a gap."""
+    from dataclasses import replace
+
+    out = []
+    for a in assignments:
+        s = a.start_ms if start_ms is None else max(a.start_ms, start_ms)
+        e = a.end_ms if end_ms is None else (end_ms if a.end_ms is None else min(a.end_ms, end_ms))
+        if e is None or e > s:
+            out.append(replace(a, start_ms=s, end_ms=e))
+    return tuple(out)
+
+
 def _from_store(args, policy, assignments):
-    """Store mode: read only the day partitions in [--from, --to)."""
+    """Store mode: read only the day partitions in [--from, --to).
+
+    Rows are numbered by their position in what was read; `_store_quarantine`
+    maps them back to the source file and row recorded at ingest.
+    """
     from trails.store import read_store_events, read_store_fixes
 
     home = resolve_home(args.home)
     start = _timestamp_arg("--from", args.from_ts) if args.from_ts else None
     end = _timestamp_arg("--to", args.to_ts) if args.to_ts else None
+    if start is not None and end is not None and end <= start:
+        raise InputError(f"--to {args.to_ts!r} is not after --from {args.from_ts!r}")
     if not (home / "store").exists():
         raise InputError(f"no store at {home / 'store'}: run `tagtrail ingest` first, or pass --fixes")
     devices = sorted({a.device_id for a in assignments})
     sf = read_store_fixes(home, start_ms=start, end_ms=end, devices=devices)
-    same_crs = policy.crs == "EPSG:27700"
-    fixes = FixInput(row=np.asarray(sf.row, np.int64), device_id=_combine(sf.device_id),
-                     ts_ms=np.asarray(sf.ts_ms, np.int64), accuracy_m=np.asarray(sf.accuracy_m),
-                     battery_pct=np.asarray(sf.battery_pct),
-                     lat=np.asarray(sf.lat), lon=np.asarray(sf.lon),
-                     x=np.asarray(sf.x) if same_crs else None, y=np.asarray(sf.y) if same_crs else None)
+    same_crs = policy.crs == "EPSG:27700"  # the store keeps x/y in the British National Grid
+    n = len(sf)
+    fixes = FixInput(row=np.arange(1, n + 1, dtype=np.int64), device_id=_combine(sf.device_id),
+                     ts_ms=sf.ts_ms, accuracy_m=sf.accuracy_m, battery_pct=sf.battery_pct,
+                     lat=sf.lat, lon=sf.lon,
+                     x=sf.x if same_crs else None, y=sf.y if same_crs else None)
     se = read_store_events(home, start_ms=start, end_ms=end, devices=devices)
-    events = EventInput(row=np.asarray(se.row, np.int64), device_id=_combine(se.device_id),
-                        ts_ms=np.asarray(se.ts_ms, np.int64), event=_combine(se.event))
-    return fixes, events, None, None, len(fixes)
+    events = EventInput(row=np.arange(1, len(se) + 1, dtype=np.int64), device_id=_combine(se.device_id),
+                        ts_ms=se.ts_ms, event=_combine(se.event))
+    origin = {"fixes": (sf.source, sf.row), "events": (se.source, se.row)}
+    return fixes, events, _clip_assignments(assignments, start, end), origin, n
+
+
+def _store_quarantine(quarantine, origin):
+    """(source, row, reason) over read positions -> (source, file row, reason, file)."""
+    out = []
+    for source, pos, reason in quarantine:
+        files, rows = origin[source]
+        out.append((source, int(rows[pos - 1]), reason, str(files[pos - 1])))
+    return sorted(out, key=lambda q: (q[0] != "events", q[3], q[1]))
 
 
 def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str) -> None:
