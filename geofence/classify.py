@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from .compile import CompiledZones
-from .kernels import IN, OUT, UNCERTAIN, _classify_assignments, _classify_points, _signed_distances
+from .kernels import (
+    IN,
+    OUT,
+    UNCERTAIN,
+    _classify_assignments,
+    _classify_points,
+    _count_invalid_fixes,
+    _signed_distances,
+)
 
 __all__ = [
     "OUT",
@@ -50,24 +58,28 @@ def _int_array(name: str, value) -> np.ndarray:
 
 
 def _xy(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = _float_array("x", x)
-    y = _float_array("y", y, x.shape[0])
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        bad = int(np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))[0])
-        raise ValueError(f"x/y must be finite; point {bad} is ({x[bad]}, {y[bad]})")
+    x, y, _ = _fixes(x, y, 0.0)
     return x, y
 
 
-def _accuracy(accuracy_m, n: int) -> np.ndarray:
+def _fixes(x, y, accuracy_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked float64 x, y, accuracy_m (a scalar accuracy applies to every fix)."""
+    x = _float_array("x", x)
+    n = x.shape[0]
+    y = _float_array("y", y, n)
     a = np.asarray(accuracy_m)
-    if a.ndim == 0 and a.dtype.kind in "biuf":  # one accuracy for every point
+    if a.ndim == 0 and a.dtype.kind in "biuf":
         a = np.full(n, a, dtype=np.float64)
     a = _float_array("accuracy_m", a, n)
-    bad = ~(a >= 0.0)  # also catches NaN: callers substitute the policy default first
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    if n and _count_invalid_fixes(x, y, a):  # one compiled pass; numpy only to name the culprit
+        bad_xy = ~(np.isfinite(x) & np.isfinite(y))
+        if bad_xy.any():
+            i = int(np.flatnonzero(bad_xy)[0])
+            raise ValueError(f"x/y must be finite; point {i} is ({x[i]}, {y[i]})")
+        i = int(np.flatnonzero(~(a >= 0.0))[0])
+        # NaN included: callers substitute the policy's default_accuracy_m first
         raise ValueError(f"accuracy_m must be >= 0 and not NaN; accuracy_m[{i}]={a[i]}")
-    return a
+    return x, y, a
 
 
 def _zone(zone_index, compiled: CompiledZones) -> int:
@@ -157,8 +169,7 @@ def classify_points(x, y, accuracy_m, zone_index: int, compiled: CompiledZones) 
     [2, 1, 1, 0, 1]
     """
     z = _zone(zone_index, compiled)
-    x, y = _xy(x, y)
-    acc = _accuracy(accuracy_m, x.shape[0])
+    x, y, acc = _fixes(x, y, accuracy_m)
     out = np.empty(x.shape[0], dtype=np.int8)
     if x.shape[0]:
         _classify_points(x, y, acc, z, compiled.arrays(), out)
@@ -200,9 +211,8 @@ def classify_assignments(
     """
     if not isinstance(compiled, CompiledZones):
         raise TypeError(f"compiled must be a CompiledZones, got {type(compiled).__name__}")
-    x, y = _xy(x, y)
+    x, y, acc = _fixes(x, y, accuracy_m)
     n_fixes = x.shape[0]
-    acc = _accuracy(accuracy_m, n_fixes)
     fix_offsets = _int_array("fix_offsets", fix_offsets)
     zone_offsets = _int_array("zone_offsets", zone_offsets)
     zone_idx = _int_array("zone_idx", zone_idx)

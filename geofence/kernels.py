@@ -331,3 +331,13 @@ def _fill_cell_bounds(za, polygon_zone_idx, cell_dmin, cell_dmax):
                 k = k0 + iy * nx + ix
                 cell_dmin[k] = dc - slack
                 cell_dmax[k] = dc + slack
+
+
+@njit_parallel
+def _count_invalid_fixes(x, y, acc):
+    """Number of fixes with a non-finite x or y or an accuracy that is not >= 0 (NaN)."""
+    n_bad = 0
+    for i in prange(x.shape[0]):
+        if not (math.isfinite(x[i]) and math.isfinite(y[i]) and acc[i] >= 0.0):
+            n_bad += 1
+    return n_bad

@@ -92,6 +92,26 @@ def project_parallel(lon: np.ndarray, lat: np.ndarray, crs: str = STORE_CRS) -> 
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def _project_async(lon: np.ndarray, lat: np.ndarray):
+    """Future of (x, y): projection of one batch overlaps reading the next."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, min(2, os.cpu_count() or 1)), thread_name_prefix="tagtrail-project")
+    n = len(lon)
+    if n < 100_000:
+        return _POOL.submit(project_lonlat, lon, lat, STORE_CRS)
+    h = n // 2
+    a = _POOL.submit(project_lonlat, lon[:h], lat[:h], STORE_CRS)
+    b = _POOL.submit(project_lonlat, lon[h:], lat[h:], STORE_CRS)
+
+    class _Both:
+        def result(self):
+            (xa, ya), (xb, yb) = a.result(), b.result()
+            return np.concatenate([xa, xb]), np.concatenate([ya, yb])
+
+    return _Both()
+
+
 def _raw_text(table: pa.Table, name: str, idx: np.ndarray) -> pa.Array:
     col = table.column(name).take(pa.array(idx, pa.int64()))
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -192,8 +212,9 @@ def _finish(src: _Source, home, txn: Transaction, timings: dict) -> tuple[int, l
     kind = src.kind
     if kind == "fixes":
         kept = Fixes.concat(src.kept)
-        xs = np.concatenate([k[1] for k in src.xy]) if src.xy else np.zeros(0)
-        ys = np.concatenate([k[2] for k in src.xy]) if src.xy else np.zeros(0)
+        xy = [f.result() for f in src.xy]
+        xs = np.concatenate([p[0] for p in xy]) if xy else np.zeros(0)
+        ys = np.concatenate([p[1] for p in xy]) if xy else np.zeros(0)
     else:
         kept = Events.concat(src.kept)
     n = len(kept)
@@ -245,11 +266,11 @@ def _finish(src: _Source, home, txn: Transaction, timings: dict) -> tuple[int, l
         ], schema=EVENT_SCHEMA)
     days, starts = np.unique(day_s, return_index=True)
     ends = np.append(starts[1:], len(day_s))
-    labels = []
-    for d, a, b in zip(days, starts, ends):
-        label = day_label(int(d))
-        labels.append(label)
-        txn.write(f"{kind}/day={label}/part-{txn.ingest_id}.parquet", table.slice(int(a), int(b - a)))
+    labels = [day_label(int(d)) for d in days]
+    txn.write_many([
+        (f"{kind}/day={label}/part-{txn.ingest_id}.parquet", table.slice(int(a), int(b - a)))
+        for label, a, b in zip(labels, starts, ends)
+    ], threads=min(2, os.cpu_count() or 1))
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
     return table.num_rows, labels
 
@@ -296,8 +317,7 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
             t1 = time.perf_counter()
             timings["read_validate"] = timings.get("read_validate", 0.0) + t1 - t0
             fixes.add(kept, rejected, table, bad)
-            x, y = project_parallel(kept.lon, kept.lat)
-            fixes.xy.append((None, x, y))
+            fixes.xy.append(_project_async(kept.lon, kept.lat))
             t0 = time.perf_counter()
             timings["project"] = timings.get("project", 0.0) + t0 - t1
             if bar is not None:

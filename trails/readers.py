@@ -227,7 +227,52 @@ def _iter_validated(path, kind: str, batch_rows: int):
     The path and header are checked eagerly (errors before any output).
     """
     batches = iter_raw_batches(path, kind=kind, batch_rows=batch_rows)
-    return _gen_validated(batches, str(path), kind)
+    return _gen_validated(_prefetch(batches), str(path), kind)
+
+
+def _prefetch(iterator, depth: int = 1):
+    """Run `iterator` in a background thread, `depth` items ahead; its exceptions are re-raised here.
+
+    Reading the next batch (Arrow's CSV/Parquet readers release the GIL) then
+    overlaps validating the current one.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in iterator:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # handed to the consumer
+            put((False, exc))
+
+    th = threading.Thread(target=work, name="tagtrail-read", daemon=True)
+    th.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _gen_validated(batches, name: str, kind: str):

@@ -183,8 +183,6 @@ def _plan(w: Wearer, rng: np.random.Generator, cal: Calendar):
                     else:
                         t += float(shares[s_idx]) * free
                         s_idx += 1
-                if n_free == 0:
-                    t += free  # linger before heading on
                 if missed:
                     fx = places[int(rng.integers(0, len(places)))]
                     t = kn.go(t, fx.x, fx.y, STAY_IN, rng)

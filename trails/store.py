@@ -172,8 +172,25 @@ class Transaction:
     def write(self, relpath: str, table: pa.Table) -> None:
         dest = self.tmp / relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, dest, compression="lz4", write_statistics=["ts_ms", "device_id"] if "ts_ms" in table.column_names else True)
+        names = set(table.column_names)
+        pq.write_table(
+            table, dest, compression="lz4",
+            use_dictionary=[c for c in ("device_id", "source", "event", "battery_pct", "reason", "source_file", "ingest_id") if c in names],
+            use_byte_stream_split=[c for c in ("lat", "lon", "x", "y") if c in names] or False,
+        )
         self.files.append(Path(relpath))
+
+    def write_many(self, items: list[tuple[str, pa.Table]], *, threads: int = 2) -> None:
+        """`write` several files, in parallel threads (Parquet encoding releases the GIL)."""
+        if threads < 2 or len(items) < 2:
+            for rel, t in items:
+                self.write(rel, t)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as ex:
+            for f in [ex.submit(self.write, rel, t) for rel, t in items]:
+                f.result()
 
     def commit(self) -> None:
         for rel in self.files:
