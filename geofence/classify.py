@@ -49,6 +49,8 @@ def _float_array(name: str, value, n: int | None = None) -> np.ndarray:
 
 def _int_array(name: str, value) -> np.ndarray:
     a = np.asarray(value)
+    if a.size == 0 and a.dtype.kind == "f":  # a bare [] is float64 to numpy
+        a = a.astype(np.int64)
     if a.dtype.kind not in "iu" or not np.can_cast(a.dtype, np.int64, "safe"):
         raise TypeError(f"{name} must be an integer array that fits int64, got dtype {a.dtype}")
     a = np.ascontiguousarray(a, dtype=np.int64)

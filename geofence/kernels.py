@@ -136,6 +136,7 @@ def _bbox_code(px, py, acc, g):
 
     The boundary is at least the bbox distance e away, so d <= -e; decides
     only when e clears the threshold by ``tol_m``. `g` is `_grid_params`.
+    (Early exits, not selects: measured faster, most fixes are far away.)
     """
     minx, miny, maxx, maxy, tol = g[0], g[1], g[2], g[3], g[4]
     ex = max(minx - px, px - maxx, 0.0)
@@ -156,7 +157,7 @@ def _cell_index(px, py, g):
     x0, y0, cell, nx, ny, k0 = g[5], g[6], g[7], g[8], g[9], g[10]
     fx = (px - x0) / cell
     fy = (py - y0) / cell
-    if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:  # also false for nx == 0 and NaN
+    if fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny:  # also false for nx == 0
         return k0 + int(fy) * nx + int(fx)
     return -1
 
@@ -209,8 +210,9 @@ def _classify_run(x, y, acc, f0, nf, z, za, out, o):
     """Codes of fixes ``f0:f0+nf`` against zone `z` into ``out[o:o+nf]``.
 
     Same steps as `_classify_one` per fix, with the zone's scalars and arrays
-    hoisted out of the loop (arrays are read here, never passed to the
-    per-fix helpers, so no reference counting happens per fix).
+    hoisted out of the loop: arrays are read here, never passed to the
+    per-fix prefilter helpers, because Numba reference-counts array
+    arguments and that costs ~20 ns per call where it is not pruned.
     """
     if za.is_circle[z]:
         _classify_circle_run(x, y, acc, f0, nf, za.cx[z], za.cy[z], za.radius_m[z], out, o)
