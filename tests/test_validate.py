@@ -221,3 +221,27 @@ def test_events():
     ev, rej, _ = validate_events(t)
     assert ev.event.to_pylist() == ["strap_tamper"] and ev.row.tolist() == [1]
     assert rej.reason_names() == ["missing_device", "naive_timestamp", "unknown_event"]
+
+
+def test_number_fast_path_agrees_with_grammar():
+    """parse_numbers (cast fast path or regex fallback) against Python's re on NUMBER_PATTERN."""
+    import re
+
+    from trails.validate import NUMBER_PATTERN
+
+    pat = re.compile(NUMBER_PATTERN)
+    rng = np.random.default_rng(7)
+    pieces = ["", "+", "-", "1", "23", "007", ".", "5", "e", "E", "e+", "e-", "nan", "inf", "Infinity", "x", " ", "1_0", ",", "\u0661"]
+    strings = ["".join(rng.choice(pieces, rng.integers(1, 6))) for _ in range(20_000)]
+    # whole clean columns take the fast path: mix clean blocks with each dirty string
+    clean = [f"{v:.6f}" for v in rng.normal(0, 100, 50)] + ["", "1e5", ".5", "+7"]
+    for s in strings[:3000]:
+        v, st = parse_numbers(pa.array(clean + [s], pa.string()))
+        want = 0 if s.strip(" \t\r\n") == "" else (2 if pat.match(s.strip(" \t\r\n")) else 1)
+        assert st[-1] == want, s
+        assert (st[:-1] == np.array([2] * 50 + [0, 2, 2, 2])).all()
+        if want == 2:
+            assert v[-1] == float(s.strip(" \t\r\n"))
+    v, st = parse_numbers(pa.array(strings, pa.string()))
+    want = [0 if s.strip(" \t\r\n") == "" else (2 if pat.match(s.strip(" \t\r\n")) else 1) for s in strings]
+    assert st.tolist() == want
