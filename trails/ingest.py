@@ -41,7 +41,6 @@ from .store import (
     QUARANTINE_SCHEMA,
     Transaction,
     day_label,
-    device_order,
     existing_keys,
     sort_order,
 )
@@ -152,14 +151,12 @@ class _Source:
         self.name = Path(path).name
         self.kind = kind
         self.ingest_id = ingest_id
-        self.kept: list = []
         self.quarantine: list[pa.Table] = []
         self.rejected: list[Rejected] = []
         self.n_read = 0
 
     def add(self, kept, rejected: Rejected, table: pa.Table, bad: np.ndarray) -> None:
         self.n_read += table.num_rows
-        self.kept.append(kept)
         if len(rejected):
             self.rejected.append(rejected)
             self.quarantine.append(_quarantine_table(
@@ -168,111 +165,157 @@ class _Source:
             ))
 
 
-def _dup_against_store(home, kind: str, day_sorted: np.ndarray, dev_sorted: np.ndarray, ts_sorted: np.ndarray,
-                        devices_sorted: pa.Array, ev_sorted: np.ndarray | None, events_sorted: pa.Array | None) -> np.ndarray:
-    """True where a new (sorted) row's key is already stored in its day partition."""
-    dup = np.zeros(len(ts_sorted), bool)
-    if len(ts_sorted) == 0:
-        return dup
-    days, starts = np.unique(day_sorted, return_index=True)
-    ends = np.append(starts[1:], len(day_sorted))
-    cols = ["device_id", "ts_ms"] + (["event"] if kind == "events" else [])
-    for d, a, b in zip(days, starts, ends):
-        old = existing_keys(home, kind, int(d), cols)
-        if old.num_rows == 0:
-            continue
-        o_dev = pc.index_in(old.column("device_id"), value_set=devices_sorted)
-        ok = o_dev.is_valid()
-        if kind == "events":
-            o_ev = pc.index_in(old.column("event"), value_set=events_sorted)
-            ok = pc.and_(ok, o_ev.is_valid())
-        old = old.filter(ok)
-        if old.num_rows == 0:
-            continue
-        o_rank = pc.index_in(old.column("device_id"), value_set=devices_sorted).to_numpy().astype(np.int64)
-        o_ts = old.column("ts_ms").to_numpy() - int(d) * DAY_MS
-        new_key = (dev_sorted[a:b] << 27) | (ts_sorted[a:b] - int(d) * DAY_MS)
-        old_key = (o_rank << 27) | o_ts
-        if kind == "events":
-            o_evr = pc.index_in(old.column("event"), value_set=events_sorted).to_numpy().astype(np.int64)
-            new_key = new_key * 64 + ev_sorted[a:b]
-            old_key = old_key * 64 + o_evr
-        dup[a:b] = np.isin(new_key, old_key)
-    return dup
+def _ranks(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(sorted distinct values, int64 rank of each value among them): one hash pass."""
+    enc = pc.dictionary_encode(values)
+    sort_idx = pc.sort_indices(enc.dictionary).to_numpy()
+    rank_of_code = np.empty(len(sort_idx), np.int64)
+    rank_of_code[sort_idx] = np.arange(len(sort_idx))
+    return enc.dictionary.take(pa.array(sort_idx)), rank_of_code[enc.indices.to_numpy(zero_copy_only=False)]
 
 
-def _sorted_unique(values: pa.Array) -> pa.Array:
-    u = pc.unique(values)
-    return u.take(pc.sort_indices(u))
+def _parallel_map(f, items: list) -> list:
+    """[f(x) for x in items] on the worker pool (gathers release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, min(2, os.cpu_count() or 1)), thread_name_prefix="tagtrail-project")
+    return [fut.result() for fut in [_POOL.submit(f, x) for x in items]]
 
 
-def _finish(src: _Source, home, txn: Transaction, timings: dict) -> tuple[int, list[str]]:
-    """Dedup, sort and stage one source's kept rows; returns (rows stored, day labels)."""
-    t0 = time.perf_counter()
-    kind = src.kind
-    if kind == "fixes":
-        kept = Fixes.concat(src.kept)
-        xy = [f.result() for f in src.xy]
-        xs = np.concatenate([p[0] for p in xy]) if xy else np.zeros(0)
-        ys = np.concatenate([p[1] for p in xy]) if xy else np.zeros(0)
-    else:
-        kept = Events.concat(src.kept)
-    n = len(kept)
-    if n == 0:
-        return 0, []
-    dev = kept.device_id
-    devices_sorted = _sorted_unique(dev)
-    dev_rank = pc.index_in(dev, value_set=devices_sorted).to_numpy().astype(np.int64)
-    ts = np.asarray(kept.ts_ms)
-    day = ts // DAY_MS
-    if kind == "fixes":
-        order = sort_order(dev_rank, ts, day=day)
-        ev_rank = events_sorted = ev_s = None
-    else:
-        events_sorted = _sorted_unique(kept.event)
-        ev_rank = pc.index_in(kept.event, value_set=events_sorted).to_numpy().astype(np.int64)
-        order = np.lexsort((ev_rank, ts, dev_rank, day))
-    day_s, dev_s, ts_s = day[order], dev_rank[order], ts[order]
-    same = np.zeros(n, bool)
-    same[1:] = (dev_s[1:] == dev_s[:-1]) & (ts_s[1:] == ts_s[:-1])
-    if kind == "events":
-        ev_s = ev_rank[order]
-        same[1:] &= ev_s[1:] == ev_s[:-1]
-    dup = same | _dup_against_store(home, kind, day_s, dev_s, ts_s, devices_sorted, ev_s, events_sorted)
-    timings["sort_dedup"] = timings.get("sort_dedup", 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
-    order_arr = pa.array(order, pa.int64())
-    if dup.any():
-        d_idx = order[dup]
-        src.quarantine.append(_quarantine_table(
-            src.name, kind, np.asarray(kept.row)[d_idx], np.full(len(d_idx), _DUPLICATE, np.int8),
-            dev.take(pa.array(d_idx, pa.int64())), _format_ms(ts[d_idx]), src.ingest_id,
-        ))
-        src.rejected.append(Rejected(kind, np.asarray(kept.row)[d_idx], np.full(len(d_idx), _DUPLICATE, np.int8)))
-        keep_pos = ~dup
-        order = order[keep_pos]
-        day_s = day_s[keep_pos]
+class _Appender:
+    """Dedup, sort and stage one source's kept rows, batch by batch.
+
+    Each batch is sorted by (UTC day, device_id, ts_ms) and its day slices are
+    written (in a background thread) as ``part-<ingest id>-<batch>.parquet``;
+    so a day partition may hold several files, each sorted. Keys already
+    seen (earlier in this file, or stored before: loaded once per day touched)
+    are quarantined as ``duplicate``; the first kept copy wins.
+    """
+
+    def __init__(self, home, kind: str, txn: Transaction, src: _Source) -> None:
+        self.home, self.kind, self.txn, self.src = home, kind, txn, src
+        self.known = pa.array([], pa.string())  # key strings -> global ids (their index here)
+        self.seen: dict[int, np.ndarray] = {}  # day -> sorted int64 (gid << 27 | ms of day)
+        self.n_stored = 0
+        self.days: set[int] = set()
+        self.batch_no = 0
+        self.writes: list = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagtrail-write")
+
+    def _gids(self, keys: pa.Array) -> np.ndarray:
+        idx = pc.index_in(keys, value_set=self.known)
+        if idx.null_count:
+            new = pc.unique(keys.filter(idx.is_null()))
+            self.known = pa.concat_arrays([self.known, new])
+            idx = pc.index_in(keys, value_set=self.known)
+        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def _key_strings(self, device_id: pa.Array, event: pa.Array | None) -> pa.Array:
+        if event is None:
+            return device_id
+        return pc.binary_join_element_wise(device_id, event, "\x00")
+
+    def _seen_for(self, day: int) -> np.ndarray:
+        seen = self.seen.get(day)
+        if seen is None:
+            cols = ["device_id", "ts_ms"] + (["event"] if self.kind == "events" else [])
+            old = existing_keys(self.home, self.kind, day, cols)
+            if old.num_rows:
+                dev = old.column("device_id").combine_chunks()
+                ev = old.column("event").combine_chunks() if self.kind == "events" else None
+                gid = self._gids(self._key_strings(dev, ev))
+                seen = np.sort((gid << 27) | (old.column("ts_ms").to_numpy() - day * DAY_MS))
+            else:
+                seen = np.zeros(0, np.int64)
+            self.seen[day] = seen
+        return seen
+
+    def add(self, kept, xy=None) -> None:
+        n = len(kept)
+        if n == 0:
+            return
+        ev = kept.event if self.kind == "events" else None
+        dev = kept.device_id
+        ts = np.asarray(kept.ts_ms)
+        day = ts // DAY_MS
+        gid = self._gids(self._key_strings(dev, ev))
+        key = (gid << 27) | (ts - day * DAY_MS)
+        _, dev_rank = _ranks(dev)
+        if ev is None:
+            order = sort_order(dev_rank, ts, day=day)
+        else:
+            _, ev_rank = _ranks(ev)
+            order = np.lexsort((ev_rank, ts, dev_rank, day))
+        day_s, key_s = day[order], key[order]
+        # duplicates within the batch: equal keys, first (lowest row) kept
+        if ev is None:
+            dup = np.zeros(n, bool)
+            dup[1:] = (key_s[1:] == key_s[:-1]) & (day_s[1:] == day_s[:-1])
+        else:
+            o2 = np.lexsort((np.arange(n), key_s, day_s))
+            d2 = np.zeros(n, bool)
+            d2[1:] = (key_s[o2][1:] == key_s[o2][:-1]) & (day_s[o2][1:] == day_s[o2][:-1])
+            dup = np.zeros(n, bool)
+            dup[o2] = d2
+        starts = np.concatenate([[0], np.flatnonzero(day_s[1:] != day_s[:-1]) + 1])
+        ends = np.append(starts[1:], n)
+        for a, b in zip(starts, ends):
+            d = int(day_s[a])
+            seen = self._seen_for(d)
+            if seen.size:
+                k = key_s[a:b]
+                pos = np.searchsorted(seen, k)
+                hit = pos < seen.size
+                hit[hit] = seen[pos[hit]] == k[hit]
+                dup[a:b] |= hit
+            fresh = key_s[a:b][~dup[a:b]]
+            self.seen[d] = np.sort(np.concatenate([seen, fresh]), kind="stable") if seen.size else np.sort(fresh)
+        rows = np.asarray(kept.row)
+        if dup.any():
+            d_idx = order[dup]
+            self.src.quarantine.append(_quarantine_table(
+                self.src.name, self.kind, rows[d_idx], np.full(len(d_idx), _DUPLICATE, np.int8),
+                dev.take(pa.array(d_idx, pa.int64())), _format_ms(ts[d_idx]), self.src.ingest_id,
+            ))
+            self.src.rejected.append(Rejected(self.kind, rows[d_idx], np.full(len(d_idx), _DUPLICATE, np.int8)))
+            order = order[~dup]
+            day_s = day_s[~dup]
+        m = len(order)
+        if m == 0:
+            return
+        identity = m == n and (n < 2 or bool((order[1:] > order[:-1]).all()))
         order_arr = pa.array(order, pa.int64())
-    source_col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(order), np.int32)), pa.array([src.name], pa.string()))
-    if kind == "fixes":
-        table = pa.Table.from_arrays([
-            dev.take(order_arr), ts[order], kept.lat[order], kept.lon[order], xs[order], ys[order],
-            kept.accuracy_m[order], kept.battery_pct[order], source_col, np.asarray(kept.row)[order],
-        ], schema=FIX_SCHEMA)
-    else:
-        table = pa.Table.from_arrays([
-            dev.take(order_arr), ts[order], kept.event.take(order_arr), source_col,
-            np.asarray(kept.row)[order],
-        ], schema=EVENT_SCHEMA)
-    days, starts = np.unique(day_s, return_index=True)
-    ends = np.append(starts[1:], len(day_s))
-    labels = [day_label(int(d)) for d in days]
-    txn.write_many([
-        (f"{kind}/day={label}/part-{txn.ingest_id}.parquet", table.slice(int(a), int(b - a)))
-        for label, a, b in zip(labels, starts, ends)
-    ], threads=min(2, os.cpu_count() or 1))
-    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
-    return table.num_rows, labels
+        if identity:
+            gather = lambda a: a if isinstance(a, pa.Array) else np.asarray(a)  # noqa: E731
+        else:
+            gather = lambda a: a.take(order_arr) if isinstance(a, pa.Array) else np.asarray(a)[order]  # noqa: E731
+        source_col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(m, np.int32)), pa.array([self.src.name], pa.string()))
+        if self.kind == "fixes":
+            x, y = xy
+            cols = _parallel_map(gather, [dev, ts, kept.lat, kept.lon, x, y, kept.accuracy_m, kept.battery_pct, rows])
+            table = pa.Table.from_arrays(cols[:8] + [source_col, cols[8]], schema=FIX_SCHEMA)
+        else:
+            cols = [gather(c) for c in (dev, ts, ev, rows)]
+            table = pa.Table.from_arrays(cols[:3] + [source_col, cols[3]], schema=EVENT_SCHEMA)
+        starts = np.concatenate([[0], np.flatnonzero(day_s[1:] != day_s[:-1]) + 1])
+        ends = np.append(starts[1:], m)
+        for a, b in zip(starts, ends):
+            d = int(day_s[a])
+            self.days.add(d)
+            rel = f"{self.kind}/day={day_label(d)}/part-{self.txn.ingest_id}-{self.batch_no:05d}.parquet"
+            self.writes.append(self._writer.submit(self.txn.write, rel, table.slice(int(a), int(b - a))))
+        self.n_stored += m
+        self.batch_no += 1
+        # bound memory: at most a few batches waiting to be written
+        while sum(not f.done() for f in self.writes) > 8:
+            next(f for f in self.writes if not f.done()).result()
+
+    def close(self) -> None:
+        try:
+            for f in self.writes:
+                f.result()
+        finally:
+            self._writer.shutdown(wait=True)
 
 
 def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
@@ -311,27 +354,39 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
         bar = tqdm(unit=" fixes", unit_scale=True, file=sys.stderr, desc="ingest", leave=True)
     with Transaction(home) as txn:
         fixes = _Source(fixes_path, "fixes", txn.ingest_id)
-        fixes.xy = []
-        t0 = time.perf_counter()
-        for kept, rejected, table, bad in fix_iter:
-            t1 = time.perf_counter()
-            timings["read_validate"] = timings.get("read_validate", 0.0) + t1 - t0
-            fixes.add(kept, rejected, table, bad)
-            fixes.xy.append(_project_async(kept.lon, kept.lat))
+        fix_app = _Appender(home, "fixes", txn, fixes)
+        events = ev_app = None
+        try:
+            pending = None  # (kept, projection future): appended one batch later
             t0 = time.perf_counter()
-            timings["project"] = timings.get("project", 0.0) + t0 - t1
-            if bar is not None:
-                bar.update(table.num_rows)
-        events = None
-        if events_path is not None:
-            events = _Source(events_path, "events", txn.ingest_id)
-            for kept, rejected, table, bad in ev_iter:
-                events.add(kept, rejected, table, bad)
-            timings["read_validate"] = timings.get("read_validate", 0.0) + time.perf_counter() - t0
-        n_fix, days = _finish(fixes, home, txn, timings)
-        n_ev = 0
-        if events is not None:
-            n_ev, _ = _finish(events, home, txn, timings)
+            for kept, rejected, table, bad in fix_iter:
+                t1 = time.perf_counter()
+                timings["read_validate"] = timings.get("read_validate", 0.0) + t1 - t0
+                fixes.add(kept, rejected, table, bad)
+                if pending is not None:
+                    fix_app.add(pending[0], pending[1].result())
+                pending = (kept, _project_async(kept.lon, kept.lat))
+                t0 = time.perf_counter()
+                timings["append"] = timings.get("append", 0.0) + t0 - t1
+                if bar is not None:
+                    bar.update(table.num_rows)
+            if pending is not None:
+                fix_app.add(pending[0], pending[1].result())
+            if events_path is not None:
+                events = _Source(events_path, "events", txn.ingest_id)
+                ev_app = _Appender(home, "events", txn, events)
+                for kept, rejected, table, bad in ev_iter:
+                    events.add(kept, rejected, table, bad)
+                    ev_app.add(kept)
+        finally:
+            t1 = time.perf_counter()
+            fix_app.close()
+            if ev_app is not None:
+                ev_app.close()
+            timings["write_wait"] = time.perf_counter() - t1
+        n_fix = fix_app.n_stored
+        n_ev = ev_app.n_stored if ev_app is not None else 0
+        days = [day_label(d) for d in sorted(fix_app.days)]
         t0 = time.perf_counter()
         q_parts = fixes.quarantine + (events.quarantine if events else [])
         if q_parts:

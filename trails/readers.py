@@ -132,11 +132,8 @@ def _iter_csv(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table
     parse = pacsv.ParseOptions(newlines_in_values=True)
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=True)
     rename = {raw: name for name, raw in found.items()}
-    try:
-        reader = pacsv.open_csv(p, read_options=read, parse_options=parse, convert_options=convert)
-    except pa.ArrowInvalid as exc:
-        raise _csv_error(p, kind, exc) from None
-    return _gen_csv(p, kind, reader, rename, batch_rows)
+    # opening parses the first block: done lazily (in the prefetch thread when streaming)
+    return _gen_csv(p, kind, (read, parse, convert), rename, batch_rows)
 
 
 def _csv_error(p: Path, kind: str, exc: Exception) -> InputError:
@@ -146,8 +143,10 @@ def _csv_error(p: Path, kind: str, exc: Exception) -> InputError:
     return InputError(f"{kind} file {str(p)!r}: unreadable: {msg}")
 
 
-def _gen_csv(p: Path, kind: str, reader, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
+def _gen_csv(p: Path, kind: str, options, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
+    read, parse, convert = options
     try:
+        reader = pacsv.open_csv(p, read_options=read, parse_options=parse, convert_options=convert)
         for table in _rechunk(iter(reader), batch_rows):
             yield table.rename_columns([rename[c] for c in table.column_names])
     except pa.ArrowInvalid as exc:

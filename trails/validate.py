@@ -336,6 +336,10 @@ _CUM_DAYS = np.array([
 ], np.int64)  # [leap, month] -> days before the month
 
 
+_CUM_DAYS_FLAT = _CUM_DAYS.reshape(-1)
+DAY_MS_I64 = np.int64(86_400_000)
+
+
 @lru_cache(maxsize=1)
 def _year_start_days() -> np.ndarray:
     """Days from 1970-01-01 to 1 January of years 0..9999 (lookup table)."""
@@ -395,6 +399,22 @@ def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
     """
     t = trim(values)
     n = len(t)
+    if n <= _TS_CHUNK:
+        return _parse_ts_chunk(t)
+    # cache-sized slices: every intermediate of a slice stays in L2
+    ts = np.empty(n, np.int64)
+    code = np.empty(n, np.int8)
+    for a in range(0, n, _TS_CHUNK):
+        ts[a:a + _TS_CHUNK], code[a:a + _TS_CHUNK] = _parse_ts_chunk(t.slice(a, _TS_CHUNK))
+    return ts, code
+
+
+_TS_CHUNK = 1 << 15
+
+
+def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """`parse_timestamps` on trimmed strings (one slice)."""
+    n = len(t)
     code = np.full(n, _BAD_TIMESTAMP, np.int8)
     ts = np.zeros(n, np.int64)
     if n == 0:
@@ -424,9 +444,9 @@ def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
         return (b - np.uint8(48)) < 10
 
     def num(*cols: int) -> np.ndarray:
-        v = np.zeros(n_ok, np.int64)
-        for j in cols:
-            v = v * 10 + (T[j].astype(np.int64) - 48)
+        v = T[cols[0]].astype(np.int32) - 48
+        for j in cols[1:]:
+            v = v * 10 + T[j] - 48
         return v
 
     good = isdig(T[0])
@@ -468,14 +488,13 @@ def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
     good &= (hour <= 23) & (minute <= 59) & (second <= 59)
 
     y_idx = np.clip(year, 0, 9999)
-    days = _year_start_days()[y_idx] + _CUM_DAYS[leap.astype(np.int64), np.where(mon_ok, month, 1)] + day - 1
-    ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+    days = _year_start_days()[y_idx] + _CUM_DAYS_FLAT[leap * 13 + np.where(mon_ok, month, 1)] + (day - 1)
+    ms_of_day = ((hour * 60 + minute) * 60 + second) * 1000  # int32: < 86_400_000
     if W > 20:
-        frac = np.zeros(n_ok, np.int64)
         for k, scale in ((0, 100), (1, 10), (2, 1)):
             if 20 + k < W:
-                frac += np.where(k < nfrac, T[20 + k].astype(np.int64) - 48, 0) * scale
-        ms += frac
+                ms_of_day += np.where(k < nfrac, T[20 + k].astype(np.int32) - 48, 0) * scale
+    ms = days * DAY_MS_I64 + ms_of_day
     if off_min is not None:
         ms -= off_min * 60_000
 

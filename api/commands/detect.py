@@ -62,6 +62,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--to", dest="to_ts", metavar="TS", help="store mode: instant to read up to (exclusive)")
     p.add_argument("--compare-battery-policies", action="store_true",
                    help="also print gap breach counts under per_episode and accumulated")
+    p.add_argument("--db", action="store_true",
+                   help="also upsert the records (and the subjects and zones used) into HOME's database")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
     p.set_defaults(func=run)
 
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     zones = load_zones(args.zones)
     assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
+    assignments_all = assignments
     as_of = _timestamp_arg("--as-of", args.as_of) if args.as_of is not None else None
 
     if args.fixes and (args.from_ts or args.to_ts):
@@ -113,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_outputs(args.out, result.records, _store_quarantine(result.quarantine, origin),
                       header=("source", "row", "reason", "file"))
+    if args.db:
+        _save_to_db(args, assignments_all, zones, result.records)
     elapsed = time.perf_counter() - t0
     if not args.quiet:
         _print_summary(result, n_rows, elapsed, args.out)
@@ -173,6 +178,27 @@ def _store_quarantine(quarantine, origin):
         files, rows = origin[source]
         out.append((source, int(rows[pos - 1]), reason, str(files[pos - 1])))
     return sorted(out, key=lambda q: (q[0] != "events", q[3], q[1]))
+
+
+def _save_to_db(args, assignments, zones, records) -> None:
+    import json as _json
+
+    from api.db import open_database, transaction
+    from api.detections import save_detection
+    from api.settings import Settings
+
+    settings = Settings.from_home(resolve_home(args.home))
+    features = _json.loads(Path(args.zones).read_text(encoding="utf-8-sig"))["features"]
+    engine, factory = open_database(settings)
+    try:
+        with transaction(factory) as session:
+            counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones,
+                                    records=records)
+    finally:
+        engine.dispose()
+    if not args.quiet:
+        print(f"database: {counts['inserted']} records added, {counts['updated']} updated "
+              f"({settings.database_url.split('://')[0]})")
 
 
 def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str) -> None:

@@ -1,0 +1,150 @@
+"""Database tables (SQLAlchemy 2 declarative). Times are integer epoch
+milliseconds (UTC), like everywhere else in tagtrail, so nothing depends on a
+database's time zone handling.
+
+The schema is created and changed only by Alembic migrations
+(`api/migrations`); `Base.metadata` is their reference.
+"""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "BreachRow", "AccessRequest", "AuditEntry",
+           "ROLES", "KINDS", "OUTCOMES"]
+
+ROLES: tuple[str, ...] = ("caseworker", "approver", "auditor", "admin", "requester")
+KINDS: tuple[str, ...] = ("trail", "attendance")
+OUTCOMES: tuple[str, ...] = (
+    "data_provided",
+    "partial_data_provided",
+    "rejected_insufficient_justification",
+    "rejected_too_broad",
+    "rejected_other",
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    """An API user. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    org: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AssignmentRow(Base):
+    """An assignment from the SUBJECTS.json last loaded by `detect --db`."""
+
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    device_id: Mapped[str] = mapped_column(String(200))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    zones_json: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class ZoneRow(Base):
+    """A zone as its GeoJSON feature, from the ZONES.geojson last loaded."""
+
+    __tablename__ = "zones"
+    zone_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    feature_json: Mapped[str] = mapped_column(Text)
+
+
+class BreachRow(Base):
+    """A breach or alert record with the contract's fields, upserted by breach_id."""
+
+    __tablename__ = "breaches"
+    breach_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    type: Mapped[str] = mapped_column(String(30), index=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    device_id: Mapped[str] = mapped_column(String(200))
+    zone_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    start: Mapped[str] = mapped_column(String(24))
+    end: Mapped[str] = mapped_column(String(24))
+    start_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[float] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer)
+    first_seen_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccessRequest(Base):
+    """A request to see a wearer's trail or attendance, and its decision.
+
+    `version` increases with every change; a decision is written only if the
+    version it read is still current, so two concurrent decisions cannot
+    both win.
+    """
+
+    __tablename__ = "access_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    ground: Mapped[str] = mapped_column(String(30))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    justification: Mapped[str] = mapped_column(Text)
+    necessity: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    urgency: Mapped[str] = mapped_column(String(20), default="routine")
+    respond_by_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    too_broad: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending|decided|withdrawn
+    created_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    identity_checked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    identity_checked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    identity_check_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    approved_start_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    approved_end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    guidance_version: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    withdrawn_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class AuditEntry(Base):
+    """One leaf of the audit log's Merkle tree. Append-only: the database
+    refuses UPDATE and DELETE on this table (triggers from the migration).
+
+    `entry` is the canonical JSON (RFC 8785) that was hashed; the other
+    columns repeat its fields for querying. No coordinates, ever; subjects
+    appear only as keyed pseudonyms.
+    """
+
+    __tablename__ = "audit_log"
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    org: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    subject_pseudonym: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ground: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    justification_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    extract_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    entry: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+
+
+Index("ix_breaches_subject_start", BreachRow.subject_id, BreachRow.start_ms)
