@@ -1,0 +1,43 @@
+"""`tagtrail detect --db`: records upserted by breach_id, with the subjects
+and zones used; a later run that extends an episode updates it in place."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from api.cli import main
+from api.db import open_database, transaction
+from api.detections import load_assignments, load_zones_from_db
+from api.models import BreachRow
+from api.settings import Settings
+from conftest import EXAMPLES
+
+CASE = EXAMPLES / "curfew_basic"
+
+
+def _detect(home, out, *extra):
+    return main(["detect", "--fixes", str(CASE / "fixes.csv"), "--subjects", str(CASE / "subjects.json"),
+                 "--zones", str(CASE / "zones.geojson"), "--out", str(out), "--home", str(home), "--db",
+                 "--quiet", *extra])
+
+
+def test_upsert_by_breach_id_extends_in_place(tmp_path):
+    home = tmp_path / "home"
+    # stand the analysis at 21:20 UTC: the 21:00 absence has lasted 20 minutes so far
+    assert _detect(home, tmp_path / "o1", "--as-of", "2024-01-10T21:20:00Z") == 0
+    engine, factory = open_database(Settings.from_home(home))
+    with transaction(factory) as s:
+        early = {b.breach_id: (b.type, b.end) for b in s.scalars(select(BreachRow))}
+        assert load_assignments(s) and load_zones_from_db(s)
+    assert _detect(home, tmp_path / "o2") == 0
+    assert _detect(home, tmp_path / "o3") == 0  # idempotent
+    with transaction(factory) as s:
+        late = {b.breach_id: (b.type, b.end) for b in s.scalars(select(BreachRow))}
+        n = s.scalar(select(func.count()).select_from(BreachRow))
+    engine.dispose()
+    absences = [k for k, (t, _) in early.items() if t == "curfew_absence"]
+    assert absences, early
+    for k in absences:  # same id, later end
+        assert late[k][1] > early[k][1]
+    assert n == len(late)
+    lines = (tmp_path / "o2" / "breaches.jsonl").read_text().splitlines()
+    assert n == len(lines)
