@@ -31,10 +31,10 @@ from . import rules
 from .classify import classify_assignments
 from .compile import compile_zones
 from .model import Assignment, Policy, Zone
-from .records import TYPE_CODE, RecordColumns, quarantine_rows, to_dicts
+from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts
 from .schedule import active_intervals
 
-__all__ = ["FixInput", "EventInput", "DetectResult", "detect_columns", "gap_records"]
+__all__ = ["FixInput", "EventInput", "DetectResult", "detect_columns", "gap_records", "battery_policy_counts"]
 
 POS_INF_MS = np.int64(2**62)
 _KIND_CODE = {"curfew": rules.KIND_CURFEW, "inclusion": rules.KIND_INCLUSION,
@@ -368,7 +368,6 @@ def battery_policy_counts(result: DetectResult, policy: Policy) -> dict[str, dic
     for name in ("per_episode", "accumulated"):
         cols = gap_records(g_a, g_s, g_e, g_b, a_start, replace(policy, battery_policy=name))
         counts: dict[str, int] = {}
-        from .records import RECORD_TYPES
         for t, al in zip(cols.type_code.tolist(), cols.is_alert.tolist()):
             key = f"{RECORD_TYPES[t]} {'alert' if al else 'breach'}"
             counts[key] = counts.get(key, 0) + 1
