@@ -77,11 +77,11 @@ def run_tagtrail(csv: Path, work: Path) -> tuple[float, int]:
 
     home = work / "home"
     shutil.rmtree(home, ignore_errors=True)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     s = ingest(csv, home=home)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     shutil.rmtree(home, ignore_errors=True)
-    return dt, s.fixes_read
+    return dt, s.fixes_read, cpu
 
 
 def run_pandas(csv: Path, work: Path) -> tuple[float, int]:
@@ -90,7 +90,7 @@ def run_pandas(csv: Path, work: Path) -> tuple[float, int]:
 
     out = work / "pandas"
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     df = pd.read_csv(csv)
     df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
     tr = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True)
@@ -98,10 +98,10 @@ def run_pandas(csv: Path, work: Path) -> tuple[float, int]:
     df["day"] = df["ts"].dt.strftime("%Y-%m-%d")
     df = df.sort_values(["device_id", "ts"])
     df.to_parquet(out, partition_cols=["day"], index=False)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(df)
     shutil.rmtree(out, ignore_errors=True)
-    return dt, n
+    return dt, n, cpu
 
 
 def machine() -> dict:
@@ -134,15 +134,16 @@ def write_results(rows: list[dict], info: dict) -> None:
         "`tagtrail ingest` (validate reasons 1-7, dedup against the store, project to EPSG:27700, "
         "day-partitioned Parquet sorted by device and time, atomic) vs. pandas `read_csv` + "
         "`to_datetime(utc=True)` + pyproj + `to_parquet(partition_cols=['day'])` (no validation). "
-        "Same CSV, best of the repeats. Run: `.venv/bin/python benchmarks/ingest.py --sizes 1e6,1e7`.",
+        "Same CSV, best of 3 runs up to 2 M fixes, one run above; CPU s is process CPU time (all threads), "
+        "`load` the 1-min load average after the row's runs. Run: `.venv/bin/python benchmarks/ingest.py --sizes 1e6,1e7`.",
         "",
-        "| fixes | input | tagtrail s | tagtrail fixes/s | pandas s | pandas fixes/s | ratio |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| fixes | input | tagtrail s | tagtrail fixes/s | pandas s | pandas fixes/s | ratio | tagtrail CPU s | pandas CPU s | load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['input']} | {r['ours_s']:.2f} | {r['ours_rate']:,.0f} | {r['pandas_s']:.2f} | "
-            f"{r['pandas_rate']:,.0f} | {r['ratio']:.1f}x |"
+            f"{r['pandas_rate']:,.0f} | {r['ratio']:.1f}x | {r['ours_cpu']:.2f} | {r['pandas_cpu']:.2f} | {r['load']:.1f} |"
         )
     lines.append("")
     section = "\n".join(lines) + "\n"
@@ -158,7 +159,7 @@ def write_results(rows: list[dict], info: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e6,1e7", help="comma-separated fix counts (default 1e6,1e7)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per pipeline; the best is kept")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per pipeline for sizes <= 2e6; the best is kept")
     ap.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args(argv)
@@ -171,11 +172,14 @@ def main(argv=None) -> int:
             work = base / f"n{n}"
             csv = make_input(n, work / "input")
             src = "simulate" if (work / "input" / "subjects.json").exists() else "numpy"
-            ours = min((run_tagtrail(csv, work) for _ in range(args.repeat)), key=lambda r: r[0])
-            peer = min((run_pandas(csv, work) for _ in range(args.repeat)), key=lambda r: r[0])
+            reps = args.repeat if n <= 2_000_000 else 1  # big sizes once: minutes of pandas
+            ours = min((run_tagtrail(csv, work) for _ in range(reps)), key=lambda r: r[0])
+            peer = min((run_pandas(csv, work) for _ in range(reps)), key=lambda r: r[0])
             row = {
                 "n": ours[1], "input": src, "ours_s": ours[0], "ours_rate": ours[1] / ours[0],
                 "pandas_s": peer[0], "pandas_rate": peer[1] / peer[0],
+                "ours_cpu": ours[2], "pandas_cpu": peer[2],
+                "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
             }
             row["ratio"] = row["ours_rate"] / row["pandas_rate"]
             rows.append(row)

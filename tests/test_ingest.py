@@ -145,3 +145,50 @@ def test_empty_and_all_bad_file(tmp_path):
     s = ingest(p, home=tmp_path)
     assert s.fixes_read == 0
     assert store_summary(tmp_path)["fixes"] == 0
+
+
+def _random_csv(path: Path, rng, n: int, n_dev: int = 5) -> list[tuple[str, int]]:
+    """Unsorted fixes over 3 days with repeated (device, ts) keys; returns the rows' keys."""
+    dev = rng.integers(0, n_dev, n)
+    ts = 1_717_200_000_000 + rng.integers(0, 3 * 86_400, n) * 1000
+    ts[rng.random(n) < 0.2] = ts[0]  # many duplicates of one instant
+    lines = ["device_id,ts,lat,lon,accuracy_m,battery_pct"]
+    lines += [f"D{d},{np.datetime64(int(t), 'ms')}Z,51.5,-0.1,5,50" for d, t in zip(dev, ts)]
+    path.write_text("\n".join(lines) + "\n")
+    return [(f"D{d}", int(t)) for d, t in zip(dev, ts)]
+
+
+@pytest.mark.parametrize("batch_rows", [7, 64, None], ids=["tiny", "small", "default"])
+def test_batches_dedup_first_row_wins_and_files_sorted(tmp_path, batch_rows):
+    rng = np.random.default_rng(11)
+    keys = _random_csv(tmp_path / "f.csv", rng, 400)
+    s = ingest(tmp_path / "f.csv", home=tmp_path / "h", batch_rows=batch_rows)
+    first = {}
+    for i, k in enumerate(keys, start=1):
+        first.setdefault(k, i)
+    assert s.fixes_stored == len(first)
+    assert s.quarantined.get("duplicate", 0) == len(keys) - len(first)
+    f = read_store_fixes(tmp_path / "h")
+    assert sorted(f.row.tolist()) == sorted(first.values())
+    for p in (tmp_path / "h" / "store" / "fixes").rglob("*.parquet"):
+        t = pq.read_table(p)
+        pairs = list(zip(t.column("device_id").to_pylist(), t.column("ts_ms").to_pylist()))
+        assert pairs == sorted(pairs)
+        day = p.parent.name.removeprefix("day=")
+        assert all(str(np.datetime64(ts, "ms").astype("datetime64[D]")) == day for _, ts in pairs)
+    # a second file overlapping the first: only new keys are stored
+    keys2 = _random_csv(tmp_path / "g.csv", np.random.default_rng(12), 300)
+    s2 = ingest(tmp_path / "g.csv", home=tmp_path / "h", batch_rows=batch_rows)
+    new = {k for k in keys2} - set(first)
+    assert s2.fixes_stored == len(new)
+    assert len(read_store_fixes(tmp_path / "h")) == len(first) + len(new)
+
+
+def test_second_concurrent_ingest_is_refused(tmp_path):
+    from trails.errors import InputError
+    from trails.store import Transaction
+
+    with Transaction(tmp_path):
+        with pytest.raises(InputError, match="another ingest"):
+            ingest(QR / "fixes.csv", home=tmp_path)
+    assert ingest(QR / "fixes.csv", home=tmp_path).fixes_stored == 34

@@ -149,3 +149,12 @@ def test_csv_and_parquet_agree(tmp_path):
     b, rb = read_fixes(tmp_path / "f.parquet")
     assert a.row.tolist() == b.row.tolist() and a.ts_ms.tolist() == b.ts_ms.tolist()
     assert ra.reason_names() == rb.reason_names()
+
+
+def test_whitespace_only_line_is_blank_but_ragged_row_is_unreadable(tmp_path):
+    p = write(tmp_path / "f.csv", "device_id,ts,lat,lon\nD1,2024-06-01T10:00:00Z,51,0\n \t\nD2,2024-06-01T10:00:00Z,51,0\n")
+    fixes, rej = read_fixes(p)
+    assert fixes.row.tolist() == [1, 2] and len(rej) == 0
+    p = write(tmp_path / "g.csv", "device_id,ts,lat,lon\nD1,2024-06-01T10:00:00Z,51\n")
+    with pytest.raises(InputError, match="g.csv"):
+        read_fixes(p)

@@ -44,11 +44,14 @@ from .store import (
     existing_keys,
     sort_order,
 )
-from .validate import Events, Fixes
 
 __all__ = ["STORE_CRS", "IngestSummary", "ingest", "project_parallel"]
 
 STORE_CRS = "EPSG:27700"
+#: Rows per day file (a day with more gets several files, each sorted).
+FILE_ROWS = 2_000_000
+#: Rows buffered across days before the biggest day is written early.
+BUFFER_ROWS = 6_000_000
 _DUPLICATE = REASON_CODE["duplicate"]
 
 
@@ -89,6 +92,26 @@ def project_parallel(lon: np.ndarray, lat: np.ndarray, crs: str = STORE_CRS) -> 
     futs = [_POOL.submit(project_lonlat, lon[a:b], lat[a:b], crs) for a, b in zip(cuts[:-1], cuts[1:])]
     parts = [f.result() for f in futs]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _warm_projection() -> None:
+    """Create each pool thread's PROJ object now, while the first batch is read (~40 ms each)."""
+    import threading
+
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, min(2, os.cpu_count() or 1)), thread_name_prefix="tagtrail-project")
+    barrier = threading.Barrier(2, timeout=1.0)
+
+    def warm():
+        project_lonlat(np.array([-1.0]), np.array([52.0]), STORE_CRS)
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(2):
+        _POOL.submit(warm)
 
 
 def _project_async(lon: np.ndarray, lat: np.ndarray):
@@ -185,9 +208,10 @@ def _parallel_map(f, items: list) -> list:
 class _Appender:
     """Dedup, sort and stage one source's kept rows, batch by batch.
 
-    Each batch is sorted by (UTC day, device_id, ts_ms) and its day slices are
-    written (in a background thread) as ``part-<ingest id>-<batch>.parquet``;
-    so a day partition may hold several files, each sorted. Keys already
+    Each batch is sorted by (UTC day, device_id, ts_ms); its day slices are
+    buffered per day and written (in a background thread) as
+    ``part-<ingest id>-<n>.parquet`` once a day holds `FILE_ROWS` rows, or at
+    the end; so a day partition may hold several files, each sorted. Keys already
     seen (earlier in this file, or stored before: loaded once per day touched)
     are quarantined as ``duplicate``; the first kept copy wins.
     """
@@ -198,9 +222,13 @@ class _Appender:
         self.seen: dict[int, np.ndarray] = {}  # day -> sorted int64 (gid << 27 | ms of day)
         self.n_stored = 0
         self.days: set[int] = set()
-        self.batch_no = 0
         self.writes: list = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagtrail-write")
+        self._writer = ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tagtrail-write")
+        self._adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagtrail-append")
+        self.buffers: dict[int, list[pa.Table]] = {}
+        self.buffered: dict[int, int] = {}
+        self.file_no = 0
+        self.adds: list = []
 
     def _gids(self, keys: pa.Array) -> np.ndarray:
         idx = pc.index_in(keys, value_set=self.known)
@@ -264,10 +292,15 @@ class _Appender:
             seen = self._seen_for(d)
             if seen.size:
                 k = key_s[a:b]
-                pos = np.searchsorted(seen, k)
-                hit = pos < seen.size
-                hit[hit] = seen[pos[hit]] == k[hit]
-                dup[a:b] |= hit
+                # only keys inside seen's range can hit, and only that window of seen
+                lo, hi = np.searchsorted(seen, [k.min(), k.max()], side="left")
+                hi = np.searchsorted(seen, k.max(), side="right")
+                window = seen[lo:hi]
+                if window.size:
+                    pos = np.searchsorted(window, k)
+                    hit = pos < window.size
+                    hit[hit] = window[pos[hit]] == k[hit]
+                    dup[a:b] |= hit
             fresh = key_s[a:b][~dup[a:b]]
             self.seen[d] = np.sort(np.concatenate([seen, fresh]), kind="stable") if seen.size else np.sort(fresh)
         rows = np.asarray(kept.row)
@@ -302,24 +335,68 @@ class _Appender:
         for a, b in zip(starts, ends):
             d = int(day_s[a])
             self.days.add(d)
-            rel = f"{self.kind}/day={day_label(d)}/part-{self.txn.ingest_id}-{self.batch_no:05d}.parquet"
-            self.writes.append(self._writer.submit(self.txn.write, rel, table.slice(int(a), int(b - a))))
+            self.buffers.setdefault(d, []).append(table.slice(int(a), int(b - a)))
+            self.buffered[d] = self.buffered.get(d, 0) + int(b - a)
         self.n_stored += m
-        self.batch_no += 1
-        # bound memory: at most a few batches waiting to be written
-        while sum(not f.done() for f in self.writes) > 8:
+        # flush full days; bound memory by flushing the biggest day when too much waits
+        for d in [d for d, k in self.buffered.items() if k >= FILE_ROWS]:
+            self._flush(d)
+        while sum(self.buffered.values()) > BUFFER_ROWS:
+            self._flush(max(self.buffered, key=self.buffered.get))
+        while sum(not f.done() for f in self.writes) > 4:
             next(f for f in self.writes if not f.done()).result()
 
-    def close(self) -> None:
+    def _flush(self, day: int) -> None:
+        """Write one day's buffered slices as one file sorted by (device_id, ts_ms)."""
+        pieces = self.buffers.pop(day)
+        self.buffered.pop(day)
+        table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        if len(pieces) > 1:  # each piece is sorted; the concatenation may not be
+            dev = table.column("device_id").combine_chunks()
+            _, rank = _ranks(dev)
+            order = sort_order(rank, table.column("ts_ms").to_numpy())
+            if not (len(order) < 2 or bool((order[1:] > order[:-1]).all())):
+                table = table.take(pa.array(order))
+        rel = f"{self.kind}/day={day_label(day)}/part-{self.txn.ingest_id}-{self.file_no:05d}.parquet"
+        self.file_no += 1
+        self.writes.append(self._writer.submit(self.txn.write, rel, table))
+
+    def submit(self, kept, xy_future=None) -> None:
+        """`add` in the appender's own thread (batches stay in order); at most 2 waiting."""
+        while len(self.adds) >= 2:
+            self.adds.pop(0).result()
+        self.adds.append(self._adder.submit(
+            lambda: self.add(kept, None if xy_future is None else xy_future.result())))
+
+    def drain(self) -> None:
+        while self.adds:
+            self.adds.pop(0).result()
+
+    def close(self, *, flush: bool = True) -> None:
+        """Finish: write what is buffered (`flush`) and wait; else just stop the threads."""
         try:
-            for f in self.writes:
-                f.result()
+            if flush:
+                self.drain()
+                for d in sorted(self.buffers):
+                    self._flush(d)
+                for f in self.writes:
+                    f.result()
         finally:
-            self._writer.shutdown(wait=True)
+            self._adder.shutdown(wait=True, cancel_futures=True)
+            self._writer.shutdown(wait=True, cancel_futures=True)
+
+
+def _batch_rows_for(path) -> int:
+    """Batch size: ~1/8 of the file (pipeline start-up and tail stay short), 100k..1M rows."""
+    try:
+        est_rows = Path(path).stat().st_size // (60 if str(path).endswith(".csv") else 25)
+    except OSError:
+        return 500_000
+    return int(min(1_000_000, max(100_000, est_rows // 8)))
 
 
 def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
-           batch_rows: int = 1_000_000, timings: dict | None = None) -> IngestSummary:
+           batch_rows: int | None = None, timings: dict | None = None) -> IngestSummary:
     """Validate, project and append a fixes file (and events file) to the store under `home`.
 
     Parameters
@@ -328,8 +405,9 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
     home : tagtrail home; the store is ``home/store``.
     events_path : optional events file (CONTRACT.md, "Events").
     progress : show a tqdm bar on stderr.
+    batch_rows : rows per streamed batch (default: from the file size).
     timings : optional dict filled with seconds per stage (read_validate,
-        project, sort_dedup, write, commit).
+        append, write_wait, commit).
 
     Returns
     -------
@@ -344,9 +422,12 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
     t_start = time.perf_counter()
     timings = {} if timings is None else timings
     # open both files first: path, extension and header errors surface before any work
+    if batch_rows is None:
+        batch_rows = _batch_rows_for(fixes_path)
     fix_iter = _iter_validated(fixes_path, "fixes", batch_rows)
     ev_iter = _iter_validated(events_path, "events", batch_rows) if events_path is not None else None
     Path(home).mkdir(parents=True, exist_ok=True)
+    _warm_projection()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -357,33 +438,36 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
         fix_app = _Appender(home, "fixes", txn, fixes)
         events = ev_app = None
         try:
-            pending = None  # (kept, projection future): appended one batch later
+            # pipeline: reader thread -> validate (here) -> project (pool) -> append (own thread)
             t0 = time.perf_counter()
             for kept, rejected, table, bad in fix_iter:
                 t1 = time.perf_counter()
                 timings["read_validate"] = timings.get("read_validate", 0.0) + t1 - t0
                 fixes.add(kept, rejected, table, bad)
-                if pending is not None:
-                    fix_app.add(pending[0], pending[1].result())
-                pending = (kept, _project_async(kept.lon, kept.lat))
+                fix_app.submit(kept, _project_async(kept.lon, kept.lat))
                 t0 = time.perf_counter()
                 timings["append"] = timings.get("append", 0.0) + t0 - t1
                 if bar is not None:
                     bar.update(table.num_rows)
-            if pending is not None:
-                fix_app.add(pending[0], pending[1].result())
+            fix_app.drain()
             if events_path is not None:
                 events = _Source(events_path, "events", txn.ingest_id)
                 ev_app = _Appender(home, "events", txn, events)
                 for kept, rejected, table, bad in ev_iter:
                     events.add(kept, rejected, table, bad)
                     ev_app.add(kept)
-        finally:
-            t1 = time.perf_counter()
+        except BaseException:
+            fix_app.close(flush=False)
+            if ev_app is not None:
+                ev_app.close(flush=False)
+            raise
+        t1 = time.perf_counter()
+        try:
             fix_app.close()
+        finally:
             if ev_app is not None:
                 ev_app.close()
-            timings["write_wait"] = time.perf_counter() - t1
+        timings["write_wait"] = time.perf_counter() - t1
         n_fix = fix_app.n_stored
         n_ev = ev_app.n_stored if ev_app is not None else 0
         days = [day_label(d) for d in sorted(fix_app.days)]
@@ -391,6 +475,8 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
         q_parts = fixes.quarantine + (events.quarantine if events else [])
         if q_parts:
             q = pa.concat_tables(q_parts)
+            is_fix = pc.equal(q.column("source").cast(pa.string()), "fixes").to_numpy(zero_copy_only=False)
+            q = q.take(pa.array(np.lexsort((q.column("row").to_numpy(), is_fix))))  # events first, by row
             txn.write(f"quarantine/part-{txn.ingest_id}.parquet", q)
         txn.commit()
         timings["commit"] = time.perf_counter() - t0

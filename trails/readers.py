@@ -43,7 +43,7 @@ __all__ = [
 FIX_COLUMNS: tuple[tuple[str, ...], tuple[str, ...]] = (("device_id", "ts", "lat", "lon"), ("accuracy_m", "battery_pct"))
 EVENT_COLUMNS: tuple[tuple[str, ...], tuple[str, ...]] = (("device_id", "ts", "event"), ())
 
-_CSV_BLOCK = 16 << 20
+_CSV_BLOCK = 4 << 20
 
 
 def _check_path(path, kind: str) -> Path:
@@ -100,6 +100,11 @@ def _select(names: list[str], columns, kind: str, p: Path) -> dict[str, str]:
     return found
 
 
+def _skip_blank_rows(row) -> str:
+    """A line of only whitespace is a blank line, not a record; any other ragged row is an error."""
+    return "skip" if (row.text or "").strip(WHITESPACE) == "" else "error"
+
+
 def _rechunk(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.Table]:
     pending: list[pa.RecordBatch] = []
     n = 0
@@ -129,7 +134,7 @@ def _iter_csv(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table
         quoted_strings_can_be_null=False,
         check_utf8=True,
     )
-    parse = pacsv.ParseOptions(newlines_in_values=True)
+    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=_skip_blank_rows)
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=True)
     rename = {raw: name for name, raw in found.items()}
     # opening parses the first block: done lazily (in the prefetch thread when streaming)

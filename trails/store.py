@@ -2,12 +2,14 @@
 
 Layout::
 
-    HOME/store/fixes/day=YYYY-MM-DD/part-<ingest id>.parquet       FIX_SCHEMA
-    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>.parquet      EVENT_SCHEMA
+    HOME/store/fixes/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet   FIX_SCHEMA
+    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet  EVENT_SCHEMA
     HOME/store/quarantine/part-<ingest id>.parquet                 QUARANTINE_SCHEMA
 
 Days are UTC days of ``ts_ms``. Each file is sorted by ``device_id`` then
-``ts_ms``. A ``(device_id, ts_ms)`` key (events: plus ``event``) occurs at most
+``ts_ms`` (a day may hold several files: one or more per ingest). ``source`` is
+the ingested file's name (dictionary-encoded) and ``row`` its 1-based record
+number there, so every stored fix traces back to its input line. A ``(device_id, ts_ms)`` key (events: plus ``event``) occurs at most
 once in the whole store: `trails.ingest` quarantines later copies as
 ``duplicate``. New files are written under ``HOME/store/.tmp-<id>/`` and renamed
 into place only when a whole ingest has succeeded (`Transaction`).
@@ -26,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from .errors import InputError
 
 __all__ = [
     "DAY_MS",
@@ -67,7 +71,7 @@ EVENT_SCHEMA = pa.schema([
 ])
 QUARANTINE_SCHEMA = pa.schema([
     ("source_file", pa.string()),
-    ("source", pa.dictionary(pa.int32(), pa.string())),
+    ("source", pa.string()),
     ("row", pa.int64()),
     ("reason", pa.string()),
     ("device_id", pa.string()),
@@ -153,7 +157,9 @@ class Transaction:
     """New store files staged in a temporary directory, renamed into place on `commit`.
 
     Use as a context manager: leaving the block with an exception removes the
-    staging directory and leaves the store unchanged.
+    staging directory and leaves the store unchanged. An exclusive lock on
+    ``HOME/store/.lock`` (released when the process ends) keeps a second
+    ingest out while one runs.
     """
 
     def __init__(self, home) -> None:
@@ -163,11 +169,23 @@ class Transaction:
         self.files: list[Path] = []
 
     def __enter__(self) -> "Transaction":
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.root / ".lock", "a+")
+        try:
+            import fcntl
+
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            pass
+        except OSError:
+            self._lock.close()
+            raise InputError(f"store {str(self.root)!r}: another ingest is writing to it") from None
         self.tmp.mkdir(parents=True, exist_ok=False)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._lock.close()  # releases the lock
 
     def write(self, relpath: str, table: pa.Table) -> None:
         dest = self.tmp / relpath
@@ -246,7 +264,7 @@ class StoredEvents:
         return int(self.ts_ms.shape[0])
 
 
-def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> pa.Table:
+def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> "_Columns":
     days = list_days(home, kind)
     if start_ms is not None:
         days = [d for d in days if (d + 1) * DAY_MS > start_ms]
@@ -254,7 +272,7 @@ def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> pa.T
         days = [d for d in days if d * DAY_MS < end_ms]
     files = _day_files(home, kind, days)
     if not files:
-        return schema.empty_table()
+        return _Columns(schema.empty_table(), None)
     flt = None
     if start_ms is not None:
         flt = ds.field("ts_ms") >= int(start_ms)
@@ -265,41 +283,60 @@ def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> pa.T
         e = ds.field("device_id").isin(pa.array(list(devices), pa.string()))
         flt = e if flt is None else flt & e
     table = ds.dataset(files, format="parquet", schema=schema).to_table(filter=flt)
-    if table.num_rows == 0:
-        return table
-    dev = table.column("device_id").combine_chunks()
-    ts = table.column("ts_ms").to_numpy()
-    order = sort_order(device_order(dev), ts)
-    return table.take(pa.array(order))
+    if table.num_rows < 2:
+        return _Columns(table, None)
+    order = sort_order(device_order(table.column("device_id")), table.column("ts_ms").to_numpy())
+    if bool((order[1:] > order[:-1]).all()):
+        order = None
+    return _Columns(table, order)
 
 
-def _np(table: pa.Table, name: str) -> np.ndarray:
-    return _ro(table.column(name).to_numpy())
+class _Columns:
+    """Hands out a table's columns in (device_id, ts_ms) order, one at a time.
 
+    Each column is dropped from the table once taken, so peak memory stays near
+    one copy of the data plus one column (not two copies of everything).
+    """
 
-def _arr(table: pa.Table, name: str) -> pa.Array:
-    return table.column(name).combine_chunks()
+    def __init__(self, table: pa.Table, order: np.ndarray | None) -> None:
+        self.table = table
+        self.order = order
+        self._order_arr = None if order is None else pa.array(order)
+
+    def _pop(self, name: str) -> pa.ChunkedArray:
+        col = self.table.column(name)
+        self.table = self.table.drop_columns([name])
+        return col
+
+    def np(self, name: str) -> np.ndarray:
+        a = self._pop(name).to_numpy()
+        return _ro(a if self.order is None else a[self.order])
+
+    def arr(self, name: str) -> pa.Array:
+        a = self._pop(name).combine_chunks()
+        return a if self._order_arr is None else a.take(self._order_arr)
 
 
 def read_store_fixes(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None) -> StoredFixes:
     """Fixes in ``[start_ms, end_ms)`` (either bound optional) for `devices` (None = all).
 
-    Reads only the day partitions that overlap the interval.
+    Reads only the day partitions that overlap the interval; the result is
+    sorted by device_id then ts_ms.
     """
-    t = _read(home, "fixes", FIX_SCHEMA, start_ms, end_ms, devices)
+    c = _read(home, "fixes", FIX_SCHEMA, start_ms, end_ms, devices)
     return StoredFixes(
-        device_id=_arr(t, "device_id"), ts_ms=_np(t, "ts_ms"), x=_np(t, "x"), y=_np(t, "y"),
-        lat=_np(t, "lat"), lon=_np(t, "lon"), accuracy_m=_np(t, "accuracy_m"),
-        battery_pct=_np(t, "battery_pct"), row=_np(t, "row"), source=_arr(t, "source"),
+        device_id=c.arr("device_id"), ts_ms=c.np("ts_ms"), x=c.np("x"), y=c.np("y"),
+        lat=c.np("lat"), lon=c.np("lon"), accuracy_m=c.np("accuracy_m"),
+        battery_pct=c.np("battery_pct"), row=c.np("row"), source=c.arr("source"),
     )
 
 
 def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None) -> StoredEvents:
     """Events in ``[start_ms, end_ms)`` for `devices` (None = all); see `read_store_fixes`."""
-    t = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices)
+    c = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices)
     return StoredEvents(
-        device_id=_arr(t, "device_id"), ts_ms=_np(t, "ts_ms"), event=_arr(t, "event"),
-        row=_np(t, "row"), source=_arr(t, "source"),
+        device_id=c.arr("device_id"), ts_ms=c.np("ts_ms"), event=c.arr("event"),
+        row=c.np("row"), source=c.arr("source"),
     )
 
 

@@ -191,8 +191,21 @@ def _array(values) -> pa.Array:
 
 
 def trim(values) -> pa.Array:
-    """Strings with surrounding space/tab/CR/LF removed (nulls stay null)."""
-    return pc.utf8_trim(_array(values), characters=WHITESPACE)
+    """Strings with surrounding space/tab/CR/LF removed (nulls stay null).
+
+    Returns the input itself when no byte is <= 0x20 (no whitespace at all).
+    """
+    arr = _array(values)
+    if pa.types.is_string(arr.type) and len(arr):
+        bufs = arr.buffers()
+        if bufs[2] is not None:
+            offsets = np.frombuffer(bufs[1], np.int32, len(arr) + 1, arr.offset * 4)
+            data = np.frombuffer(bufs[2], np.uint8)[offsets[0]:offsets[-1]]
+            if not (data <= 32).any():
+                return arr
+        else:
+            return arr  # no character data: nothing to trim
+    return pc.utf8_trim(arr, characters=WHITESPACE)
 
 
 def _missing(trimmed: pa.Array) -> np.ndarray:
