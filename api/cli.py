@@ -23,6 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.detect",
     "api.commands.zones",
     "api.commands.demo",
+    "api.commands.serve",
+    "api.commands.users",
+    "api.commands.audit",
 )
 
 

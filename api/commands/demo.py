@@ -2,8 +2,12 @@
 
 On first start (no `HOME/demo/.ingested`) it simulates a small population
 into `HOME/demo`, ingests it into the store; every time, it runs detection on
-the store into `HOME/demo/results` and prints the store and breach summaries.
-Later releases serve the API here.
+the store into `HOME/demo/results` and into the database, and prints the
+store and breach summaries. On first start it also creates one demo user per
+role (caseworker, approver, auditor, admin, and two requesters: police and
+probation) and writes their tokens to `HOME/demo-tokens.txt` (mode 600;
+tokens are never printed). Then it serves the API on 127.0.0.1:8000 unless
+`--no-serve`.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ EPILOG = """\
 examples:
   tagtrail demo                      # ./data (or $TAGTRAIL_HOME), 200 wearers x 7 days on first start
   tagtrail demo --home /tmp/tt --wearers 20 --days 2
+  tagtrail demo --home /tmp/tt --no-serve   # set up and detect, do not serve
   rm -rf data && tagtrail demo       # start over with fresh demo data
 """
 
@@ -28,6 +33,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--days", type=int, default=7, help="days to simulate on first start (default 7)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     p.add_argument("--start", default="2024-03-25", help="first simulated day (default 2024-03-25: spans a clock change)")
+    p.add_argument("--no-serve", dest="serve", action="store_false",
+                   help="stop after detection instead of serving the API")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
     p.set_defaults(func=run)
 
 
@@ -62,6 +70,69 @@ def run(args: argparse.Namespace) -> int:
     print("detecting breaches on the store:", flush=True)
     code = cli_main(["detect", "--home", str(home), "--subjects", str(demo / "subjects.json"),
                      "--zones", str(demo / "zones.geojson"), "--out", str(demo / "results"),
-                     "--compare-battery-policies"])
+                     "--compare-battery-policies", "--db"])
     print(f"done in {time.perf_counter() - t0:.1f} s; records in {demo / 'results' / 'breaches.jsonl'}")
-    return code
+    if code != 0:
+        return code
+    tokens = _demo_users(home)
+    print(f"API tokens (one per role) in {tokens}")
+    if args.serve:
+        from .serve import serve
+
+        serve(home, host="127.0.0.1", port=args.port)
+    else:
+        print(f"API docs: http://127.0.0.1:{args.port}/docs (after `tagtrail serve --home {home}`)")
+    return 0
+
+
+#: Demo users created on first start: (name, role, org).
+DEMO_USERS: tuple[tuple[str, str, str | None], ...] = (
+    ("demo-caseworker", "caseworker", "home office"),
+    ("demo-approver", "approver", "home office"),
+    ("demo-auditor", "auditor", "home office"),
+    ("demo-admin", "admin", "home office"),
+    ("demo-police", "requester", "police"),
+    ("demo-probation", "requester", "probation"),
+)
+
+
+def _demo_users(home) -> "Path":
+    """Create the demo users unless they exist; their tokens go to
+    HOME/demo-tokens.txt with mode 600 and are never printed."""
+    import os
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from api.audit import AuditLog
+    from api.db import open_database
+    from api.models import User
+    from api.settings import Settings
+    from api.users import add_user
+
+    path = Path(home) / "demo-tokens.txt"
+    settings = Settings.from_home(home)
+    engine, factory = open_database(settings)
+    try:
+        audit = AuditLog(settings)
+        with factory() as session:
+            names = [n for n, _, _ in DEMO_USERS]
+            if session.scalars(select(User).where(User.name.in_(names))).first() is not None:
+                if not path.exists():
+                    print(f"note: demo users exist but {path} is gone; tokens are shown only once "
+                          f"(start over with a fresh home to get new ones)")
+                return path
+            lines = ["# tagtrail demo API tokens: send as 'Authorization: Bearer TOKEN'", "# name\trole\torg\ttoken"]
+            for name, role, org in DEMO_USERS:
+                _user, token = add_user(session, audit, name=name, role=role, org=org)
+                lines.append(f"{name}\t{role}\t{org or '-'}\t{token}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+            os.chmod(path, 0o600)
+            session.commit()  # tokens are on disk before the users exist
+            audit.write_checkpoint(session)
+            session.commit()
+    finally:
+        engine.dispose()
+    return path

@@ -1,0 +1,63 @@
+"""The trail access service (issue 4): `create_app(settings)` builds a FastAPI
+app; nothing is built at import time.
+
+State on ``app.state``: settings, engine, session_factory, audit (an
+`api.audit.AuditLog`) and clock (epoch-ms now; tests may replace it). One
+router per resource under ``/v1``; every one of them checks roles through
+`api.deps.authorize` and the table in `api.permissions`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .db import open_database
+from .errors import install_handlers
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Governed access to electronic-monitoring trails.
+
+Authenticate with `Authorization: Bearer TOKEN`. Roles: caseworker and
+requester (police, probation) ask for data; an approver, never the requester,
+decides; the requester downloads the approved period until the approval
+expires; auditors and admins read reports and the audit log. Every call,
+including every read, is recorded in a tamper-evident audit log.
+"""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
+    """Build the app for `settings`: open (and migrate) the database, attach
+    the audit log, register routers and exception handlers."""
+    from .audit import AuditLog
+    from .routers import access_requests, audit, health, reports, subjects
+
+    engine, factory = open_database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="tagtrail trail access service", version="1", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = factory
+    app.state.audit = AuditLog(settings)
+    app.state.clock = clock or _now_ms
+    install_handlers(app)
+    app.include_router(health.router)
+    for module in (access_requests, subjects, reports, audit):
+        app.include_router(module.router, prefix="/v1")
+    return app
+

@@ -1,0 +1,67 @@
+"""Who may call what: ONE table from operation id to the roles allowed.
+
+Every `/v1` route carries an explicit operation id, and the router-level
+dependency `authorize` (api/deps.py) looks the route up here, so a route
+missing from the table cannot be reached at all (and a test checks that the
+table and the routes match). Checks that depend on the record, not the role
+(a requester sees only their own requests; the approver is never the
+requester), live in the endpoint and are stated in its docstring.
+
+The roles (api/models.py ROLES):
+
+- ``caseworker``: Home Office staff who ask for data and read breaches.
+- ``requester``: an external agency (police, probation) asking through an
+  External Agency Request; sees only its own requests.
+- ``approver``: decides requests and confirms external requesters' identity;
+  never decides a request they made (governance.md, dual authorisation).
+- ``auditor``: reads everything, including the audit log and its proofs.
+- ``admin``: like the auditor, for running the service.
+
+This is the in-process, table-tested decision function governance.md asks
+for (no OPA/Cerbos server).
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from .models import ROLES
+
+__all__ = ["PERMISSIONS", "is_allowed", "roles_for"]
+
+_ALL = frozenset(ROLES)
+_STAFF = frozenset({"caseworker", "approver", "auditor", "admin"})
+_OVERSIGHT = frozenset({"approver", "auditor", "admin"})
+_ASKERS = frozenset({"caseworker", "requester"})
+
+#: operation id -> roles allowed. The single source of truth for role checks.
+PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
+    # access requests
+    "create_access_request": _ASKERS,
+    "check_identity": frozenset({"approver"}),
+    "decide_access_request": frozenset({"approver"}),
+    "withdraw_access_request": _ASKERS,          # and only the request's own requester
+    "get_access_request": _ALL,                  # requesters: only their own
+    "list_access_requests": _ALL,                # requesters: only their own
+    "download_extract": _ASKERS,                 # and only the request's own requester
+    # breaches
+    "list_subject_breaches": _STAFF,
+    # reports
+    "report_access_requests": _OVERSIGHT,
+    "report_breaches": _OVERSIGHT,
+    # audit log
+    "audit_checkpoint": frozenset({"auditor", "admin"}),
+    "audit_inclusion_proof": frozenset({"auditor", "admin"}),
+    "audit_consistency_proof": frozenset({"auditor", "admin"}),
+})
+
+assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PERMISSIONS"
+
+
+def roles_for(operation_id: str) -> frozenset[str]:
+    """The roles allowed to call `operation_id`; KeyError if it is not in the table."""
+    return PERMISSIONS[operation_id]
+
+
+def is_allowed(operation_id: str, role: str) -> bool:
+    """True when `role` may call `operation_id`. Unknown operations are denied."""
+    return role in PERMISSIONS.get(operation_id, frozenset())

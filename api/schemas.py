@@ -1,0 +1,179 @@
+"""HTTP schemas: separate Create (what a client sends) and Public (what it
+gets back) models, validated once at the edge.
+
+Timestamps travel as RFC 3339 strings with an offset and are parsed with
+`trails.timestamps.parse_timestamp` (a naive timestamp is a 422, never
+guessed at); they come back in the contract's form ``...T..:..:..mmmZ``.
+Free text must be "non-trivial" (`MIN_TEXT_CHARS` non-space characters) where
+governance.md asks for a reason, and every string must be encodable UTF-8
+(JSON allows lone surrogates; databases and canonical JSON do not).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from trails.timestamps import NaiveTimestampError, format_ms, parse_timestamp
+
+from .models import KINDS, OUTCOMES
+from .settings import GROUNDS
+
+__all__ = ["MIN_TEXT_CHARS", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate", "DecisionCreate",
+           "AccessRequestPublic", "AccessRequestList", "BreachPublic", "BreachList", "Health",
+           "parse_ts", "fmt_ts"]
+
+#: Non-space characters a justification, necessity statement or decision reason needs.
+MIN_TEXT_CHARS = 20
+#: Earliest and latest instants accepted (years 1970..9999): keeps every
+#: millisecond value well inside a 64-bit integer.
+_MIN_MS, _MAX_MS = 0, 253402300799999
+
+Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
+Ground = Literal[tuple(GROUNDS)]  # type: ignore[valid-type]
+Outcome = Literal[tuple(OUTCOMES)]  # type: ignore[valid-type]
+Urgency = Literal["routine", "urgent"]
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+def _non_trivial(value: str) -> str:
+    n = sum(1 for c in value if not c.isspace())
+    if n < MIN_TEXT_CHARS:
+        raise ValueError(f"needs at least {MIN_TEXT_CHARS} non-space characters of explanation (got {n})")
+    return value
+
+
+def parse_ts(value: str) -> int:
+    """RFC 3339 with offset -> epoch ms, or ValueError with a message naming the value."""
+    try:
+        ms = parse_timestamp(value)
+    except NaiveTimestampError:
+        raise ValueError(f"timestamp {value!r} has no UTC offset: add Z or +HH:MM") from None
+    except ValueError as exc:
+        raise ValueError(f"{exc} (expected RFC 3339 with an offset, e.g. 2024-03-25T18:00:00Z)") from None
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise ValueError(f"timestamp {value!r} is outside 1970..9999")
+    return ms
+
+
+def fmt_ts(ms: int | None) -> str | None:
+    return None if ms is None else format_ms(ms)
+
+
+def _timestamp(value: str) -> str:
+    parse_ts(value)
+    return value
+
+
+Text = Annotated[str, Field(max_length=10_000), AfterValidator(_utf8)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_utf8)]
+Reason = Annotated[str, Field(max_length=10_000, description=f"at least {MIN_TEXT_CHARS} non-space characters"),
+                   AfterValidator(_utf8), AfterValidator(_non_trivial)]
+Timestamp = Annotated[str, Field(max_length=40, description="RFC 3339 with a UTC offset, e.g. 2024-03-25T18:00:00Z",
+                                 examples=["2024-03-25T18:00:00Z"]),
+                      AfterValidator(_utf8), AfterValidator(_timestamp)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class AccessRequestCreate(_In):
+    """A request to see one wearer's trail or attendance for one period."""
+
+    subject_id: ShortText
+    kind: Kind
+    ground: Ground = Field(description="one of the five lawful grounds of the EM DPIA")
+    start: Timestamp
+    end: Timestamp
+    justification: Reason = Field(description="why this data and why this period")
+    necessity: Reason = Field(description="why nothing less intrusive will do (the alternative considered)")
+    reference: ShortText | None = Field(None, description="case reference; for bail_breach, the breach_id")
+    urgency: Urgency = "routine"
+    respond_by: Timestamp | None = None
+
+
+class IdentityCheckCreate(_In):
+    """How an external requester's identity was confirmed."""
+
+    note: Reason = Field(description="how the identity was confirmed (call-back number, warrant card, ...)")
+
+
+class DecisionCreate(_In):
+    """An approver's decision. `start`/`end` narrow the period and are
+    required for (and only allowed with) partial_data_provided."""
+
+    outcome: Outcome
+    reason: Reason
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+
+
+class AccessRequestPublic(BaseModel):
+    id: int
+    requester_id: int
+    subject_id: str
+    kind: str
+    ground: str
+    start: str
+    end: str
+    justification: str
+    necessity: str
+    reference: str | None
+    urgency: str
+    respond_by: str | None
+    too_broad: bool
+    max_period_days: int | None
+    status: str = Field(description="pending, decided or withdrawn")
+    created_at: str
+    identity_checked: bool
+    identity_checked_by: int | None
+    identity_checked_at: str | None
+    outcome: str | None
+    decision_reason: str | None
+    approved_start: str | None
+    approved_end: str | None
+    decided_by: int | None
+    decided_at: str | None
+    expires_at: str | None
+    guidance_version: str | None
+    withdrawn_at: str | None
+    version: int
+
+
+class AccessRequestList(BaseModel):
+    items: list[AccessRequestPublic]
+    count: int
+
+
+class BreachPublic(BaseModel):
+    """A record with the contract's fields."""
+
+    breach_id: str
+    kind: str
+    type: str
+    subject_id: str
+    device_id: str
+    zone_id: str | None
+    start: str
+    end: str
+    duration_s: float
+    priority: int
+
+
+class BreachList(BaseModel):
+    items: list[BreachPublic]
+    count: int
+
+
+class Health(BaseModel):
+    status: str

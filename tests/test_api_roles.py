@@ -1,0 +1,160 @@
+"""The role x endpoint matrix, straight from api.permissions.PERMISSIONS:
+every allowed role gets a 2xx (after setting up what the call needs), every
+other role a 403 with a message; no token, a wrong scheme, an unknown token
+and a revoked token are all 401 with ``WWW-Authenticate: Bearer``."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.models import ROLES
+from api.permissions import PERMISSIONS, is_allowed
+from api_fixtures import api_template, close_env, copy_env, create_request, decide, ts  # noqa: F401
+
+#: The user key (tests/api_fixtures.py USERS) acting in each role.
+ROLE_USER = {"caseworker": "caseworker", "approver": "approver", "auditor": "auditor", "admin": "admin",
+             "requester": "requester"}
+assert set(ROLE_USER) == set(ROLES)
+
+
+@pytest.fixture(scope="module")
+def env(api_template, tmp_path_factory):
+    e = copy_env(api_template, tmp_path_factory.mktemp("roles") / "home")
+    yield e
+    close_env(e)
+
+
+def _maker(who: str) -> str:
+    """Who makes the request a call needs: the caller when their role may ask, else a caseworker."""
+    return who if is_allowed("create_access_request", ROLE_USER.get(who, who)) else "caseworker"
+
+
+def _call(env, op: str, who: str):
+    """(method, url, json) for `op` called by `who`, with its preconditions set up."""
+    if op == "create_access_request":
+        from api_fixtures import request_body
+        return "POST", "/v1/access-requests", request_body(env.subjects[0])
+    if op == "check_identity":
+        req = create_request(env, "requester")
+        return "POST", f"/v1/access-requests/{req['id']}/identity-check", {"note": "Called back on the force switchboard number."}
+    if op == "decide_access_request":
+        req = create_request(env, "caseworker")
+        return "POST", f"/v1/access-requests/{req['id']}/decision", {
+            "outcome": "rejected_other", "reason": "The case was closed before the request was reviewed."}
+    if op == "withdraw_access_request":
+        req = create_request(env, _maker(who))
+        return "POST", f"/v1/access-requests/{req['id']}/withdraw", None
+    if op == "get_access_request":
+        req = create_request(env, _maker(who))
+        return "GET", f"/v1/access-requests/{req['id']}", None
+    if op == "list_access_requests":
+        return "GET", "/v1/access-requests?status=pending", None
+    if op == "download_extract":
+        maker = _maker(who)
+        req = create_request(env, maker, start=ts(1, 0), end=ts(1, 6))
+        if maker == "requester":
+            r = env.client.post(f"/v1/access-requests/{req['id']}/identity-check",
+                                json={"note": "Called back on the force switchboard number."}, headers=env.h("approver"))
+            assert r.status_code == 200, r.text
+        assert decide(env, req["id"]).status_code == 200
+        return "GET", f"/v1/access-requests/{req['id']}/extract?format=csv", None
+    if op == "list_subject_breaches":
+        return "GET", f"/v1/subjects/{env.subjects[0]}/breaches", None
+    if op == "report_access_requests":
+        return "GET", "/v1/reports/access-requests", None
+    if op == "report_breaches":
+        return "GET", "/v1/reports/breaches?format=csv", None
+    if op == "audit_checkpoint":
+        return "GET", "/v1/audit/checkpoint", None
+    if op == "audit_inclusion_proof":
+        return "GET", "/v1/audit/proof/inclusion?index=0&size=2", None
+    if op == "audit_consistency_proof":
+        return "GET", "/v1/audit/proof/consistency?first=1&second=2", None
+    raise AssertionError(f"no call for {op}")
+
+
+def _send(env, method, url, body, headers):
+    return env.client.request(method, url, json=body, headers=headers)
+
+
+MATRIX = [(op, role) for op in PERMISSIONS for role in ROLES]
+
+
+@pytest.mark.parametrize(("op", "role"), MATRIX, ids=[f"{op}-{role}" for op, role in MATRIX])
+def test_role_matrix(env, op, role):
+    method, url, body = _call(env, op, ROLE_USER[role])
+    r = _send(env, method, url, body, env.h(ROLE_USER[role]))
+    if is_allowed(op, role):
+        assert 200 <= r.status_code < 300, (op, role, r.status_code, r.text)
+    else:
+        assert r.status_code == 403, (op, role, r.status_code, r.text)
+        allowed = ", ".join(sorted(PERMISSIONS[op]))
+        assert r.json() == {"detail": f"role {role!r} may not call {op}: allowed roles are {allowed}"}
+
+
+@pytest.mark.parametrize("op", list(PERMISSIONS))
+@pytest.mark.parametrize("auth", ["none", "empty", "basic", "unknown", "revoked"])
+def test_unauthenticated_is_401(env, op, auth):
+    method, url, body = _call(env, op, "caseworker")
+    headers = {"none": {}, "empty": {"Authorization": "Bearer "}, "basic": {"Authorization": "Basic dXNlcjpwdw=="},
+               "unknown": {"Authorization": "Bearer not-a-token"}, "revoked": env.h("revoked")}[auth]
+    r = _send(env, method, url, body, headers)
+    assert r.status_code == 401, r.text
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert r.json()["detail"] in ("missing bearer token: send 'Authorization: Bearer TOKEN'",
+                                  "invalid or revoked token")
+
+
+def _operations(env) -> dict[str, dict]:
+    spec = env.client.get("/openapi.json").json()
+    return {op["operationId"]: op for path, item in spec["paths"].items() if path.startswith("/v1")
+            for op in item.values()}
+
+
+def test_table_matches_routes(env):
+    """Every /v1 route is in the table and every table entry is a route."""
+    assert set(_operations(env)) == set(PERMISSIONS)
+
+
+def test_docstrings_state_the_roles(env):
+    """Each endpoint's docstring (its OpenAPI description) names exactly the
+    roles the table allows."""
+    for op_id, op in _operations(env).items():
+        m = re.search(r"Roles:(.*?)(?:\n\s*\n|$)", op.get("description", ""), re.S)
+        assert m, f"{op_id}: no 'Roles:' in docstring"
+        named = {w for w in re.findall(r"[a-z]+", m.group(1)) if w in ROLES}
+        assert named == set(PERMISSIONS[op_id]), op_id
+        assert op.get("security"), f"{op_id}: bearer security not declared"
+
+
+def test_healthz_needs_no_token(env):
+    r = env.client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+# record-level rules on top of the role table
+
+def test_requester_sees_only_own_requests(env):
+    mine = create_request(env, "requester")
+    theirs = create_request(env, "probation")
+    r = env.client.get(f"/v1/access-requests/{theirs['id']}", headers=env.h("requester"))
+    assert r.status_code == 403
+    assert r.json() == {"detail": f"requesters may read only their own requests; {theirs['id']} is not yours"}
+    listed = env.client.get("/v1/access-requests", headers=env.h("requester")).json()
+    ids = {i["id"] for i in listed["items"]}
+    assert mine["id"] in ids and theirs["id"] not in ids
+    assert all(i["requester_id"] == env.user_ids["requester"] for i in listed["items"])
+    staff = env.client.get(f"/v1/access-requests/{theirs['id']}", headers=env.h("auditor"))
+    assert staff.status_code == 200
+
+
+def test_only_maker_withdraws_or_downloads(env):
+    req = create_request(env, "caseworker", start=ts(1, 0), end=ts(1, 6))
+    r = env.client.post(f"/v1/access-requests/{req['id']}/withdraw", headers=env.h("caseworker2"))
+    assert r.status_code == 403
+    assert r.json() == {"detail": f"only the user who made access request {req['id']} may withdraw it"}
+    assert decide(env, req["id"]).status_code == 200
+    r = env.client.get(f"/v1/access-requests/{req['id']}/extract", headers=env.h("caseworker2"))
+    assert r.status_code == 403
+    assert r.json() == {"detail": f"only the user who made access request {req['id']} may download its extract"}
