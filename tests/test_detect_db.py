@@ -41,3 +41,23 @@ def test_upsert_by_breach_id_extends_in_place(tmp_path):
     assert n == len(late)
     lines = (tmp_path / "o2" / "breaches.jsonl").read_text().splitlines()
     assert n == len(lines)
+
+
+def test_each_save_is_audited_without_subjects(tmp_path):
+    import json
+
+    from api.models import AuditEntry
+
+    home = tmp_path / "home"
+    assert _detect(home, tmp_path / "o1") == 0
+    assert _detect(home, tmp_path / "o2") == 0
+    engine, factory = open_database(Settings.from_home(home))
+    with transaction(factory) as s:
+        entries = [json.loads(e) for e in s.scalars(select(AuditEntry.entry).order_by(AuditEntry.idx))]
+        n = s.scalar(select(func.count()).select_from(BreachRow))
+    engine.dispose()
+    assert [e["action"] for e in entries] == ["breaches.upsert", "breaches.upsert"]
+    assert entries[0]["detail"] == {"inserted": n, "updated": 0, "assignments": 1, "zones": 1}
+    assert entries[1]["detail"]["inserted"] == 0
+    assert all(e["subject"] is None for e in entries)
+    assert main(["audit", "verify", "--home", str(home)]) == 0

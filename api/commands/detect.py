@@ -187,13 +187,21 @@ def _save_to_db(args, assignments, zones, records) -> None:
     from api.detections import save_detection
     from api.settings import Settings
 
+    from api.audit import AuditLog
+
     settings = Settings.from_home(resolve_home(args.home))
     features = _json.loads(Path(args.zones).read_text(encoding="utf-8-sig"))["features"]
     engine, factory = open_database(settings)
     try:
+        audit = AuditLog(settings)
         with transaction(factory) as session:
             counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones,
                                     records=records)
+            # DPA 2018 s.62: collection and alteration are logged too (counts only, no subjects)
+            audit.append(session, action="breaches.upsert", actor=None, detail=dict(counts))
+        with factory() as session:
+            audit.write_checkpoint(session)
+            session.commit()
     finally:
         engine.dispose()
     if not args.quiet:
