@@ -7,12 +7,21 @@ one line on stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
-from collections.abc import Sequence
+import os
 
-from trails.errors import InputError
+# Before NumPy is imported: no transparent huge pages for NumPy's large
+# arrays. On the 2-core VMs tagtrail is benchmarked on, a first touch of
+# huge-page memory ran at ~0.4 GB/s against ~1.6 GB/s for 4 KiB pages, which
+# cost `detect --home` a second on 20 M fixes (benchmarks/RESULTS.md). Set
+# NUMPY_MADVISE_HUGEPAGE=1 to measure the other way on your own hardware.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from trails.errors import InputError  # noqa: E402
 
 __all__ = ["main", "build_parser"]
 

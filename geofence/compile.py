@@ -30,6 +30,10 @@ __all__ = ["ZoneXY", "CompiledZones", "compile_zones", "compile_zones_xy", "DEFA
 
 DEFAULT_GRID_CELLS = 64
 _MIN_GRID_SIDE = 32
+#: Polygons with fewer edges get no grid: their exact distance costs a few
+#: tens of ns, no more than a cell lookup, while their grid would cost
+#: ~1000 exact distances to build (most wearers' home polygons are this small).
+GRID_MIN_EDGES = 24
 _GRID_MARGIN_FRACTION = 0.25  # grid covers bbox expanded by this fraction of its longer side
 
 Ring = Sequence[tuple[float, float]]
@@ -223,7 +227,10 @@ def compile_zones(zones: Sequence[Zone], crs: str, *, grid_cells: int = DEFAULT_
                 k += n
                 if not (np.isfinite(rx).all() and np.isfinite(ry).all()):
                     raise ZoneError(f"zone {z.zone_id!r}: a vertex does not project to {crs}")
-                rings.append(np.column_stack([rx, ry]))
+                ring = np.empty((n, 2))
+                ring[:, 0] = rx
+                ring[:, 1] = ry
+                rings.append(ring)
             polys.append(rings)
         out.append(ZoneXY(z.zone_id, polygons=polys))
     return _compile(out, crs, grid_cells)
@@ -264,9 +271,12 @@ def _check_zone(z: ZoneXY) -> list[np.ndarray] | None:
     if has_circle:
         if z.center_xy is None or z.radius_m is None:
             raise ValueError(f"zone {z.zone_id!r}: a circle needs both center_xy and radius_m")
-        c = np.asarray(z.center_xy, dtype=np.float64)
+        try:
+            cx, cy = (float(v) for v in z.center_xy)
+        except (TypeError, ValueError):
+            raise ValueError(f"zone {z.zone_id!r}: center_xy={z.center_xy!r} is not a finite (x, y)") from None
         r = float(z.radius_m)
-        if c.shape != (2,) or not np.isfinite(c).all():
+        if not (math.isfinite(cx) and math.isfinite(cy)):
             raise ValueError(f"zone {z.zone_id!r}: center_xy={z.center_xy!r} is not a finite (x, y)")
         if not (math.isfinite(r) and r > 0):
             raise ValueError(f"zone {z.zone_id!r}: radius_m={r!r} is not a finite number > 0")
@@ -281,9 +291,9 @@ def _check_zone(z: ZoneXY) -> list[np.ndarray] | None:
             a = np.asarray(ring, dtype=np.float64)
             if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 4:
                 raise ValueError(f"zone {z.zone_id!r}: polygon {p} ring {r} is not >= 4 (x, y) positions")
-            if not np.isfinite(a).all():
+            if not math.isfinite(float(a.sum())) and not np.isfinite(a).all():  # one reduction when finite
                 raise ValueError(f"zone {z.zone_id!r}: polygon {p} ring {r} has non-finite coordinates")
-            if not (a[0] == a[-1]).all():
+            if a[0, 0] != a[-1, 0] or a[0, 1] != a[-1, 1]:
                 raise ValueError(f"zone {z.zone_id!r}: polygon {p} ring {r} is not closed")
             rings.append(a)
     return rings
@@ -344,6 +354,8 @@ def _compile(zones: Sequence[ZoneXY], crs: str | None, grid_cells: int) -> Compi
         zone_ring_offsets[i + 1] = zone_ring_offsets[i] + len(rings)
         n_edges = sum(a.shape[0] - 1 for a in rings)
         n_side = min(grid_cells, max(_MIN_GRID_SIDE, math.ceil(4.0 * math.sqrt(n_edges))))
+        if n_edges < GRID_MIN_EDGES:
+            n_side = 0
         if n_side > 0 and side > 0:
             margin = _GRID_MARGIN_FRACTION * side
             cell = (side + 2 * margin) / n_side

@@ -17,7 +17,7 @@ paths of `tagtrail detect`, so both give the same records.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,11 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trails.projection import project_lonlat
-from trails.quarantine import REASON_CODE, Rejected
+from trails.quarantine import OK, REASON_CODE, Rejected
 
 from . import rules
 from .classify import classify_assignments
 from .compile import compile_zones
+from .layout import IGNORED, lay_out_fixes, scatter, scatter_chunk
 from .model import Assignment, Policy, Zone
 from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts
 from .schedule import active_intervals
@@ -42,26 +43,73 @@ _KIND_CODE = {"curfew": rules.KIND_CURFEW, "inclusion": rules.KIND_INCLUSION,
 
 
 @dataclass(frozen=True)
-class FixInput:
-    """Fix rows that passed the row checks (reasons 1-6).
+class ChunkedColumn:
+    """A column that is read only when needed, in chunks, never whole.
 
-    Either `x`/`y` (already projected to the policy CRS, e.g. from the store)
-    or `lat`/`lon` must be given; projection then happens once, for kept rows
-    only. `accuracy_m` NaN means "not given"; `battery_pct` NaN means unknown.
+    `load()` returns the whole column (used for the columns the layout needs
+    in full: device codes, times, rows); `chunks(fn)` calls ``fn(first_row,
+    array)`` for consecutive chunks covering every row, possibly from several
+    threads. Kept rows are scattered straight from the chunks into their final
+    place, so a store read holds one copy of each column, not two.
     """
 
-    row: np.ndarray
-    device_id: pa.Array
-    ts_ms: np.ndarray
-    accuracy_m: np.ndarray
-    battery_pct: np.ndarray
-    lat: np.ndarray | None = None
-    lon: np.ndarray | None = None
-    x: np.ndarray | None = None
-    y: np.ndarray | None = None
+    load: Callable[[], np.ndarray]
+    chunks: Callable[[Callable[[int, np.ndarray], None]], None] | None = None
 
-    def __len__(self) -> int:
-        return int(self.ts_ms.shape[0])
+    def each_chunk(self, fn: Callable[[int, np.ndarray], None]) -> None:
+        if self.chunks is None:
+            fn(0, self.load())
+        else:
+            self.chunks(fn)
+
+
+#: A column is the array itself or a `ChunkedColumn`.
+Column = "np.ndarray | ChunkedColumn"
+
+
+def _load(col) -> np.ndarray:
+    return col.load() if isinstance(col, ChunkedColumn) else col
+
+
+def _place(col, dest: np.ndarray, n_kept: int, dtype, *, fill_nan: float | None = None) -> np.ndarray:
+    """The kept rows of `col`, in layout order."""
+    out = np.empty(n_kept, dtype)
+    if isinstance(col, ChunkedColumn):
+        col.each_chunk(lambda first, chunk: scatter_chunk(chunk, dest, first, out, fill_nan=fill_nan))
+    else:
+        scatter(np.asarray(col), dest, out, fill_nan=fill_nan)
+    return out
+
+
+@dataclass(frozen=True)
+class FixInput:
+    """Fix rows that passed the row checks (reasons 1-6), in row order.
+
+    Devices: either `device_id` (Arrow strings) or `device_code` (int, -1 =
+    none) indexing `device_names`. Positions: either `x`/`y` (already
+    projected to the policy CRS, e.g. from the store) or `lat`/`lon`;
+    projection then happens once, for kept rows only. `accuracy_m` NaN means
+    "not given"; `battery_pct` NaN means unknown. Any column may be a
+    `ChunkedColumn` (read lazily).
+
+    Store mode sets `unknown_device="ignore"` (rows of devices without an
+    assignment were never asked for) and `window` (--from/--to: rows outside
+    are ignored, neither kept nor quarantined).
+    """
+
+    row: Column
+    ts_ms: Column
+    accuracy_m: Column
+    battery_pct: Column
+    device_id: pa.Array | None = None
+    device_code: Column | None = None
+    device_names: Sequence[str] | None = None
+    lat: Column | None = None
+    lon: Column | None = None
+    x: Column | None = None
+    y: Column | None = None
+    unknown_device: str = "unassigned"
+    window: tuple[int | None, int | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -91,6 +139,20 @@ class DetectResult:
     seconds: float
     gaps: tuple[np.ndarray, ...] = field(repr=False, default=())
     names: tuple[list[str], list[str], list[str]] = field(repr=False, default=([], [], []))
+    timings: dict[str, float] = field(repr=False, default_factory=dict)
+
+
+class _Stages:
+    """Seconds per pipeline stage (``tagtrail detect --timings``)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - self._t
+        self._t = now
 
 
 # --------------------------------------------------------------------------
@@ -102,6 +164,16 @@ def _device_codes(device_id: pa.Array, devices: pa.Array) -> np.ndarray:
         return np.zeros(0, np.int64)
     idx = pc.index_in(device_id, value_set=devices)
     return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _fix_device_codes(fixes: FixInput, devices: pa.Array) -> np.ndarray:
+    """Each fix row's index in `devices`, or -1."""
+    if fixes.device_code is None:
+        return _device_codes(fixes.device_id, devices).astype(np.int32)
+    names = pa.array(list(fixes.device_names or []), pa.string())
+    remap = np.append(_device_codes(names, devices), -1).astype(np.int32)  # code -1 -> remap[-1] == -1
+    code = np.asarray(_load(fixes.device_code))
+    return remap[code]
 
 
 def _screen_rows(dev_code, ts_ms, row, extra_key, as_of_explicit, a_dev, a_start, a_end):
@@ -227,6 +299,7 @@ def detect_columns(
     they are merged with reasons 8-10 into the result's quarantine list.
     """
     t0 = time.perf_counter()
+    st = _Stages()
     n_a = len(assignments)
     devices = pa.array(sorted({a.device_id for a in assignments}), pa.string())
     dev_index = {d: i for i, d in enumerate(devices.to_pylist())}
@@ -234,10 +307,15 @@ def detect_columns(
     a_start = np.array([a.start_ms for a in assignments], np.int64)
     a_end = np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in assignments], np.int64)
 
-    # 1. reasons 8-10
-    f_dev = _device_codes(fixes.device_id, devices)
-    f_keep, f_assign, f_reason = _screen_rows(f_dev, fixes.ts_ms, fixes.row, None, as_of_ms,
-                                              a_dev, a_start, a_end)
+    # 1. reasons 8-10: fixes by the layout kernels, events (few) by sorting
+    f_dev = _fix_device_codes(fixes, devices)
+    st.mark("read device codes")
+    ts_all = _load(fixes.ts_ms)
+    st.mark("read ts")
+    lay = lay_out_fixes(f_dev, ts_all, len(devices), a_dev, a_start, a_end, as_of_ms=as_of_ms,
+                        unknown_device=fixes.unknown_device, window=fixes.window)
+    del f_dev
+    st.mark("layout (reasons 8-10, CSR)")
     if events is not None and len(events):
         e_dev = _device_codes(events.device_id, devices)
         kinds = pc.dictionary_encode(events.event).indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -250,34 +328,43 @@ def detect_columns(
         e_keep = e_assign = e_ts = np.zeros(0, np.int64)
         e_is_tamper = np.zeros(0, np.bool_)
         e_rej = Rejected.empty("events")
-    f_rej = _rejected("fixes", fixes.row, f_reason)
+    bad = np.flatnonzero((lay.reason != OK) & (lay.reason != IGNORED))
+    f_rej = Rejected("fixes", np.asarray(_load(fixes.row))[bad].astype(np.int64) if bad.size else
+                     np.zeros(0, np.int64), lay.reason[bad].astype(np.int8))
     all_f_rej = Rejected.concat("fixes", [rejected_fixes or Rejected.empty("fixes"), f_rej])
     all_e_rej = Rejected.concat("events", [rejected_events or Rejected.empty("events"), e_rej])
     quarantine = quarantine_rows([all_e_rej, all_f_rej])
+    st.mark("events and quarantine")
 
     # 2. as_of
     if as_of_ms is None:
-        latest = [int(fixes.ts_ms[f_keep].max())] if f_keep.size else []
+        latest = [lay.latest_ms] if lay.latest_ms is not None else []
         latest += [int(e_ts.max())] if e_ts.size else []
         as_of = max(latest) if latest else None
     else:
         as_of = int(as_of_ms)
 
-    # 3. CSR per assignment, by time (kept rows are already sorted by (device, ts))
-    by_a = np.argsort(f_assign, kind="stable")
-    sel = f_keep[by_a]
-    f_assign = f_assign[by_a]
-    fix_offsets = np.zeros(n_a + 1, np.int64)
-    np.cumsum(np.bincount(f_assign, minlength=n_a), out=fix_offsets[1:])
-    ts = np.ascontiguousarray(fixes.ts_ms[sel], np.int64)
-    battery = np.ascontiguousarray(fixes.battery_pct[sel], np.float64)
-    acc = np.ascontiguousarray(fixes.accuracy_m[sel], np.float64)
-    acc = np.where(np.isnan(acc), policy.default_accuracy_m, acc)
+    # 3. kept fixes per assignment, by time: one column at a time, straight into place
+    fix_offsets = lay.fix_offsets
+    dest = lay.dest
+    n_kept = int(fix_offsets[-1])
+    ts = np.empty(n_kept, np.int64)
+    scatter(ts_all, dest, ts)
+    del ts_all
+    st.mark("place ts")
+    battery = _place(fixes.battery_pct, dest, n_kept, np.float64)
+    acc = _place(fixes.accuracy_m, dest, n_kept, np.float64, fill_nan=policy.default_accuracy_m)
     if fixes.x is not None:
-        x = np.ascontiguousarray(fixes.x[sel], np.float64)
-        y = np.ascontiguousarray(fixes.y[sel], np.float64)
+        x = _place(fixes.x, dest, n_kept, np.float64)
+        y = _place(fixes.y, dest, n_kept, np.float64)
     else:
-        x, y = project_lonlat(fixes.lon[sel], fixes.lat[sel], policy.crs)
+        import os
+
+        x, y = project_lonlat(_place(fixes.lon, dest, n_kept, np.float64),
+                              _place(fixes.lat, dest, n_kept, np.float64), policy.crs,
+                              inplace=True, threads=min(2, os.cpu_count() or 1))
+    del dest
+    st.mark("read and place columns")
 
     subject_ids = [a.subject_id for a in assignments]
     device_ids = [a.device_id for a in assignments]
@@ -290,15 +377,17 @@ def detect_columns(
                                np.full(tam.size, -1, np.int64), e_ts[tam], e_ts[tam],
                                np.ones(tam.size, np.int64), np.zeros(tam.size, np.bool_)))
     low = np.flatnonzero(rules.low_battery_mask(battery, fix_offsets, policy.battery_low_pct))
-    parts.append(RecordColumns(f_assign[low], np.full(low.size, TYPE_CODE["low_battery"], np.int64),
+    parts.append(RecordColumns(lay.assignment_of(low), np.full(low.size, TYPE_CODE["low_battery"], np.int64),
                                np.full(low.size, -1, np.int64), ts[low], ts[low],
                                np.full(low.size, 4, np.int64), np.ones(low.size, np.bool_)))
+    st.mark("tamper and low battery")
 
     gaps: tuple[np.ndarray, ...] = ()
     if as_of is not None and n_a:
         t_end = np.minimum(a_end, np.int64(as_of))
         live = t_end > a_start
         cov_end = rules.coverage_ends(ts, fix_offsets, t_end, policy.coverage_ms)
+        st.mark("coverage")
 
         # 4-6. zones
         zone_pos = {z.zone_id: i for i, z in enumerate(zones)}
@@ -312,15 +401,19 @@ def detect_columns(
         pair_z = np.asarray(pair_z_list, np.int64)
         if pair_a.size:
             used = np.unique(pair_z)
+            st.mark("zone pairs")
             compiled = compile_zones([zones[i] for i in used], policy.crs)
+            st.mark("compile zones")
             local = np.searchsorted(used, pair_z)
             zone_offsets = np.zeros(n_a + 1, np.int64)
             np.cumsum(np.bincount(pair_a, minlength=n_a), out=zone_offsets[1:])
             codes, code_offsets = classify_assignments(x, y, acc, fix_offsets, zone_offsets, local, compiled)
+            st.mark("classify")
             nf = np.diff(fix_offsets)
             j_in_a = np.arange(pair_a.size) - zone_offsets[pair_a]
             pair_code_offsets = code_offsets[pair_a] + j_in_a * nf[pair_a]
             iv_off, iv_s, iv_e = _pair_intervals(zones, pair_z, a_start[pair_a], t_end[pair_a])
+            st.mark("schedules")
             kinds = np.array([_KIND_CODE[zones[z].kind] for z in pair_z.tolist()], np.int8)
             min_ms = np.where(kinds == rules.KIND_CURFEW, policy.curfew_grace_ms,
                               np.where(kinds == rules.KIND_INCLUSION, policy.inclusion_grace_ms,
@@ -336,6 +429,7 @@ def detect_columns(
             ep_prio = np.where(ep_type == rules.EP_CURFEW_MISSED, 1, 2).astype(np.int64)
             parts.append(RecordColumns(pair_a[ep_pair], ep_code, pair_z[ep_pair], ep_s, ep_e,
                                        ep_prio, np.zeros(ep_s.size, np.bool_)))
+            st.mark("zone episodes")
 
         # 6. gaps and battery
         g_a, g_s, g_e, g_b = rules.contact_gaps(ts, battery, fix_offsets, a_start, t_end,
@@ -343,8 +437,10 @@ def detect_columns(
                                                 battery_critical_pct=policy.battery_critical_pct)
         gaps = (g_a, g_s, g_e, g_b, a_start)
         parts.append(gap_records(g_a, g_s, g_e, g_b, a_start, policy))
+        st.mark("gaps and battery")
 
     records = to_dicts(RecordColumns.concat(parts), subject_ids, device_ids, zone_ids)
+    st.mark("records")
     return DetectResult(
         records=records,
         quarantine=quarantine,
@@ -355,6 +451,7 @@ def detect_columns(
         seconds=time.perf_counter() - t0,
         gaps=gaps,
         names=(subject_ids, device_ids, zone_ids),
+        timings=st.times,
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from trails.quarantine import REASONS, Rejected
-from trails.timestamps import format_ms
+from trails.timestamps import format_ms_array
 
 __all__ = [
     "RECORD_TYPES",
@@ -84,13 +84,13 @@ def to_dicts(cols: RecordColumns, subject_ids: list[str], device_ids: list[str],
              zone_ids: list[str]) -> list[dict]:
     """One dict per record with exactly the contract's keys, sorted."""
     out = []
-    for a, t, z, s, e, p, al in zip(cols.assignment_idx.tolist(), cols.type_code.tolist(),
-                                    cols.zone_idx.tolist(), cols.start_ms.tolist(),
-                                    cols.end_ms.tolist(), cols.priority.tolist(),
-                                    cols.is_alert.tolist()):
+    starts, ends = format_ms_array(cols.start_ms), format_ms_array(cols.end_ms)
+    for a, t, z, s, e, p, al, start, end in zip(cols.assignment_idx.tolist(), cols.type_code.tolist(),
+                                                cols.zone_idx.tolist(), cols.start_ms.tolist(),
+                                                cols.end_ms.tolist(), cols.priority.tolist(),
+                                                cols.is_alert.tolist(), starts, ends):
         type_ = RECORD_TYPES[t]
         zone = zone_ids[z] if z >= 0 else None
-        start = format_ms(s)
         out.append({
             "breach_id": breach_id(subject_ids[a], type_, zone, start),
             "kind": "alert" if al else "breach",
@@ -99,7 +99,7 @@ def to_dicts(cols: RecordColumns, subject_ids: list[str], device_ids: list[str],
             "device_id": device_ids[a],
             "zone_id": zone,
             "start": start,
-            "end": format_ms(e),
+            "end": end,
             "duration_s": _duration(e - s),
             "priority": int(p),
         })

@@ -395,24 +395,28 @@ def accumulated_battery(
 
 
 # --------------------------------------------------------------------------
-# Low battery (vectorised NumPy: one comparison per fix)
+# Low battery
 # --------------------------------------------------------------------------
+@njit_parallel
+def _low_battery(battery, fix_offsets, low_pct, out):
+    for a in prange(fix_offsets.shape[0] - 1):
+        prev_high = True  # no earlier known reading counts as above
+        for i in range(fix_offsets[a], fix_offsets[a + 1]):
+            b = battery[i]
+            if np.isnan(b):
+                out[i] = False
+                continue
+            is_low = b <= low_pct
+            out[i] = is_low and prev_high
+            prev_high = not is_low
+
+
 def low_battery_mask(battery_pct: np.ndarray, fix_offsets: np.ndarray, low_pct: float) -> np.ndarray:
     """True for a fix at or below `low_pct` whose assignment's previous fix with
     a known reading was above it (or that has none)."""
-    n = battery_pct.shape[0]
-    mask = np.zeros(n, np.bool_)
-    known = np.flatnonzero(~np.isnan(battery_pct))
-    if known.size == 0:
-        return mask
-    assign = np.searchsorted(fix_offsets, known, side="right") - 1
-    b = battery_pct[known]
-    is_low = b <= low_pct
-    prev_high = np.ones(known.size, np.bool_)
-    same = assign[1:] == assign[:-1]
-    prev_high[1:] = ~same | (b[:-1] > low_pct)
-    mask[known[is_low & prev_high]] = True
-    return mask
+    out = np.empty(battery_pct.shape[0], np.bool_)
+    _low_battery(np.ascontiguousarray(battery_pct, np.float64), fix_offsets, np.float64(low_pct), out)
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def _check_overlaps(assignments: tuple[Assignment, ...], labels: list[str], attr
     for k, a in enumerate(assignments):
         groups.setdefault(getattr(a, attr), []).append(k)
     for idx in groups.values():
+        if len(idx) < 2:
+            continue
         # Sorted by start, any overlap shows up between neighbours.
         idx.sort(key=lambda k: (assignments[k].start_ms, k))
         for prev, cur in zip(idx, idx[1:]):

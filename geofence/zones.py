@@ -64,11 +64,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r} in one object")
-        out[key] = value
+    out = dict(pairs)  # in C; the slow search only when a key repeated
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r} in one object")
+            seen.add(key)
     return out
 
 
@@ -100,8 +102,12 @@ def read_json(path: str | os.PathLike[str], *, error: Callable[[str], InputError
 
 
 # --------------------------------------------------------------------- scalars
+_NUMBER_TYPES = (int, float)
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number (never a bool: JSON decodes only exact int, float and bool)."""
+    return type(value) in _NUMBER_TYPES or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _describe(value: Any) -> str:
@@ -210,7 +216,16 @@ def _ring(value: Any, where: str) -> Ring:
         raise ZoneError(f"{where} must be a list of positions, got {_describe(value)}")
     if len(value) < 4:
         raise ZoneError(f"{where} has {len(value)} positions; a ring needs at least 4")
-    ring = tuple(_position(p, f"{where}[{j}]") for j, p in enumerate(value))
+    out = []
+    for j, pos in enumerate(value):
+        # fast path for the usual [lon, lat] of two in-range JSON numbers; anything else gets
+        # the full check and its message
+        if (type(pos) is list and len(pos) in (2, 3) and type(pos[0]) in _NUMBER_TYPES
+                and type(pos[1]) in _NUMBER_TYPES and -180.0 <= pos[0] <= 180.0 and -90.0 <= pos[1] <= 90.0):
+            out.append((float(pos[0]), float(pos[1])))
+        else:
+            out.append(_position(pos, f"{where}[{j}]"))
+    ring = tuple(out)
     if ring[0] != ring[-1]:
         raise ZoneError(f"{where} is not closed: first position {list(ring[0])} != last {list(ring[-1])}")
     return ring
@@ -236,7 +251,7 @@ def _readable_reason(reason: str) -> str:
 
 
 # ---------------------------------------------------------------------- zones
-def _parse_feature(feature: Any, label: str) -> Zone:
+def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, ...]] | None = None) -> Zone:
     if feature.get("type") != "Feature":
         raise ZoneError(f"{label}: type must be 'Feature', got {_describe(feature.get('type'))}")
     props = feature.get("properties")
@@ -272,7 +287,16 @@ def _parse_feature(feature: Any, label: str) -> Zone:
         raise ZoneError(f"{label}: geometry type must be Polygon, MultiPolygon or Point, got {_describe(gtype)}")
 
     schedule = props.get("schedule")
-    windows = None if schedule is None else parse_schedule(schedule, label)
+    windows = None
+    if schedule is not None:
+        # most wearers share a few schedules: parse each distinct one once (a failure is
+        # never cached, so its message still names this zone)
+        key = repr(schedule) if schedules is not None else None
+        windows = schedules.get(key) if key is not None else None
+        if windows is None:
+            windows = parse_schedule(schedule, label)
+            if key is not None:
+                schedules[key] = windows
     if kind == "curfew" and windows is None:
         raise ZoneError(f"{label}: a curfew zone needs a schedule")
     tz = props.get("timezone")
@@ -303,6 +327,7 @@ def parse_zones(obj: Any, *, source: str = "ZONES.geojson") -> tuple[Zone, ...]:
         raise ZoneError(f"{source}: features must be a list")
     zones: list[Zone] = []
     seen: dict[str, int] = {}
+    schedules: dict[str, tuple[Window, ...]] = {}
     for i, feature in enumerate(features):
         if not isinstance(feature, dict):
             raise ZoneError(f"features[{i}]: not a GeoJSON Feature object")
@@ -313,7 +338,7 @@ def parse_zones(obj: Any, *, source: str = "ZONES.geojson") -> tuple[Zone, ...]:
         if zid in seen:
             raise ZoneError(f"{label}: duplicate id (features[{seen[zid]}] and features[{i}])")
         seen[zid] = i
-        zones.append(_parse_feature(feature, label))
+        zones.append(_parse_feature(feature, label, schedules))
     return tuple(zones)
 
 

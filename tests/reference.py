@@ -47,7 +47,7 @@ ONE_MS = timedelta(milliseconds=1)
 def format_ms(ms: int) -> str:
     """`start`, `end`: "UTC, `YYYY-MM-DDTHH:MM:SS.mmmZ`"."""
     dt = EPOCH + timedelta(milliseconds=ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % (ms % 1000)
+    return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}" + ".%03dZ" % (ms % 1000)  # %Y does not pad years < 1000
 
 
 def to_ms(dt: datetime) -> int:

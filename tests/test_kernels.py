@@ -305,6 +305,19 @@ def test_liverpool_wards_match_shapely():
         assert (got == IN).sum() > 0 or (got == OUT).all()
 
 
+def test_grid_only_for_polygons_with_enough_edges():
+    from geofence.compile import GRID_MIN_EDGES
+
+    def ngon(n):
+        a = np.linspace(0, 2 * np.pi, n + 1)
+        ring = np.column_stack([100 * np.cos(a), 100 * np.sin(a)])
+        ring[-1] = ring[0]
+        return ZoneXY(f"n{n}", polygons=[[ring]])
+
+    cz = compile_zones_xy([ngon(GRID_MIN_EDGES - 1), ngon(GRID_MIN_EDGES)])
+    assert cz.grid_nx.tolist()[0] == 0 and cz.grid_nx[1] > 0 and cz.grid_ny[1] > 0
+
+
 def test_compile_zones_projects_circle_and_keeps_order():
     poly = ((((-2.99, 53.40), (-2.98, 53.40), (-2.98, 53.41), (-2.99, 53.40)),),)
     zones = [Zone("b-circle", "curfew", None, (-2.98, 53.40), 50.0, None),
@@ -316,7 +329,7 @@ def test_compile_zones_projects_circle_and_keeps_order():
     assert cz.is_circle.tolist() == [True, False] and math.isnan(cz.cx[1])
     assert cz.zone_ring_offsets.tolist() == [0, 0, 1] and cz.ring_offsets.tolist() == [0, 4]
     assert (cz.vx[0], cz.vy[0]) == (cz.vx[3], cz.vy[3])  # closed
-    assert cz.grid_nx[0] == 0 and cz.grid_nx[1] > 0
+    assert cz.grid_nx[0] == 0 and cz.grid_nx[1] == 0  # circles and small polygons need no grid
     assert classify_points([cx[0]], [cy[0] + 30.0], 10.0, 0, cz).tolist() == [IN]
     with pytest.raises(KeyError, match="'nope'"):
         cz.index_of("nope")

@@ -26,10 +26,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .errors import InputError
+
+
+def _ds():
+    """pyarrow.dataset, imported on first use: it pulls in pandas (~0.4 s), which
+    the detection path never needs."""
+    import pyarrow.dataset as ds
+
+    return ds
 
 __all__ = [
     "DAY_MS",
@@ -47,6 +54,7 @@ __all__ = [
     "read_store_quarantine",
     "store_summary",
     "device_order",
+    "FixFiles",
 ]
 
 DAY_MS = 86_400_000
@@ -273,16 +281,18 @@ def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> "_Co
     files = _day_files(home, kind, days)
     if not files:
         return _Columns(schema.empty_table(), None)
-    flt = None
+    table = pa.concat_tables([pq.ParquetFile(f).read().cast(schema) for f in files])
+    mask = None
     if start_ms is not None:
-        flt = ds.field("ts_ms") >= int(start_ms)
+        mask = pc.greater_equal(table.column("ts_ms"), int(start_ms))
     if end_ms is not None:
-        e = ds.field("ts_ms") < int(end_ms)
-        flt = e if flt is None else flt & e
+        m = pc.less(table.column("ts_ms"), int(end_ms))
+        mask = m if mask is None else pc.and_(mask, m)
     if devices is not None:
-        e = ds.field("device_id").isin(pa.array(list(devices), pa.string()))
-        flt = e if flt is None else flt & e
-    table = ds.dataset(files, format="parquet", schema=schema).to_table(filter=flt)
+        m = pc.is_in(table.column("device_id"), value_set=pa.array(list(devices), pa.string()))
+        mask = m if mask is None else pc.and_(mask, m)
+    if mask is not None:
+        table = table.filter(mask)
     if table.num_rows < 2:
         return _Columns(table, None)
     order = sort_order(device_order(table.column("device_id")), table.column("ts_ms").to_numpy())
@@ -340,13 +350,111 @@ def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None =
     )
 
 
+class FixFiles:
+    """The fix files of the days overlapping [start_ms, end_ms), read one column at a time.
+
+    Detection reads the store this way: each column is decoded straight into
+    one NumPy array (files in parallel threads, Parquet decoding releases the
+    GIL) and nothing is filtered or sorted here, so a column costs one pass
+    and one copy. Rows come in file order, the same for every column; rows
+    outside [start_ms, end_ms) on the edge days are included (the caller
+    ignores them).
+    """
+
+    def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None) -> None:
+        days = list_days(home, "fixes")
+        if start_ms is not None:
+            days = [d for d in days if (d + 1) * DAY_MS > start_ms]
+        if end_ms is not None:
+            days = [d for d in days if d * DAY_MS < end_ms]
+        self.files = _day_files(home, "fixes", days)
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        self.offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=self.offsets[1:])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _each_file(self, name: str, fill, *, dictionary: bool = False) -> None:
+        """Call ``fill(first row, arrow chunked column)`` for each file, two files at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(k: int) -> None:
+            t = pq.read_table(self.files[k], columns=[name], read_dictionary=[name] if dictionary else None)
+            fill(int(self.offsets[k]), t.column(0))
+
+        if len(self.files) <= 1:
+            for k in range(len(self.files)):
+                one(k)
+            return
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagtrail-read") as ex:
+            for f in [ex.submit(one, k) for k in range(len(self.files))]:
+                f.result()
+
+    def each_chunk(self, name: str, fn) -> None:
+        """Call ``fn(first row, NumPy chunk)`` over a numeric column, from reader threads."""
+        def fill(at: int, col: pa.ChunkedArray) -> None:
+            for chunk in col.chunks:
+                fn(at, chunk.to_numpy(zero_copy_only=False))
+                at += len(chunk)
+
+        self._each_file(name, fill)
+
+    def column(self, name: str) -> np.ndarray:
+        """A numeric column (ts_ms, x, y, lat, lon, accuracy_m, battery_pct, row) as one array."""
+        out = np.empty(len(self), FIX_SCHEMA.field(name).type.to_pandas_dtype())
+
+        def fill(at: int, chunk: np.ndarray) -> None:
+            out[at:at + chunk.shape[0]] = chunk
+
+        self.each_chunk(name, fill)
+        return out
+
+    def device_codes(self, names: list[str]) -> np.ndarray:
+        """int32 index of each row's device_id in `names`, -1 for any other device.
+
+        Uses each file's dictionary (a few thousand ids), never the row strings.
+        """
+        out = np.empty(len(self), np.int32)
+        value_set = pa.array(list(names), pa.string())
+
+        def fill(at: int, col: pa.ChunkedArray) -> None:
+            for chunk in col.chunks:
+                n = len(chunk)
+                if not pa.types.is_dictionary(chunk.type):
+                    chunk = pc.dictionary_encode(chunk)
+                codes = pc.index_in(chunk.dictionary, value_set=value_set).fill_null(-1)
+                codes = codes.to_numpy(zero_copy_only=False).astype(np.int32)
+                idx = chunk.indices.to_numpy(zero_copy_only=False)
+                out[at:at + n] = codes[idx] if n else codes[:0]
+                at += n
+
+        self._each_file("device_id", fill, dictionary=True)
+        return out
+
+    def origin(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(ingested file name, its row number) of the rows at `positions` (0-based)."""
+        positions = np.asarray(positions, np.int64)
+        if positions.size == 0:
+            return [], np.zeros(0, np.int64)
+        rows = self.column("row")[positions]
+        names = np.empty(positions.size, object)
+        f_of = np.searchsorted(self.offsets, positions, side="right") - 1
+        for k in np.unique(f_of).tolist():
+            sel = np.flatnonzero(f_of == k)
+            src = pq.read_table(self.files[k], columns=["source"]).column(0).combine_chunks()
+            local = pa.array(positions[sel] - self.offsets[k])
+            names[sel] = np.asarray(src.take(local).cast(pa.string()).to_pylist(), object)
+        return names.tolist(), rows
+
+
 def read_store_quarantine(home) -> pa.Table:
     """All quarantined rows recorded by ingests (QUARANTINE_SCHEMA)."""
     root = store_root(home) / "quarantine"
     files = sorted(str(f) for f in root.glob("*.parquet")) if root.is_dir() else []
     if not files:
         return QUARANTINE_SCHEMA.empty_table()
-    return ds.dataset(files, format="parquet", schema=QUARANTINE_SCHEMA).to_table()
+    return _ds().dataset(files, format="parquet", schema=QUARANTINE_SCHEMA).to_table()
 
 
 def existing_keys(home, kind: str, day: int, columns: list[str]) -> pa.Table:
@@ -355,7 +463,7 @@ def existing_keys(home, kind: str, day: int, columns: list[str]) -> pa.Table:
     schema = FIX_SCHEMA if kind == "fixes" else EVENT_SCHEMA
     if not files:
         return pa.schema([schema.field(c) for c in columns]).empty_table()
-    return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns)
+    return _ds().dataset(files, format="parquet", schema=schema).to_table(columns=columns)
 
 
 def store_summary(home) -> dict:
@@ -371,7 +479,7 @@ def store_summary(home) -> dict:
             out["first_day"] = day_label(days[0]) if days else None
             out["last_day"] = day_label(days[-1]) if days else None
             if files:
-                dev = ds.dataset(files, format="parquet", schema=schema).to_table(columns=["device_id"]).column("device_id")
+                dev = _ds().dataset(files, format="parquet", schema=schema).to_table(columns=["device_id"]).column("device_id")
                 out["devices"] = int(pc.count_distinct(dev).as_py())
             else:
                 out["devices"] = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
 
 __all__ = [
     "TIMESTAMP_PATTERN",
@@ -86,8 +85,37 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     return era * 146097 + doe - 719468
 
 
+def format_ms_array(ms) -> list[str]:
+    """`format_ms` of many instants at once (NumPy's datetime64 formatting; same strings)."""
+    import numpy as np
+
+    a = np.asarray(ms, dtype=np.int64)
+    if a.size == 0:
+        return []
+    text = np.datetime_as_string(a.astype("datetime64[ms]"), unit="ms")
+    return [t + "Z" for t in text.tolist()]
+
+
+def _civil_from_days(z: int) -> tuple[int, int, int]:
+    """Inverse of `_days_from_civil` (H. Hinnant): (year, month, day), any year."""
+    z += 719468
+    era = z // 146097  # floor division (the C original adjusts for truncation)
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return y + (m <= 2), m, d
+
+
 def format_ms(ms: int) -> str:
-    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the contract's output form)."""
-    sec, milli = divmod(int(ms), 1000)
-    dt = datetime.fromtimestamp(sec, tz=timezone.utc)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{milli:03d}Z"
+    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the contract's output form; years
+    0000..9999 with four digits, as NumPy's datetime64 writes them)."""
+    days, rest = divmod(int(ms), 86_400_000)
+    y, m, d = _civil_from_days(days)
+    sec, milli = divmod(rest, 1000)
+    hh, rem = divmod(sec, 3600)
+    mm, ss = divmod(rem, 60)
+    return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{milli:03d}Z"
