@@ -18,8 +18,11 @@ benchmarks/RESULTS.md under ``## Ingest``, replacing only that section.
 """
 from __future__ import annotations
 
-import argparse
 import os
+
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # as the `tagtrail` CLI does (api/cli.py), for both pipelines
+
+import argparse
 import platform
 import re
 import shutil
