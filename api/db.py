@@ -5,7 +5,8 @@ database is behind tagtrail (SQLite by default, any SQLAlchemy URL through
 SQLite runs in WAL mode, and every transaction starts with BEGIN IMMEDIATE:
 almost every API call writes (each read is itself audited), and taking the
 write lock up front means two requests never both read the same audit index
-or the same request version and then race to write.
+or the same request version and then race to write. On PostgreSQL every
+transaction takes one transaction-level advisory lock for the same effect.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from .settings import Settings
 __all__ = ["make_engine", "migrate", "session_factory", "open_database", "transaction"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Advisory lock key taken by every PostgreSQL transaction (any fixed 64-bit number).
+_PG_LOCK_KEY = 0x7461677472616C
 
 
 def make_engine(url: str) -> Engine:
@@ -45,7 +48,14 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        @event.listens_for(engine, "begin")
+        def _on_begin_pg(conn):  # pragma: no cover - exercised by tests/test_postgres.py
+            # the same one-writer-at-a-time as SQLite's BEGIN IMMEDIATE: audit indexes
+            # (max + 1) and request versions are read and written in one transaction
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % _PG_LOCK_KEY)
+    return engine
 
 
 def migrate(engine: Engine) -> None:
