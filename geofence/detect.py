@@ -32,10 +32,11 @@ from .classify import classify_assignments
 from .compile import compile_zones
 from .layout import IGNORED, lay_out_fixes, scatter, scatter_chunk
 from .model import Assignment, Policy, Zone
-from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts
+from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts_ordered
 from .schedule import active_intervals
 
-__all__ = ["FixInput", "EventInput", "DetectResult", "detect_columns", "gap_records", "battery_policy_counts"]
+__all__ = ["FixInput", "EventInput", "ChunkedColumn", "DetectResult", "RerunContext", "detect_columns",
+           "gap_records", "battery_policy_counts"]
 
 POS_INF_MS = np.int64(2**62)
 _KIND_CODE = {"curfew": rules.KIND_CURFEW, "inclusion": rules.KIND_INCLUSION,
@@ -140,6 +141,11 @@ class DetectResult:
     gaps: tuple[np.ndarray, ...] = field(repr=False, default=())
     names: tuple[list[str], list[str], list[str]] = field(repr=False, default=([], [], []))
     timings: dict[str, float] = field(repr=False, default_factory=dict)
+    cut_ms: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    #: per record (aligned with `records`): its assignment's index and its instants in ms
+    record_assignment: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    record_start_ms: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    record_end_ms: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
 
 
 class _Stages:
@@ -252,9 +258,14 @@ def _pair_intervals(zones: Sequence[Zone], pair_zone: np.ndarray, pair_lo: np.nd
 # Gap-derived records (depend on the battery policy only)
 # --------------------------------------------------------------------------
 def gap_records(gap_assign: np.ndarray, gap_s: np.ndarray, gap_e: np.ndarray,
-                gap_batt: np.ndarray, a_start: np.ndarray, policy: Policy) -> RecordColumns:
+                gap_batt: np.ndarray, a_start: np.ndarray, policy: Policy,
+                context: "RerunContext | None" = None) -> RecordColumns:
     """Records from gaps: `battery`/`no_signal` breaches or alerts, and
-    `accumulated_battery` breaches under the accumulated policy."""
+    `accumulated_battery` breaches under the accumulated policy.
+
+    `context` (incremental reruns) supplies, per assignment, the battery gaps
+    before the rerun's start that still count in the rolling window and the
+    instant r of the last accumulated breach before it."""
     dur = gap_e - gap_s
     ooc = dur >= policy.out_of_contact_ms
     accumulated = policy.battery_policy == "accumulated"
@@ -266,17 +277,45 @@ def gap_records(gap_assign: np.ndarray, gap_s: np.ndarray, gap_e: np.ndarray,
                            gap_s, gap_e, priority, is_alert)]
     if accumulated:
         bsel = np.flatnonzero(gap_batt)
-        b_assign = gap_assign[bsel]
+        b_assign, b_s, b_e = gap_assign[bsel], gap_s[bsel], gap_e[bsel]
+        r0 = a_start
+        if context is not None:
+            n_prior = np.diff(context.prior_offsets)
+            p_assign = np.repeat(np.arange(n_prior.shape[0], dtype=np.int64), n_prior)
+            b_assign = np.concatenate([p_assign, b_assign])
+            b_s = np.concatenate([context.prior_start_ms, b_s])
+            b_e = np.concatenate([context.prior_end_ms, b_e])
+            order = np.lexsort((b_s, b_assign))  # prior gaps all end before the rerun's own begin
+            b_assign, b_s, b_e = b_assign[order], b_s[order], b_e[order]
+            r0 = context.r0_ms
         n_a = a_start.shape[0]
         b_offsets = np.zeros(n_a + 1, np.int64)
         np.cumsum(np.bincount(b_assign, minlength=n_a), out=b_offsets[1:])
         acc_a, acc_s, acc_e = rules.accumulated_battery(
-            gap_s[bsel], gap_e[bsel], b_offsets, a_start,
+            b_s, b_e, b_offsets, np.ascontiguousarray(r0, np.int64),
             window_ms=policy.accumulated_window_ms, need_ms=policy.accumulated_battery_ms)
         parts.append(RecordColumns(acc_a, np.full(acc_a.shape[0], TYPE_CODE["accumulated_battery"], np.int64),
                                    np.full(acc_a.shape[0], -1, np.int64), acc_s, acc_e,
                                    np.full(acc_a.shape[0], 3, np.int64), np.zeros(acc_a.shape[0], np.bool_)))
     return RecordColumns.concat(parts)
+
+
+@dataclass(frozen=True)
+class RerunContext:
+    """What an incremental rerun of assignments from a cut needs from before it.
+
+    Per assignment (in the order given to `detect_columns`): `r0_ms`, the
+    instant of its last `accumulated_battery` breach raised before the cut
+    (else its true start); and, CSR by `prior_offsets`, the battery gaps
+    before the cut that can still count in the rolling window. Only the
+    accumulated-battery rule looks back across a cut; every other rule is
+    local to the cut by construction (`rules.safe_cuts`).
+    """
+
+    r0_ms: np.ndarray
+    prior_offsets: np.ndarray
+    prior_start_ms: np.ndarray
+    prior_end_ms: np.ndarray
 
 
 # --------------------------------------------------------------------------
@@ -292,11 +331,17 @@ def detect_columns(
     as_of_ms: int | None = None,
     rejected_fixes: Rejected | None = None,
     rejected_events: Rejected | None = None,
+    context: RerunContext | None = None,
+    find_cuts: bool = False,
 ) -> DetectResult:
     """Run the contract's rules on rows that passed the row checks.
 
     `rejected_*` are the rows the readers already quarantined (reasons 1-7);
     they are merged with reasons 8-10 into the result's quarantine list.
+    `context` and `find_cuts` serve incremental detection
+    (`geofence.incremental`): the first carries accumulated-battery history
+    from before each assignment's start, the second fills `cut_ms` with each
+    assignment's latest safe cut (`rules.safe_cuts`).
     """
     t0 = time.perf_counter()
     st = _Stages()
@@ -383,6 +428,7 @@ def detect_columns(
     st.mark("tamper and low battery")
 
     gaps: tuple[np.ndarray, ...] = ()
+    cut_ms = np.full(n_a, -1, np.int64)
     if as_of is not None and n_a:
         t_end = np.minimum(a_end, np.int64(as_of))
         live = t_end > a_start
@@ -430,16 +476,25 @@ def detect_columns(
             parts.append(RecordColumns(pair_a[ep_pair], ep_code, pair_z[ep_pair], ep_s, ep_e,
                                        ep_prio, np.zeros(ep_s.size, np.bool_)))
             st.mark("zone episodes")
+            if find_cuts:
+                cut_ms = rules.safe_cuts(ts, battery, fix_offsets, t_end, zone_offsets, codes,
+                                         pair_code_offsets.astype(np.int64), kinds, iv_off, iv_s, iv_e)
+        elif find_cuts:
+            z0 = np.zeros(n_a + 1, np.int64)
+            cut_ms = rules.safe_cuts(ts, battery, fix_offsets, t_end, z0, np.zeros(0, np.int8),
+                                     np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(1, np.int64),
+                                     np.zeros(0, np.int64), np.zeros(0, np.int64))
 
         # 6. gaps and battery
         g_a, g_s, g_e, g_b = rules.contact_gaps(ts, battery, fix_offsets, a_start, t_end,
                                                 gap_ms=policy.gap_ms,
                                                 battery_critical_pct=policy.battery_critical_pct)
         gaps = (g_a, g_s, g_e, g_b, a_start)
-        parts.append(gap_records(g_a, g_s, g_e, g_b, a_start, policy))
+        parts.append(gap_records(g_a, g_s, g_e, g_b, a_start, policy, context))
         st.mark("gaps and battery")
 
-    records = to_dicts(RecordColumns.concat(parts), subject_ids, device_ids, zone_ids)
+    cols = RecordColumns.concat(parts)
+    records, rec_order = to_dicts_ordered(cols, subject_ids, device_ids, zone_ids)
     st.mark("records")
     return DetectResult(
         records=records,
@@ -452,6 +507,10 @@ def detect_columns(
         gaps=gaps,
         names=(subject_ids, device_ids, zone_ids),
         timings=st.times,
+        cut_ms=cut_ms,
+        record_assignment=cols.assignment_idx[rec_order],
+        record_start_ms=cols.start_ms[rec_order],
+        record_end_ms=cols.end_ms[rec_order],
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "RecordColumns",
     "breach_id",
     "to_dicts",
+    "to_dicts_ordered",
     "sort_records",
     "write_outputs",
     "quarantine_rows",
@@ -83,6 +84,13 @@ def _duration(ms: int) -> int | float:
 def to_dicts(cols: RecordColumns, subject_ids: list[str], device_ids: list[str],
              zone_ids: list[str]) -> list[dict]:
     """One dict per record with exactly the contract's keys, sorted."""
+    return to_dicts_ordered(cols, subject_ids, device_ids, zone_ids)[0]
+
+
+def to_dicts_ordered(cols: RecordColumns, subject_ids: list[str], device_ids: list[str],
+                     zone_ids: list[str]) -> tuple[list[dict], np.ndarray]:
+    """`to_dicts`, and for each output record its index in `cols` (so callers
+    can keep the assignment and the instants without parsing them back)."""
     out = []
     starts, ends = format_ms_array(cols.start_ms), format_ms_array(cols.end_ms)
     for a, t, z, s, e, p, al, start, end in zip(cols.assignment_idx.tolist(), cols.type_code.tolist(),
@@ -103,7 +111,9 @@ def to_dicts(cols: RecordColumns, subject_ids: list[str], device_ids: list[str],
             "duration_s": _duration(e - s),
             "priority": int(p),
         })
-    return sort_records(out)
+    order = sorted(range(len(out)), key=lambda i: (out[i]["subject_id"], out[i]["start"], out[i]["type"],
+                                                   out[i]["zone_id"] or ""))
+    return [out[i] for i in order], np.asarray(order, np.int64)
 
 
 def sort_records(records: list[dict]) -> list[dict]:

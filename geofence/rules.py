@@ -29,6 +29,7 @@ __all__ = [
     "accumulated_battery",
     "low_battery_mask",
     "assign_fixes",
+    "safe_cuts",
 ]
 
 OUT, UNCERTAIN, IN = 0, 1, 2
@@ -416,6 +417,70 @@ def low_battery_mask(battery_pct: np.ndarray, fix_offsets: np.ndarray, low_pct: 
     a known reading was above it (or that has none)."""
     out = np.empty(battery_pct.shape[0], np.bool_)
     _low_battery(np.ascontiguousarray(battery_pct, np.float64), fix_offsets, np.float64(low_pct), out)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Safe cuts (incremental detection)
+# --------------------------------------------------------------------------
+@njit_serial
+def _strictly_inside(t, iv_s, iv_e, i0, i1):
+    """Is t inside some interval (start < t < end) of the sorted, disjoint iv_*[i0:i1]?"""
+    lo, hi = i0, i1
+    while lo < hi:  # first interval with end > t
+        mid = (lo + hi) // 2
+        if iv_e[mid] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < i1 and iv_s[lo] < t
+
+
+@njit_parallel
+def _safe_cuts(ts, battery, fix_offsets, t_end, zone_offsets, codes, pair_code_offsets, pair_kind,
+               iv_off, iv_s, iv_e, out):
+    for a in prange(fix_offsets.shape[0] - 1):
+        f0 = fix_offsets[a]
+        out[a] = -1
+        for j in range(fix_offsets[a + 1] - f0 - 1, -1, -1):
+            t = ts[f0 + j]
+            if not (t < t_end[a]) or np.isnan(battery[f0 + j]):
+                continue
+            ok = True
+            for p in range(zone_offsets[a], zone_offsets[a + 1]):
+                c = codes[pair_code_offsets[p] + j]
+                good = c == OUT if pair_kind[p] == KIND_EXCLUSION else c == IN
+                if not good and _strictly_inside(t, iv_s, iv_e, iv_off[p], iv_off[p + 1]):
+                    ok = False
+                    break
+            if ok:
+                out[a] = t
+                break
+
+
+def safe_cuts(ts_ms: np.ndarray, battery_pct: np.ndarray, fix_offsets: np.ndarray, t_end_ms: np.ndarray,
+              zone_offsets: np.ndarray, codes: np.ndarray, pair_code_offsets: np.ndarray,
+              pair_kind: np.ndarray, pair_iv_offsets: np.ndarray, iv_start_ms: np.ndarray,
+              iv_end_ms: np.ndarray) -> np.ndarray:
+    """Per assignment, the time of its latest fix at which detection can be cut and
+    resumed exactly (-1 if none), for incremental detection.
+
+    A fix k at t_k qualifies when t_k < T_end, its battery reading is known,
+    and for every zone of the assignment either no merged active interval
+    holds t_k strictly inside (start < t_k < end) or fix k is decisive the
+    good way (IN for curfew and inclusion, OUT for exclusion). Then:
+    no must-be-inside or exclusion run spans k (a good fix with a piece ends
+    a run) and the window holding k cannot be missed (it has an IN piece), so
+    every record that starts before t_k is final; coverage and contiguity
+    before k need only fix k's time; gaps restart at the contact point t_k;
+    the next low-battery decision needs only fix k's known reading. Only the
+    accumulated-battery window looks further back, which `RerunContext`
+    carries. Pairs are ``zone_offsets[a]:zone_offsets[a+1]`` (CSR by
+    assignment); codes and intervals as in `zone_episodes`.
+    """
+    out = np.empty(fix_offsets.shape[0] - 1, np.int64)
+    _safe_cuts(ts_ms, battery_pct, fix_offsets, t_end_ms, zone_offsets, codes, pair_code_offsets,
+               pair_kind, pair_iv_offsets, iv_start_ms, iv_end_ms, out)
     return out
 
 
