@@ -37,15 +37,21 @@ def _now_ms() -> int:
 
 def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
     """Build the app for `settings`: open (and migrate) the database, attach
-    the audit log, register routers and exception handlers."""
+    the audit log and the streaming detector, register routers and exception
+    handlers. The detector's background thread runs while the app is served
+    (lifespan); without it (tests), ``app.state.stream.run_pending()`` does a pass."""
     from .audit import AuditLog
-    from .routers import access_requests, audit, health, reports, subjects
+    from .routers import access_requests, audit, breaches, health, intake, reports, subjects
+    from .stream import StreamService
 
     engine, factory = open_database(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        _app.state.stream.start()
+        _app.state.stream.notify()  # catch up with anything received before a restart
         yield
+        _app.state.stream.stop()
         engine.dispose()
 
     app = FastAPI(title="tagtrail trail access service", version="1", description=DESCRIPTION,
@@ -55,9 +61,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.state.session_factory = factory
     app.state.audit = AuditLog(settings)
     app.state.clock = clock or _now_ms
+    app.state.stream = StreamService(settings, factory, app.state.audit, clock=app.state.clock)
+    app.state.stream.attach_keys(engine)
     install_handlers(app)
     app.include_router(health.router)
-    for module in (access_requests, subjects, reports, audit):
+    for module in (access_requests, subjects, reports, audit, intake, breaches):
         app.include_router(module.router, prefix="/v1")
     return app
 

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.demo",
     "api.commands.serve",
     "api.commands.users",
+    "api.commands.subjects",
     "api.commands.audit",
 )
 

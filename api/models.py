@@ -11,9 +11,12 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, S
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "BreachRow", "AccessRequest", "AuditEntry",
-           "ROLES", "KINDS", "OUTCOMES"]
+           "IntakeBatch", "IntakeFix", "IntakeEvent", "IntakeQuarantine", "DetectorState",
+           "ROLES", "KINDS", "OUTCOMES", "BREACH_STATUSES"]
 
-ROLES: tuple[str, ...] = ("caseworker", "approver", "auditor", "admin", "requester")
+ROLES: tuple[str, ...] = ("caseworker", "approver", "auditor", "admin", "requester", "feed")
+#: Breach queue statuses (the Hub's work list).
+BREACH_STATUSES: tuple[str, ...] = ("new", "in_review", "actioned", "withdrawn")
 KINDS: tuple[str, ...] = ("trail", "attendance")
 OUTCOMES: tuple[str, ...] = (
     "data_provided",
@@ -80,6 +83,75 @@ class BreachRow(Base):
     priority: Mapped[int] = mapped_column(Integer)
     first_seen_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20), default="new", server_default="new")
+    assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IntakeBatch(Base):
+    """One batch of rows received (POST /v1/fixes, `tagtrail watch`), with its counts."""
+
+    __tablename__ = "intake_batches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(300))
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fix_rows: Mapped[int] = mapped_column(Integer)
+    event_rows: Mapped[int] = mapped_column(Integer)
+    fixes_accepted: Mapped[int] = mapped_column(Integer)
+    events_accepted: Mapped[int] = mapped_column(Integer)
+    quarantined_json: Mapped[str] = mapped_column(Text)
+
+
+class IntakeFix(Base):
+    """An accepted fix, durable before the batch is acknowledged; `seq` is arrival order."""
+
+    __tablename__ = "intake_fixes"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    row: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(String(200))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    battery_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class IntakeEvent(Base):
+    """An accepted event; `seq` is arrival order."""
+
+    __tablename__ = "intake_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    row: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(String(200))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(40))
+
+
+class IntakeQuarantine(Base):
+    """A row of a batch that could not be used, with the contract's reason."""
+
+    __tablename__ = "intake_quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer, index=True)
+    source: Mapped[str] = mapped_column(String(10))
+    row: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(30))
+    device_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ts: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DetectorState(Base):
+    """Small key/value state of the streaming detector (watermarks, as_of, safe cuts)."""
+
+    __tablename__ = "detector_state"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class AccessRequest(Base):

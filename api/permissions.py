@@ -15,7 +15,8 @@ The roles (api/models.py ROLES):
 - ``approver``: decides requests and confirms external requesters' identity;
   never decides a request they made (governance.md, dual authorisation).
 - ``auditor``: reads everything, including the audit log and its proofs.
-- ``admin``: like the auditor, for running the service.
+- ``admin``: like the auditor, for running the service; may also send fixes.
+- ``feed``: the monitoring supplier's system: sends fixes and events, nothing else.
 
 This is the in-process, table-tested decision function governance.md asks
 for (no OPA/Cerbos server).
@@ -29,6 +30,7 @@ from .models import ROLES
 __all__ = ["PERMISSIONS", "is_allowed", "roles_for"]
 
 _ALL = frozenset(ROLES)
+_PEOPLE = _ALL - {"feed"}  # every role but the supplier's system
 _STAFF = frozenset({"caseworker", "approver", "auditor", "admin"})
 _OVERSIGHT = frozenset({"approver", "auditor", "admin"})
 _ASKERS = frozenset({"caseworker", "requester"})
@@ -40,14 +42,18 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "check_identity": frozenset({"approver"}),
     "decide_access_request": frozenset({"approver"}),
     "withdraw_access_request": _ASKERS,          # and only the request's own requester
-    "get_access_request": _ALL,                  # requesters: only their own
-    "list_access_requests": _ALL,                # requesters: only their own
+    "get_access_request": _PEOPLE,               # requesters: only their own
+    "list_access_requests": _PEOPLE,             # requesters: only their own
     "download_extract": _ASKERS,                 # and only the request's own requester
     # breaches
     "list_subject_breaches": _STAFF,
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
+    # continuous operation: intake and the breach queue
+    "post_fixes": frozenset({"admin", "feed"}),
+    "breach_queue": _STAFF,
+    "set_breach_status": frozenset({"caseworker"}),
     # audit log
     "audit_checkpoint": frozenset({"auditor", "admin"}),
     "audit_inclusion_proof": frozenset({"auditor", "admin"}),

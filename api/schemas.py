@@ -21,7 +21,7 @@ from .settings import GROUNDS
 
 __all__ = ["MIN_TEXT_CHARS", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate", "DecisionCreate",
            "AccessRequestPublic", "AccessRequestList", "BreachPublic", "BreachList", "Health",
-           "parse_ts", "fmt_ts"]
+           "IntakeResponse", "QueueItem", "QueuePage", "BreachStatusChange", "parse_ts", "fmt_ts"]
 
 #: Non-space characters a justification, necessity statement or decision reason needs.
 MIN_TEXT_CHARS = 20
@@ -177,3 +177,42 @@ class BreachList(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class IntakeCounts(BaseModel):
+    received: int
+    accepted: int
+    quarantined: dict[str, int]
+
+
+class IntakeResponse(BaseModel):
+    """What a batch did. Accepted rows are durable when this is returned."""
+
+    batch_id: int
+    fixes: IntakeCounts
+    events: IntakeCounts
+
+
+class QueueItem(BreachPublic):
+    """A record on the work list, with its status."""
+
+    status: str
+    assignee: str | None
+    first_seen: str | None
+    updated: str | None
+    status_changed: str | None
+    withdrawn_reason: str | None
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItem]
+    count: int
+    total: int
+
+
+class BreachStatusChange(_In):
+    """A caseworker moves a record along the work list."""
+
+    status: Literal["new", "in_review", "actioned"]
+    assignee: ShortText | None = None
+    note: Annotated[str, Field(max_length=2000), AfterValidator(_utf8)] | None = None

@@ -233,8 +233,7 @@ class IncrementalDetector:
                 hf, he = self.history(st.a)
                 st.buf = _Buffer()
                 st.cuts = []
-                st.complete = True
-                st.records = {}
+                st.complete = True  # records stay: the rerun from A.start is diffed against them
                 self._buffer_rows(st, hf, np.ones(len(hf), bool), he, np.ones(len(he), bool))
                 restart[i] = None
             self._buffer_rows(st, fixes, fm, events, em)
@@ -250,6 +249,22 @@ class IncrementalDetector:
                     restart[i] = st.cuts[-1] if st.cuts else None
         changes = self._rerun(restart) if restart and self.as_of is not None else []
         return changes, np.flatnonzero(f_owner < 0), np.flatnonzero(e_owner < 0)
+
+    def restore(self, index: int, *, cuts: Sequence[int], complete: bool, records: dict[str, dict],
+                fixes: FixRows, events: EventRows) -> None:
+        """Put back one assignment's saved state (a service restarting): its safe cuts,
+        whether its buffer starts at A.start, its current records (with ``_start_ms``
+        and ``_end_ms``) and the rows from its oldest cut (or A.start) on."""
+        st = self.states[index]
+        st.cuts, st.complete, st.records, st.buf = [int(c) for c in cuts], bool(complete), dict(records), _Buffer()
+        since = st.a.start_ms if complete or not st.cuts else st.cuts[0]
+        end = _INF if st.a.end_ms is None else st.a.end_ms
+        f_ts, e_ts = np.asarray(fixes.ts_ms, np.int64), np.asarray(events.ts_ms, np.int64)
+        fm = (np.asarray(list(fixes.device_id), object) == st.a.device_id) & (f_ts >= since) & (f_ts < end) \
+            if len(fixes) else np.zeros(0, bool)
+        em = (np.asarray(list(events.device_id), object) == st.a.device_id) & (e_ts >= since) & (e_ts < end) \
+            if len(events) else np.zeros(0, bool)
+        self._buffer_rows(st, fixes, fm, events, em)
 
     def _buffer_rows(self, st: _State, fixes: FixRows, fm: np.ndarray, events: EventRows, em: np.ndarray) -> None:
         st.buf.add(np.asarray(fixes.ts_ms, np.int64)[fm], np.asarray(fixes.x, np.float64)[fm],

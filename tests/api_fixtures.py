@@ -33,6 +33,7 @@ USERS: dict[str, tuple[str, str, str | None]] = {
     "admin": ("ad-1", "admin", "home office"),
     "requester": ("police-1", "requester", "police"),
     "probation": ("probation-1", "requester", "probation"),
+    "feed": ("feed-1", "feed", "supplier"),
     "revoked": ("gone-1", "caseworker", "home office"),
 }
 

@@ -22,12 +22,12 @@ from api_fixtures import api_template, close_env, copy_env, request_body, ts  # 
 
 #: A user key (api_fixtures.USERS) allowed to call each operation.
 CALLER = {"caseworker": "caseworker", "requester": "requester", "approver": "approver", "auditor": "auditor",
-          "admin": "admin"}
+          "admin": "admin", "feed": "feed"}
 
 
 def _caller_for(op_id: str | None) -> str:
     roles = PERMISSIONS.get(op_id or "", frozenset({"admin"}))
-    for role in ("caseworker", "approver", "auditor", "admin", "requester"):
+    for role in ("caseworker", "approver", "auditor", "admin", "requester", "feed"):
         if role in roles:
             return CALLER[role]
     raise AssertionError(op_id)

@@ -14,7 +14,7 @@ from api_fixtures import api_template, close_env, copy_env, create_request, deci
 
 #: The user key (tests/api_fixtures.py USERS) acting in each role.
 ROLE_USER = {"caseworker": "caseworker", "approver": "approver", "auditor": "auditor", "admin": "admin",
-             "requester": "requester"}
+             "requester": "requester", "feed": "feed"}
 assert set(ROLE_USER) == set(ROLES)
 
 
@@ -65,6 +65,17 @@ def _call(env, op: str, who: str):
         return "GET", "/v1/reports/access-requests", None
     if op == "report_breaches":
         return "GET", "/v1/reports/breaches?format=csv", None
+    if op == "post_fixes":
+        return "POST", "/v1/fixes", {"fixes": [{"device_id": "D-000000", "ts": ts(1, 7), "lat": 53.4, "lon": -2.9}]}
+    if op == "breach_queue":
+        return "GET", "/v1/breaches/queue?limit=5", None
+    if op == "set_breach_status":
+        from sqlalchemy import select
+
+        from api.models import BreachRow
+        with env.session() as s:
+            bid = s.scalars(select(BreachRow.breach_id).where(BreachRow.status != "withdrawn")).first()
+        return "POST", f"/v1/breaches/{bid}/status", {"status": "in_review"}
     if op == "audit_checkpoint":
         return "GET", "/v1/audit/checkpoint", None
     if op == "audit_inclusion_proof":

@@ -129,6 +129,7 @@ def stream(rng, fixes, events, assignments, zones, policy, *, retention_ms=None,
     det = IncrementalDetector(assignments, zones, policy, retention_ms=retention_ms,
                               history=history if retention_ms is not None else None)
     k = 0
+    replayed: dict[str, dict] = {}
     while k < len(items):
         n = int(rng.choice([1, 2, 5, 17, 100, 1000]))
         chunk = items[k:k + n]
@@ -144,9 +145,18 @@ def stream(rng, fixes, events, assignments, zones, policy, *, retention_ms=None,
             (bf if kind == "f" else be).append(row)
             (arrived_f if kind == "f" else arrived_e).append(row)
         received.extend([("f", r) for r in bf] + [("e", r) for r in be])
-        det.add(_rows(bf, policy), _events(be))
+        changes, _, _ = det.add(_rows(bf, policy), _events(be))
+        for c in changes:  # what a consumer sees: applying every change gives the current records
+            assert (replayed.get(c.breach_id) if c.previous is not None else None) == c.previous
+            if c.record is None:
+                replayed.pop(c.breach_id)
+            else:
+                replayed[c.breach_id] = c.record
         if check_each:
             assert det.records() == batch(arrived_f, arrived_e, assignments, zones, policy), f"after {k} rows"
+    from geofence.records import sort_records
+
+    assert sort_records(list(replayed.values())) == det.records()
     return det.records(), [fixes[i] for kind, i in items if kind == "f"], [events[i] for kind, i in items if kind == "e"]
 
 

@@ -1,0 +1,84 @@
+"""`POST /v1/fixes`: a batch of fixes (and events) from the monitoring supplier.
+
+The batch is validated and deduplicated row by row (CONTRACT.md reasons 1-7
+and 10), and the accepted rows are durable in the intake log before the
+response returns; detection runs on them in the background and the breach
+queue shows the results within moments. Sending the same batch twice adds
+nothing (every row is then a duplicate).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
+from ..errors import ApiError, Unprocessable
+from ..intake import MAX_ROWS, BatchError, accept_batch, parse_csv_body, parse_json_body
+from ..schemas import IntakeResponse
+
+router = APIRouter(tags=["intake"], dependencies=[Depends(authorize)])
+
+#: Largest body accepted (50,000 rows of CSV or JSON fit comfortably).
+MAX_BODY_BYTES = 32 << 20
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+
+
+@router.post("/fixes", operation_id="post_fixes", response_model=IntakeResponse,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object", "properties": {
+                     "fixes": {"type": "array", "items": {"type": "object"}},
+                     "events": {"type": "array", "items": {"type": "object"}}}}},
+                 "text/csv": {"schema": {"type": "string"}}}}})
+async def post_fixes(request: Request, session: SessionDep, user: CurrentUser, audit: AuditDep,
+                     settings: SettingsDep, clock: ClockDep,
+                     kind: Annotated[Literal["fixes", "events"], Query(description="what a CSV body holds")] = "fixes"
+                     ) -> IntakeResponse:
+    """Accept a batch of at most 50,000 rows: JSON (``{"fixes": [...], "events": [...]}``)
+    or CSV (a fixes file, or an events file with ``kind=events``). Returns, per
+    source, the rows received, accepted and quarantined by reason.
+
+    Roles: admin, feed.
+    """
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body of {length} bytes; at most {MAX_BODY_BYTES} bytes ({MAX_ROWS} rows) per batch")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body of {len(raw)} bytes; at most {MAX_BODY_BYTES} bytes ({MAX_ROWS} rows) per batch")
+    ctype = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    if ctype not in ("application/json", "text/csv"):
+        raise UnsupportedMediaType(f"content type {ctype!r}: send application/json or text/csv")
+    stream = request.app.state.stream
+
+    def work():
+        try:
+            if ctype == "application/json":
+                fixes, events = parse_json_body(raw)
+            else:
+                table = parse_csv_body(raw, kind, settings.home / "tmp")
+                fixes, events = (table, None) if kind == "fixes" else (None, table)
+            with stream.intake_lock:
+                loader = stream.day_loader(session)
+                result, accepted = accept_batch(session, audit, stream.keys, fixes=fixes, events=events,
+                                                source=f"api:{user.name}", user=user, now_ms=clock(),
+                                                day_loader=loader)
+                commit(session, audit)
+                stream.keys.add(*accepted["fixes"], loader=loader)
+                stream.keys.add_events(*accepted["events"])
+        except BatchError as exc:
+            raise Unprocessable(str(exc)) from None
+        if result.accepted_fixes or result.accepted_events:
+            stream.notify()
+        return result
+
+    result = await run_in_threadpool(work)
+    return IntakeResponse(**result.as_json())

@@ -1,0 +1,461 @@
+"""Continuous detection for a running service: the intake log is read in
+arrival order, fed to `geofence.incremental.IncrementalDetector`, and the
+changed records are written to the breach queue.
+
+Consistency: one pass reads the rows after the watermark, applies every
+record change (new, updated, withdrawn with a reason), moves the watermark
+and appends one audit entry, all in one transaction. A crash anywhere loses
+nothing: on restart the detector is rebuilt from the database (records,
+watermark, safe cuts) and the rows already processed, and the rows after the
+watermark are processed again; record changes are upserts by breach_id, so
+nothing is counted twice.
+
+Safe cuts are saved with a checkpoint now and then, not with every pass: any
+past cut is a valid place to resume from (the records before it are final),
+as long as the rows after it are kept, and they are (the intake log and the
+store keep everything).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from geofence.incremental import Change, EventRows, FixRows, IncrementalDetector
+from geofence.model import Assignment, Policy
+
+from .detections import load_assignments, load_zones_from_db
+from .models import BreachRow, DetectorState, IntakeEvent, IntakeFix
+from .settings import Settings
+
+__all__ = ["StreamService", "PassStats", "DEFAULT_RETENTION_MS"]
+
+log = logging.getLogger("tagtrail.stream")
+
+#: Data time for which safe cuts are kept in memory for late rows (6 h); older late rows rebuild the assignment.
+DEFAULT_RETENTION_MS = 6 * 3_600_000
+_INF = 2**62
+
+
+@dataclass
+class PassStats:
+    fixes: int = 0
+    events: int = 0
+    inserted: int = 0
+    updated: int = 0
+    withdrawn: int = 0
+    seconds: float = 0.0
+
+
+def _key(a: Assignment) -> str:
+    return f"{a.subject_id}|{a.device_id}|{a.start_ms}"
+
+
+def _config_digest(assignments, zone_rows) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in assignments:
+        h.update(f"{_key(a)}|{a.end_ms}|{','.join(a.zones)}\n".encode())
+    for zid, feature in zone_rows:
+        h.update(f"{zid}:{feature}\n".encode())
+    return h.hexdigest()
+
+
+class StreamService:
+    """The streaming detector of one tagtrail home.
+
+    `run_pending()` processes everything received so far (tests call it
+    directly); `start()` runs it in a background thread, woken by `notify()`
+    after each accepted batch.
+    """
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], audit, *,
+                 clock: Callable[[], int] | None = None, retention_ms: int = DEFAULT_RETENTION_MS,
+                 checkpoint_s: float = 30.0) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.audit = audit
+        self.clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self.retention_ms = retention_ms
+        self.checkpoint_s = checkpoint_s
+        self._lock = threading.Lock()  # one pass at a time
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._detector: IncrementalDetector | None = None
+        self._config: str | None = None
+        self._watermark = (0, 0)
+        self._last_checkpoint = 0.0
+        self._session: Session | None = None
+        self.last_error: str | None = None
+        self.idle = threading.Event()
+        self.idle.set()
+        from trails.keys import KeyIndex
+
+        self.keys = KeyIndex()  # accepted keys, for first-arrival deduplication at intake
+        self.intake_lock = threading.Lock()  # dedup check, insert, commit and index update: one batch at a time
+        self._events_loaded = False
+
+    def attach_keys(self, engine) -> None:
+        """Nothing to do at start: days of keys are loaded on first use (`day_loader`)."""
+
+    def day_loader(self, session: Session):
+        """Loader of one UTC day's accepted fix keys (store and intake log), through `session`."""
+        from trails.store import existing_keys
+
+        if not self._events_loaded:
+            self.keys.load_events(session.execute(select(IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event)).all())
+            home = self.settings.home
+            if (home / "store").exists():
+                from trails.store import read_store_events
+
+                se = read_store_events(home)
+                self.keys.load_events(zip(se.device_id.to_pylist(), se.ts_ms.tolist(), se.event.to_pylist()))
+            self._events_loaded = True
+
+        def load(day: int):
+            from trails.keys import DAY_MS
+
+            rows = session.execute(select(IntakeFix.device_id, IntakeFix.ts_ms).where(
+                IntakeFix.ts_ms >= day * DAY_MS, IntakeFix.ts_ms < (day + 1) * DAY_MS)).all()
+            devs = [r[0] for r in rows]
+            ts = [r[1] for r in rows]
+            if (self.settings.home / "store").exists():
+                t = existing_keys(self.settings.home, "fixes", day, ["device_id", "ts_ms"])
+                devs += t.column("device_id").to_pylist()
+                ts += t.column("ts_ms").to_pylist()
+            return devs, np.asarray(ts, np.int64)
+
+        return load
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="tagtrail-detect", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def notify(self) -> None:
+        self.idle.clear()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set():
+                    done = self.run_pending()
+                    if not (done.fixes or done.events):
+                        break
+                self.last_error = None
+            except Exception as exc:  # pragma: no cover - logged; retried on the next wake-up
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("detection pass failed; will retry")
+                time.sleep(0.5)
+            finally:
+                if not self._wake.is_set():
+                    self.idle.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until everything notified so far has been processed."""
+        return self.idle.wait(timeout)
+
+    # ------------------------------------------------------------ state
+    def _policy(self) -> Policy:
+        from geofence.policy import load_policy
+
+        path = self.settings.home / "policy.json"
+        return load_policy(path if path.exists() else None)
+
+    def _get(self, session: Session, key: str, default=None):
+        row = session.get(DetectorState, key)
+        return default if row is None else json.loads(row.value)
+
+    def _put(self, session: Session, key: str, value) -> None:
+        row = session.get(DetectorState, key)
+        text = json.dumps(value, separators=(",", ":"))
+        if row is None:
+            session.add(DetectorState(key=key, value=text))
+        else:
+            row.value = text
+
+    def _rows(self, session: Session, *, after: tuple[int, int] | None = None, upto: tuple[int, int] | None = None,
+              device: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
+              limit: int | None = None):
+        """Fix and event rows of the intake log (seq order), and the last seqs read."""
+        qf = select(IntakeFix.seq, IntakeFix.device_id, IntakeFix.ts_ms, IntakeFix.x, IntakeFix.y,
+                    IntakeFix.accuracy_m, IntakeFix.battery_pct).order_by(IntakeFix.seq)
+        qe = select(IntakeEvent.seq, IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event).order_by(IntakeEvent.seq)
+        for q_name in ("qf", "qe"):
+            q = qf if q_name == "qf" else qe
+            t = IntakeFix if q_name == "qf" else IntakeEvent
+            i = 0 if q_name == "qf" else 1
+            if after is not None:
+                q = q.where(t.seq > after[i])
+            if upto is not None:
+                q = q.where(t.seq <= upto[i])
+            if device is not None:
+                q = q.where(t.device_id == device)
+            if since_ms is not None:
+                q = q.where(t.ts_ms >= since_ms)
+            if until_ms is not None:
+                q = q.where(t.ts_ms < until_ms)
+            if limit is not None:
+                q = q.limit(limit)
+            if q_name == "qf":
+                qf = q
+            else:
+                qe = q
+        f = session.execute(qf).all()
+        e = session.execute(qe).all()
+        fixes = FixRows([r[1] for r in f], np.array([r[2] for r in f], np.int64), np.array([r[3] for r in f], np.float64),
+                        np.array([r[4] for r in f], np.float64),
+                        np.array([np.nan if r[5] is None else r[5] for r in f], np.float64),
+                        np.array([np.nan if r[6] is None else r[6] for r in f], np.float64))
+        events = EventRows([r[1] for r in e], np.array([r[2] for r in e], np.int64), [r[3] for r in e])
+        last = (f[-1][0] if f else None, e[-1][0] if e else None)
+        return fixes, events, last
+
+    def _history(self, a: Assignment) -> tuple[FixRows, EventRows]:
+        """Every processed row of `a`'s device from its start (the store and the intake log).
+
+        Reads through the session of the pass that is building the detector,
+        if any (a second connection would wait for its write lock), else a new one."""
+        if self._session is not None:
+            return self._all_rows(self._session, device=a.device_id, since_ms=a.start_ms)
+        with self.factory() as s:
+            out = self._all_rows(s, device=a.device_id, since_ms=a.start_ms)
+            s.commit()
+            return out
+
+    def _build(self, session: Session) -> None:
+        """(Re)build the detector from the database: fresh, or resumed from saved cuts."""
+        assignments = load_assignments(session)
+        zones = load_zones_from_db(session)
+        from .models import ZoneRow
+
+        zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
+        config = _config_digest(assignments, zone_rows)
+        det = IncrementalDetector(assignments, zones, self._policy(), retention_ms=self.retention_ms,
+                                  history=self._history)
+        saved = self._get(session, "config")
+        wm = self._get(session, "watermark", [0, 0])
+        self._watermark = (int(wm[0]), int(wm[1]))
+        if saved == config and self._watermark != (0, 0):
+            self._restore(session, det)
+        else:
+            self._fresh(session, det)
+            self._put(session, "config", config)
+        self._detector, self._config = det, config
+
+    def _all_rows(self, session: Session, *, device: str | None = None, since_ms: int | None = None):
+        """Every processed row (the store, and the intake log up to the watermark)."""
+        from trails.store import read_store_events, read_store_fixes
+
+        f, e, _ = self._rows(session, upto=self._watermark, device=device, since_ms=since_ms)
+        home = self.settings.home
+        if (home / "store").exists():
+            devices = None if device is None else [device]
+            sf = read_store_fixes(home, start_ms=since_ms, devices=devices)
+            se = read_store_events(home, start_ms=since_ms, devices=devices)
+            f = _cat_fixes([f, FixRows(sf.device_id.to_pylist(), sf.ts_ms, sf.x, sf.y, sf.accuracy_m, sf.battery_pct)])
+            e = _cat_events([e, EventRows(se.device_id.to_pylist(), se.ts_ms, se.event.to_pylist())])
+        return f, e
+
+    def _restore(self, session: Session, det: IncrementalDetector) -> None:
+        cuts = self._get(session, "cuts", {})
+        det.as_of = self._get(session, "as_of_ms")
+        records: dict[str, list[dict]] = {}
+        for b in session.scalars(select(BreachRow).where(BreachRow.status != "withdrawn")):
+            records.setdefault(b.subject_id + "|" + b.device_id, []).append(_record(b))
+        saved = [cuts.get(_key(st.a), {"cuts": [], "complete": True}) for st in det.states]
+        starts = [st.a.start_ms if c["complete"] or not c["cuts"] else int(c["cuts"][0]) for st, c in zip(det.states, saved)]
+        f, e = self._all_rows(session, since_ms=min(starts) if starts else None)
+        for i, (st, c) in enumerate(zip(det.states, saved)):
+            end = _INF if st.a.end_ms is None else st.a.end_ms
+            mine = {r["breach_id"]: r for r in records.get(st.a.subject_id + "|" + st.a.device_id, [])
+                    if st.a.start_ms <= r["_start_ms"] < end}
+            det.restore(i, cuts=c["cuts"], complete=c["complete"], records=mine, fixes=f, events=e)
+
+    def _fresh(self, session: Session, det: IncrementalDetector) -> None:
+        """First start (or new subjects/zones): everything processed so far, as one batch."""
+        f, e = self._all_rows(session)
+        changes, _, _ = det.add(f, e)
+        known = {r["breach_id"] for st in det.states for r in st.records.values()}
+        # records in the database that this detector does not produce any more are withdrawn
+        existing = {b.breach_id for b in session.scalars(select(BreachRow).where(BreachRow.status != "withdrawn"))}
+        stale = [Change(bid, None, None) for bid in existing - known]
+        self._apply(session, changes + stale, reason_default="recomputed after the subjects or zones changed")
+        self._put(session, "as_of_ms", det.as_of)
+        self._save_cuts(session, det)
+
+    def _save_cuts(self, session: Session, det: IncrementalDetector | None = None) -> None:
+        det = det or self._detector
+        if det is None:
+            return
+        self._put(session, "cuts", {_key(st.a): {"cuts": st.cuts, "complete": st.complete} for st in det.states})
+        self._last_checkpoint = time.monotonic()
+
+    # ------------------------------------------------------------ a pass
+    def run_pending(self, *, limit: int = 200_000) -> PassStats:
+        """Process rows received since the last pass (at most `limit` fixes).
+
+        Reading and writing are two short transactions with the detection in
+        between, so intake is never held up by a pass; if the write fails the
+        in-memory detector is dropped and rebuilt from the database next time.
+        """
+        t0 = time.perf_counter()
+        stats = PassStats()
+        with self._lock:
+            with self.factory() as session:
+                self._session = session
+                from .models import ZoneRow
+
+                assignments = load_assignments(session)
+                zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
+                if self._detector is None or _config_digest(assignments, zone_rows) != self._config:
+                    self._detector = None
+                    self._build(session)
+                    session.commit()
+                f, e, last = self._rows(session, after=self._watermark, limit=limit)
+                session.commit()
+            self._session = None
+            stats.fixes, stats.events = len(f), len(e)
+            if not (len(f) or len(e)):
+                return stats
+            try:
+                changes, _, _ = self._detector.add(f, e)
+                with self.factory() as session:
+                    counts = self._apply(session, changes)
+                    stats.inserted, stats.updated, stats.withdrawn = counts
+                    watermark = (last[0] if last[0] is not None else self._watermark[0],
+                                 last[1] if last[1] is not None else self._watermark[1])
+                    self._put(session, "watermark", list(watermark))
+                    self._put(session, "as_of_ms", self._detector.as_of)
+                    if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+                        self._save_cuts(session)
+                    session.commit()
+                    self._watermark = watermark
+                    if stats.inserted or stats.updated or stats.withdrawn:
+                        try:
+                            self.audit.write_checkpoint(session)
+                            session.commit()
+                        except Exception:  # pragma: no cover
+                            session.rollback()
+                            log.exception("audit checkpoint not written")
+            except BaseException:
+                self._detector = None  # ahead of the database now: rebuild from it next pass
+                raise
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def checkpoint(self) -> None:
+        """Save the safe cuts now (also done every `checkpoint_s` seconds of passes)."""
+        with self._lock, self.factory() as session:
+            self._session = session
+            self._save_cuts(session)
+            session.commit()
+
+    def _apply(self, session: Session, changes: list[Change], *, reason_default: str | None = None) -> tuple[int, int, int]:
+        """Write record changes to the breach queue; returns (inserted, updated, withdrawn)."""
+        if not changes:
+            return 0, 0, 0
+        now = self.clock()
+        ids = [c.breach_id for c in changes]
+        rows = {}
+        for k in range(0, len(ids), 900):
+            rows.update({b.breach_id: b for b in session.scalars(select(BreachRow).where(BreachRow.breach_id.in_(ids[k:k + 900])))})
+        new_by_subject: dict[str, list[dict]] = {}
+        for c in changes:
+            if c.record is not None:
+                new_by_subject.setdefault(c.record["subject_id"], []).append(c.record)
+        inserted = updated = withdrawn = 0
+        withdrawals = []
+        for c in changes:
+            row = rows.get(c.breach_id)
+            if c.record is None:
+                if row is None or row.status == "withdrawn":
+                    continue
+                reason = reason_default or _withdraw_reason(row, new_by_subject.get(row.subject_id, []))
+                row.status, row.status_ms, row.withdrawn_reason, row.updated_ms = "withdrawn", now, reason, now
+                withdrawals.append({"breach_id": row.breach_id, "type": row.type, "reason": reason})
+                withdrawn += 1
+                continue
+            r = c.record
+            from trails.timestamps import parse_timestamp
+
+            fields = dict(kind=r["kind"], type=r["type"], subject_id=r["subject_id"], device_id=r["device_id"],
+                          zone_id=r["zone_id"], start=r["start"], end=r["end"], start_ms=parse_timestamp(r["start"]),
+                          end_ms=parse_timestamp(r["end"]), duration_s=float(r["duration_s"]), priority=int(r["priority"]))
+            if row is None:
+                session.add(BreachRow(breach_id=r["breach_id"], first_seen_ms=now, updated_ms=now, status="new", **fields))
+                inserted += 1
+            else:
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                row.updated_ms = now
+                if row.status == "withdrawn":  # produced again by later data
+                    row.status, row.status_ms, row.withdrawn_reason = "new", now, None
+                updated += 1
+        session.flush()
+        self.audit.append(session, action="breaches.update", actor=None, now_ms=now,
+                          detail={"inserted": inserted, "updated": updated, "withdrawn": withdrawn,
+                                  "withdrawals": withdrawals[:1000]})
+        return inserted, updated, withdrawn
+
+    def as_of(self) -> int | None:
+        return None if self._detector is None else self._detector.as_of
+
+
+def _record(b: BreachRow) -> dict:
+    return {"breach_id": b.breach_id, "kind": b.kind, "type": b.type, "subject_id": b.subject_id,
+            "device_id": b.device_id, "zone_id": b.zone_id, "start": b.start, "end": b.end,
+            "duration_s": int(b.duration_s) if float(b.duration_s).is_integer() else b.duration_s,
+            "priority": b.priority, "_start_ms": b.start_ms, "_end_ms": b.end_ms}
+
+
+def _withdraw_reason(row: BreachRow, new_records: list[dict]) -> str:
+    """Why data received later removed this record, in words for the Hub."""
+    if row.type == "curfew_absence":
+        for r in new_records:
+            if r["type"] == "curfew_missed" and r["zone_id"] == row.zone_id:
+                return f"replaced by curfew_missed breach {r['breach_id']} for the whole curfew window"
+    if row.type in ("battery", "no_signal"):
+        return "fixes received later show contact during this gap"
+    return "data received later changed this episode (its start or its evidence); see the current records"
+
+
+def _cat_fixes(parts: list[FixRows]) -> FixRows:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return FixRows.empty()
+    return FixRows([d for p in parts for d in p.device_id], np.concatenate([p.ts_ms for p in parts]),
+                   np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                   np.concatenate([p.accuracy_m for p in parts]), np.concatenate([p.battery_pct for p in parts]))
+
+
+def _cat_events(parts: list[EventRows]) -> EventRows:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return EventRows.empty()
+    return EventRows([d for p in parts for d in p.device_id], np.concatenate([p.ts_ms for p in parts]),
+                     [k for p in parts for k in p.event])
+
+
+def count_pending(session: Session, watermark: tuple[int, int]) -> int:
+    return int(session.scalar(select(func.count()).select_from(IntakeFix).where(IntakeFix.seq > watermark[0])) or 0)
