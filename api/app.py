@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     handlers. The detector's background thread runs while the app is served
     (lifespan); without it (tests), ``app.state.stream.run_pending()`` does a pass."""
     from .audit import AuditLog
-    from .routers import access_requests, audit, breaches, health, intake, reports, subjects
+    from .routers import access_requests, admin, audit, breaches, health, intake, reports, subjects
     from .stream import StreamService
 
     engine, factory = open_database(settings)
@@ -65,7 +65,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.state.stream.attach_keys(engine)
     install_handlers(app)
     app.include_router(health.router)
-    for module in (access_requests, subjects, reports, audit, intake, breaches):
+    for module in (access_requests, subjects, reports, audit, intake, breaches, admin):
         app.include_router(module.router, prefix="/v1")
     return app
 

@@ -54,6 +54,10 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "post_fixes": frozenset({"admin", "feed"}),
     "breach_queue": _STAFF,
     "set_breach_status": frozenset({"caseworker"}),
+    # subjects and zones the service detects against
+    "list_assignments": frozenset({"admin"}),
+    "upsert_assignment": frozenset({"admin"}),
+    "upsert_zone": frozenset({"admin"}),
     # audit log
     "audit_checkpoint": frozenset({"auditor", "admin"}),
     "audit_inclusion_proof": frozenset({"auditor", "admin"}),

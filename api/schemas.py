@@ -21,7 +21,7 @@ from .settings import GROUNDS
 
 __all__ = ["MIN_TEXT_CHARS", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate", "DecisionCreate",
            "AccessRequestPublic", "AccessRequestList", "BreachPublic", "BreachList", "Health",
-           "IntakeResponse", "QueueItem", "QueuePage", "BreachStatusChange", "parse_ts", "fmt_ts"]
+           "IntakeResponse", "AssignmentIn", "AssignmentPublic", "AssignmentList", "QueueItem", "QueuePage", "BreachStatusChange", "parse_ts", "fmt_ts"]
 
 #: Non-space characters a justification, necessity statement or decision reason needs.
 MIN_TEXT_CHARS = 20
@@ -208,6 +208,29 @@ class QueuePage(BaseModel):
     items: list[QueueItem]
     count: int
     total: int
+
+
+class AssignmentIn(_In):
+    """One assignment, as an entry of SUBJECTS.json."""
+
+    subject_id: ShortText
+    device_id: ShortText
+    start: Timestamp
+    end: Timestamp | None = None
+    zones: list[ShortText] = Field(default_factory=list, max_length=100)
+
+
+class AssignmentPublic(BaseModel):
+    subject_id: str
+    device_id: str
+    start: str
+    end: str | None
+    zones: list[str]
+
+
+class AssignmentList(BaseModel):
+    items: list[AssignmentPublic]
+    count: int
 
 
 class BreachStatusChange(_In):

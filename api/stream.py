@@ -58,10 +58,10 @@ def _key(a: Assignment) -> str:
     return f"{a.subject_id}|{a.device_id}|{a.start_ms}"
 
 
-def _config_digest(assignments, zone_rows) -> str:
+def _config_digest(assignments, zone_rows, policy_text: str = "") -> str:
     import hashlib
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(policy_text.encode())
     for a in assignments:
         h.update(f"{_key(a)}|{a.end_ms}|{','.join(a.zones)}\n".encode())
     for zid, feature in zone_rows:
@@ -92,6 +92,7 @@ class StreamService:
         self._thread: threading.Thread | None = None
         self._detector: IncrementalDetector | None = None
         self._config: str | None = None
+        self._policy_key: str | None = None
         self._watermark = (0, 0)
         self._last_checkpoint = 0.0
         self._session: Session | None = None
@@ -176,6 +177,10 @@ class StreamService:
         return self.idle.wait(timeout)
 
     # ------------------------------------------------------------ state
+    def _policy_text(self) -> str:
+        path = self.settings.home / "policy.json"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
     def _policy(self) -> Policy:
         from geofence.policy import load_policy
 
@@ -250,7 +255,8 @@ class StreamService:
         from .models import ZoneRow
 
         zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
-        config = _config_digest(assignments, zone_rows)
+        self._policy_key = self._policy_text()
+        config = _config_digest(assignments, zone_rows, self._policy_key)
         det = IncrementalDetector(assignments, zones, self._policy(), retention_ms=self.retention_ms,
                                   history=self._history)
         saved = self._get(session, "config")
@@ -328,7 +334,17 @@ class StreamService:
 
                 assignments = load_assignments(session)
                 zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
-                if self._detector is None or _config_digest(assignments, zone_rows) != self._config:
+                config = _config_digest(assignments, zone_rows, self._policy_text())
+                if self._detector is not None and config != self._config and self._policy_key == self._policy_text():
+                    # new subjects or zones: only the assignments they touch are re-evaluated
+                    changes = self._detector.reconfigure(assignments, load_zones_from_db(session))
+                    self._apply(session, changes, reason_default="re-evaluated after the subjects or zones changed")
+                    self._put(session, "config", config)
+                    self._put(session, "as_of_ms", self._detector.as_of)
+                    self._save_cuts(session)
+                    self._config = config
+                    session.commit()
+                elif self._detector is None or config != self._config:
                     self._detector = None
                     self._build(session)
                     session.commit()

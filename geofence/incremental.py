@@ -134,11 +134,17 @@ class _State:
     buf: _Buffer = field(default_factory=_Buffer)
     records: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # the buffer holds everything from A.start (no cut dropped yet)
+    latest: int | None = None  # latest kept fix or event (as_of is the latest over all)
 
 
 #: history(assignment) -> (FixRows, EventRows): every kept row of the assignment
 #: (its device, inside [start, end)) received so far.
 History = Callable[[Assignment], tuple[FixRows, EventRows]]
+
+
+def _latest(buf: "_Buffer") -> int | None:
+    vals = [int(a[-1]) for a in (buf.ts, buf.ev_ts) if a.size]
+    return max(vals) if vals else None
 
 
 def _settled(records: dict[str, dict], t_c: int) -> dict[str, dict]:
@@ -177,9 +183,12 @@ class IncrementalDetector:
         self.history = history
         self.as_of: int | None = None
         self.states = [_State(a) for a in assignments]
+        self._index_devices()
+
+    def _index_devices(self) -> None:
         self._by_device: dict[str, list[int]] = {}
-        for i, a in enumerate(assignments):
-            self._by_device.setdefault(a.device_id, []).append(i)
+        for i, st in enumerate(self.states):
+            self._by_device.setdefault(st.a.device_id, []).append(i)
         for idx in self._by_device.values():
             idx.sort(key=lambda i: self.states[i].a.start_ms)
 
@@ -230,13 +239,11 @@ class IncrementalDetector:
             elif st.complete:
                 restart[i] = None
             else:  # older than anything retained: rebuild from the whole history
-                hf, he = self.history(st.a)
-                st.buf = _Buffer()
-                st.cuts = []
-                st.complete = True  # records stay: the rerun from A.start is diffed against them
-                self._buffer_rows(st, hf, np.ones(len(hf), bool), he, np.ones(len(he), bool))
+                self._load_history(st)  # records stay: the rerun from A.start is diffed against them
                 restart[i] = None
             self._buffer_rows(st, fixes, fm, events, em)
+            mine = np.concatenate([f_ts[fm], e_ts[em]])
+            st.latest = max(int(mine.max()), st.latest if st.latest is not None else _MIN)
 
         kept_ts = np.concatenate([f_ts[f_owner >= 0], e_ts[e_owner >= 0]])
         old_as_of = self.as_of
@@ -265,6 +272,71 @@ class IncrementalDetector:
         em = (np.asarray(list(events.device_id), object) == st.a.device_id) & (e_ts >= since) & (e_ts < end) \
             if len(events) else np.zeros(0, bool)
         self._buffer_rows(st, fixes, fm, events, em)
+        st.latest = _latest(st.buf)
+
+    def reconfigure(self, assignments: Sequence[Assignment], zones: Sequence[Zone]) -> list[Change]:
+        """New subjects or zones: re-evaluate only the assignments they touch.
+
+        An assignment that is new, whose period or zone list changed, or one
+        of whose zones changed, is rebuilt from its whole history (`history`);
+        the records of a removed assignment are withdrawn; the others keep
+        their state. as_of is then the latest kept row under the new
+        assignments; if it moved, every assignment still worn is rerun (and if
+        it went back, which only removing an assignment can do, they are all
+        rebuilt, since cuts taken under the later as_of may no longer hold).
+        """
+        if self.history is None:
+            raise ValueError("reconfigure needs a history loader")
+        key = lambda a: (a.subject_id, a.device_id, a.start_ms)  # noqa: E731
+        old = {key(st.a): st for st in self.states}
+        old_z = {z.zone_id: z for z in self.zones}
+        new_z = {z.zone_id: z for z in zones}
+        changed_z = {zid for zid in set(old_z) | set(new_z) if old_z.get(zid) != new_z.get(zid)}
+        states, rebuild = [], []
+        for a in assignments:
+            st = old.pop(key(a), None)
+            if st is not None and st.a == a and not set(a.zones) & changed_z:
+                states.append(st)
+            else:
+                rebuild.append(len(states))
+                states.append(_State(a, records=dict(st.records) if st is not None else {}))
+        changes = [Change(bid, None, _public(r)) for st in old.values() for bid, r in st.records.items()]
+        self.states, self.zones = states, tuple(zones)
+        self._index_devices()
+        for i in rebuild:
+            self._load_history(self.states[i])
+        old_as_of = self.as_of
+        latest = [st.latest for st in self.states if st.latest is not None]
+        self.as_of = max(latest) if latest else None
+        restart: dict[int, int | None] = {i: None for i in rebuild}
+        if self.as_of is not None and old_as_of is not None and self.as_of < old_as_of:
+            for i, st in enumerate(self.states):
+                if i not in restart:
+                    self._load_history(st)
+                    restart[i] = None
+        elif self.as_of != old_as_of:
+            for i, st in enumerate(self.states):
+                end = _INF if st.a.end_ms is None else st.a.end_ms
+                if i not in restart and (old_as_of is None or end > old_as_of):
+                    restart[i] = st.cuts[-1] if st.cuts else None
+        if restart and self.as_of is not None:
+            changes += self._rerun(restart)
+        elif self.as_of is None:  # nothing kept any more: every record goes
+            for i in restart:
+                st = self.states[i]
+                changes += [Change(bid, None, _public(r)) for bid, r in st.records.items()]
+                st.records = {}
+        return changes
+
+    def _load_history(self, st: _State) -> None:
+        hf, he = self.history(st.a)
+        st.buf, st.cuts, st.complete = _Buffer(), [], True
+        end = _INF if st.a.end_ms is None else st.a.end_ms
+        f_ts, e_ts = np.asarray(hf.ts_ms, np.int64), np.asarray(he.ts_ms, np.int64)
+        fm = (f_ts >= st.a.start_ms) & (f_ts < end)
+        em = (e_ts >= st.a.start_ms) & (e_ts < end)
+        self._buffer_rows(st, hf, fm, he, em)
+        st.latest = _latest(st.buf)
 
     def _buffer_rows(self, st: _State, fixes: FixRows, fm: np.ndarray, events: EventRows, em: np.ndarray) -> None:
         st.buf.add(np.asarray(fixes.ts_ms, np.int64)[fm], np.asarray(fixes.x, np.float64)[fm],

@@ -76,6 +76,16 @@ def _call(env, op: str, who: str):
         with env.session() as s:
             bid = s.scalars(select(BreachRow.breach_id).where(BreachRow.status != "withdrawn")).first()
         return "POST", f"/v1/breaches/{bid}/status", {"status": "in_review"}
+    if op == "list_assignments":
+        return "GET", "/v1/admin/assignments", None
+    if op == "upsert_assignment":
+        n = next(_COUNTER)
+        return "PUT", "/v1/admin/assignments", {"subject_id": f"S-NEW-{n}", "device_id": f"D-NEW-{n}",
+                                                "start": ts(0), "zones": []}
+    if op == "upsert_zone":
+        n = next(_COUNTER)
+        return "PUT", f"/v1/admin/zones/Z-NEW-{n}", {"type": "Feature", "properties": {"kind": "exclusion", "radius_m": 50},
+                                                     "geometry": {"type": "Point", "coordinates": [-2.9, 53.4]}}
     if op == "audit_checkpoint":
         return "GET", "/v1/audit/checkpoint", None
     if op == "audit_inclusion_proof":
@@ -83,6 +93,9 @@ def _call(env, op: str, who: str):
     if op == "audit_consistency_proof":
         return "GET", "/v1/audit/proof/consistency?first=1&second=2", None
     raise AssertionError(f"no call for {op}")
+
+
+_COUNTER = __import__("itertools").count()
 
 
 def _send(env, method, url, body, headers):

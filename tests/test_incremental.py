@@ -192,3 +192,73 @@ def test_every_batch_equals_batch_so_far(seed):
     rng = np.random.default_rng(seed)
     stream(rng, fixes, events, assignments, zones, policy, retention_ms=1_800_000 if seed % 2 else None,
            check_each=True)
+
+
+# --------------------------------------------------------------------------- new subjects or zones
+def _variant(rng, assignments, zones):
+    """Another configuration: a zone changed, an assignment's zones or end changed, one removed or added."""
+    from dataclasses import replace
+
+    zones = list(zones)
+    assignments = list(assignments)
+    if zones and rng.random() < 0.6:
+        k = int(rng.integers(0, len(zones)))
+        z = zones[k]
+        zones[k] = replace(z, radius_m=z.radius_m * 1.5) if z.is_circle else replace(z, windows=None)
+    if assignments and rng.random() < 0.5:
+        k = int(rng.integers(0, len(assignments)))
+        a = assignments[k]
+        assignments[k] = replace(a, zones=a.zones[:-1]) if a.zones else replace(a, zones=tuple(z.zone_id for z in zones[:1]))
+    if len(assignments) > 1 and rng.random() < 0.3:
+        assignments.pop(int(rng.integers(0, len(assignments))))
+    if assignments and rng.random() < 0.3:
+        k = int(rng.integers(0, len(assignments)))
+        a = assignments[k]
+        if a.end_ms is None:
+            assignments[k] = replace(a, end_ms=a.start_ms + 12 * 3_600_000)
+    return assignments, zones
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_reconfigure_midway_equals_batch_on_the_new_configuration(seed):
+    fixes, events, assignments, zones, policy = _random(seed)
+    rng = np.random.default_rng(7000 + seed)
+    new_a, new_z = _variant(rng, assignments, zones)
+    order = rng.permutation(len(fixes))
+    half = int(len(fixes) * rng.uniform(0.2, 0.8))
+    first = [fixes[i] for i in order[:half]]
+    rest = [fixes[i] for i in order[half:]]
+    seen, arrived = set(), []
+    for r in first + rest:
+        if (r["device_id"], r["ts_ms"]) not in seen:
+            seen.add((r["device_id"], r["ts_ms"]))
+            arrived.append(r)
+    first_d = [r for r in arrived if r in first]
+    rest_d = [r for r in arrived if r not in first_d]
+    got_rows: list = []
+
+    def history(a):
+        mine = [r for r in got_rows if r["device_id"] == a.device_id]
+        return _rows(mine, policy), _events([e for e in events if e["device_id"] == a.device_id])
+
+    det = IncrementalDetector(assignments, zones, policy, history=history)
+    replayed: dict = {}
+
+    def apply(changes):
+        for c in changes:
+            assert (replayed.get(c.breach_id) if c.previous is not None else None) == c.previous
+            if c.record is None:
+                replayed.pop(c.breach_id)
+            else:
+                replayed[c.breach_id] = c.record
+
+    got_rows += first_d
+    apply(det.add(_rows(first_d, policy), _events(events))[0])
+    apply(det.reconfigure(new_a, new_z))
+    got_rows += rest_d
+    apply(det.add(_rows(rest_d, policy), EventRows.empty())[0])
+    want = batch(first_d + rest_d, events, new_a, new_z, policy)
+    from geofence.records import sort_records
+
+    assert det.records() == want
+    assert sort_records(list(replayed.values())) == want
