@@ -108,6 +108,7 @@ class IntakeFix(Base):
     """An accepted fix, durable before the batch is acknowledged; `seq` is arrival order."""
 
     __tablename__ = "intake_fixes"
+    __table_args__ = {"sqlite_autoincrement": True}
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(Integer)
     row: Mapped[int] = mapped_column(Integer)
@@ -125,6 +126,7 @@ class IntakeEvent(Base):
     """An accepted event; `seq` is arrival order."""
 
     __tablename__ = "intake_events"
+    __table_args__ = {"sqlite_autoincrement": True}
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(Integer)
     row: Mapped[int] = mapped_column(Integer)

@@ -79,13 +79,14 @@ class StreamService:
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session], audit, *,
                  clock: Callable[[], int] | None = None, retention_ms: int = DEFAULT_RETENTION_MS,
-                 checkpoint_s: float = 30.0) -> None:
+                 checkpoint_s: float = 30.0, compact_s: float = 60.0) -> None:
         self.settings = settings
         self.factory = factory
         self.audit = audit
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.retention_ms = retention_ms
         self.checkpoint_s = checkpoint_s
+        self.compact_s = compact_s
         self._lock = threading.Lock()  # one pass at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -94,6 +95,8 @@ class StreamService:
         self._config: str | None = None
         self._policy_key: str | None = None
         self._watermark = (0, 0)
+        self._compacted = (0, 0)  # intake seqs already moved into the Parquet store
+        self._last_compaction = time.monotonic()
         self._last_checkpoint = 0.0
         self._session: Session | None = None
         self.last_error: str | None = None
@@ -163,6 +166,9 @@ class StreamService:
                     done = self.run_pending()
                     if not (done.fixes or done.events):
                         break
+                backlog = self._watermark[0] - self._compacted[0]
+                if backlog > 200_000 or (backlog and time.monotonic() - self._last_compaction > self.compact_s):
+                    self.compact()
                 self.last_error = None
             except Exception as exc:  # pragma: no cover - logged; retried on the next wake-up
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -210,8 +216,7 @@ class StreamService:
             q = qf if q_name == "qf" else qe
             t = IntakeFix if q_name == "qf" else IntakeEvent
             i = 0 if q_name == "qf" else 1
-            if after is not None:
-                q = q.where(t.seq > after[i])
+            q = q.where(t.seq > max(self._compacted[i], after[i] if after is not None else 0))
             if upto is not None:
                 q = q.where(t.seq <= upto[i])
             if device is not None:
@@ -259,6 +264,10 @@ class StreamService:
         config = _config_digest(assignments, zone_rows, self._policy_key)
         det = IncrementalDetector(assignments, zones, self._policy(), retention_ms=self.retention_ms,
                                   history=self._history)
+        from trails.store import compacted_upto
+
+        self._compacted = (compacted_upto(self.settings.home, "fixes"), compacted_upto(self.settings.home, "events"))
+        self._drop_compacted(session)
         saved = self._get(session, "config")
         wm = self._get(session, "watermark", [0, 0])
         self._watermark = (int(wm[0]), int(wm[1]))
@@ -379,6 +388,62 @@ class StreamService:
                 raise
         stats.seconds = time.perf_counter() - t0
         return stats
+
+    def _drop_compacted(self, session: Session) -> None:
+        """Delete log rows the store already holds (a crash may leave some behind)."""
+        from sqlalchemy import delete
+
+        session.execute(delete(IntakeFix).where(IntakeFix.seq <= self._compacted[0]))
+        session.execute(delete(IntakeEvent).where(IntakeEvent.seq <= self._compacted[1]))
+
+    def compact(self) -> int:
+        """Move processed rows of the intake log into the Parquet store (day partitions),
+        so `tagtrail detect --home`, extracts and history read them there. Returns rows moved."""
+        import pyarrow as pa
+
+        from trails.store import write_intake_rows
+
+        moved = 0
+        with self._lock:
+            if self._detector is None:
+                return 0
+            with self.factory() as session:
+                lo_f, lo_e = self._compacted
+                hi_f, hi_e = self._watermark
+                if hi_f > lo_f:
+                    rows = session.execute(select(IntakeFix).where(IntakeFix.seq > lo_f, IntakeFix.seq <= hi_f)).scalars().all()
+                    t = pa.table({
+                        "device_id": pa.array([r.device_id for r in rows], pa.string()),
+                        "ts_ms": pa.array([r.ts_ms for r in rows], pa.int64()),
+                        "lat": pa.array([r.lat for r in rows], pa.float64()), "lon": pa.array([r.lon for r in rows], pa.float64()),
+                        "x": pa.array([r.x for r in rows], pa.float64()), "y": pa.array([r.y for r in rows], pa.float64()),
+                        "accuracy_m": pa.array([np.nan if r.accuracy_m is None else r.accuracy_m for r in rows], pa.float64()),
+                        "battery_pct": pa.array([np.nan if r.battery_pct is None else r.battery_pct for r in rows], pa.float64()),
+                        "source": pa.array([f"intake batch {r.batch_id}" for r in rows], pa.string()).dictionary_encode(),
+                        "row": pa.array([r.row for r in rows], pa.int64())})
+                    moved += write_intake_rows(self.settings.home, "fixes", t, lo_f + 1, hi_f)
+                if hi_e > lo_e:
+                    rows = session.execute(select(IntakeEvent).where(IntakeEvent.seq > lo_e, IntakeEvent.seq <= hi_e)).scalars().all()
+                    t = pa.table({
+                        "device_id": pa.array([r.device_id for r in rows], pa.string()),
+                        "ts_ms": pa.array([r.ts_ms for r in rows], pa.int64()),
+                        "event": pa.array([r.event for r in rows], pa.string()),
+                        "source": pa.array([f"intake batch {r.batch_id}" for r in rows], pa.string()).dictionary_encode(),
+                        "row": pa.array([r.row for r in rows], pa.int64())})
+                    moved += write_intake_rows(self.settings.home, "events", t, lo_e + 1, hi_e)
+                self._compacted = (max(lo_f, hi_f), max(lo_e, hi_e))
+                self._drop_compacted(session)
+                session.commit()
+            self._last_compaction = time.monotonic()
+        return moved
+
+    def flush(self) -> None:
+        """Process everything received and move it into the store (before reading the store)."""
+        while True:
+            done = self.run_pending()
+            if not (done.fixes or done.events):
+                break
+        self.compact()
 
     def checkpoint(self) -> None:
         """Save the safe cuts now (also done every `checkpoint_s` seconds of passes)."""

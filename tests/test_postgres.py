@@ -42,7 +42,9 @@ def pg_url():
     if os.geteuid() == 0:
         shutil.chown(d, "postgres")
     port = 5400 + os.getpid() % 500
-    run = lambda *cmd: subprocess.run([*as_pg, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    # no pipes: the server outlives pg_ctl and would hold a captured pipe open forever
+    run = lambda *cmd: subprocess.run([*as_pg, *cmd], check=True, stdin=subprocess.DEVNULL,  # noqa: E731
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     run(str(PG_BIN / "initdb"), "-D", str(d / "data"), "-A", "trust", "-U", "postgres")
     run(str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "log"), "-w", "-o",
         f"-k {d} -c listen_addresses='' -p {port}", "start")
@@ -51,7 +53,7 @@ def pg_url():
         yield f"postgresql+psycopg://postgres@/tagtrail?host={d}&port={port}"
     finally:
         subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-m", "fast", "stop"],
-                       capture_output=True)
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
         shutil.rmtree(d, ignore_errors=True)
 
 

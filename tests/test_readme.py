@@ -32,12 +32,22 @@ def test_readme_opens_with_two_commands():
     assert "tagtrail demo" in makefile
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_every_shell_block_runs(tmp_path):
     blocks = _shell_blocks()[1:]
     assert len(blocks) >= 2 and all("tagtrail " in b for b in blocks)
     env = {k: v for k, v in os.environ.items() if k not in ("TAGTRAIL_HOME", "TAGTRAIL_DATABASE_URL")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    port = _free_port()
     for block in blocks:
+        block = block.replace("8765", str(port))  # the README's port may be taken on a busy machine
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, f"{block}\n--- stdout\n{p.stdout[-3000:]}\n--- stderr\n{p.stderr[-3000:]}"

@@ -117,6 +117,8 @@ def _post_all(client, tokens, app, rng, fixes, events, *, restart_at=None, home=
         n_batches += 1
         if rng.random() < 0.4:
             app.state.stream.run_pending()
+        if rng.random() < 0.15:
+            app.state.stream.compact()
         if restart_at is not None and n_batches == restart_at:
             app.state.stream.run_pending()
             app.state.engine.dispose()
@@ -148,7 +150,20 @@ def test_random_cases_over_http_with_restart_equal_batch(seed, tmp_path):
     rng = np.random.default_rng(seed)
     app, client, arr_f, arr_e = _post_all(client, tokens, app, rng, fixes, events,
                                           restart_at=int(rng.integers(1, 6)), home=home)
-    assert _db_records(app) == batch(arr_f, arr_e, assignments, zones, policy)
+    want = batch(arr_f, arr_e, assignments, zones, policy)
+    assert _db_records(app) == want
+    # moved into the store, the same rows give the same records from `tagtrail detect --home`
+    app.state.stream.compact()
+    from api.cli import main
+    from api.models import IntakeFix
+
+    with app.state.session_factory() as s:
+        assert s.scalars(select(IntakeFix.seq)).first() is None
+    out = tmp_path / "out"
+    assert main(["detect", "--home", str(home), "--subjects", str(tmp_path / "subjects.json"),
+                 "--zones", str(tmp_path / "zones.geojson"), "--policy", str(home / "policy.json"),
+                 "--out", str(out), "--quiet"]) == 0
+    assert [json.loads(line) for line in (out / "breaches.jsonl").read_text().splitlines()] == want
 
 
 def test_intake_counts_duplicates_and_quarantine(tmp_path):

@@ -55,6 +55,8 @@ __all__ = [
     "store_summary",
     "device_order",
     "FixFiles",
+    "compacted_upto",
+    "write_intake_rows",
 ]
 
 DAY_MS = 86_400_000
@@ -446,6 +448,51 @@ class FixFiles:
             local = pa.array(positions[sel] - self.offsets[k])
             names[sel] = np.asarray(src.take(local).cast(pa.string()).to_pylist(), object)
         return names.tolist(), rows
+
+
+_INTAKE_PART = re.compile(r"^part-intake-(\d+)-(\d+)(?:-\d+)?\.parquet$")
+
+
+def compacted_upto(home, kind: str = "fixes") -> int:
+    """Highest intake-log seq already moved into the store (0 if none).
+
+    Compaction names each file it writes ``part-intake-<lo>-<hi>[-n].parquet``;
+    the seq range travels with the rename that publishes the file, so the
+    store and the log can never both claim a row for readers that skip log
+    rows at or below this number.
+    """
+    root = store_root(home) / kind
+    best = 0
+    if root.is_dir():
+        for part in root.iterdir():
+            if part.is_dir():
+                for f in part.iterdir():
+                    m = _INTAKE_PART.match(f.name)
+                    if m:
+                        best = max(best, int(m.group(2)))
+    return best
+
+
+def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int) -> int:
+    """Publish intake-log rows (seq in [seq_lo, seq_hi]) as store files, one per UTC day,
+    sorted by (device_id, ts_ms); atomic (`Transaction`). Returns rows written."""
+    schema = FIX_SCHEMA if kind == "fixes" else EVENT_SCHEMA
+    table = table.select(schema.names).cast(schema)
+    if table.num_rows == 0:
+        return 0
+    ts = table.column("ts_ms").to_numpy()
+    day = ts // DAY_MS
+    order = sort_order(device_order(table.column("device_id")), ts, day=day)
+    table = table.take(pa.array(order))
+    day = day[order]
+    with Transaction(home) as txn:
+        starts = np.flatnonzero(np.concatenate([[True], day[1:] != day[:-1]]))
+        ends = np.append(starts[1:], day.size)
+        for n, (a, b) in enumerate(zip(starts, ends)):
+            txn.write(f"{kind}/day={day_label(int(day[a]))}/part-intake-{seq_lo}-{seq_hi}-{n}.parquet",
+                      table.slice(int(a), int(b - a)))
+        txn.commit()
+    return table.num_rows
 
 
 def read_store_quarantine(home) -> pa.Table:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -323,7 +323,7 @@ def withdraw_access_request(request_id: RequestId, session: SessionDep, user: Cu
             responses={200: {"description": "the extract file; header X-Extract-SHA256 is its SHA-256",
                              "content": {"application/geo+json": {}, "text/csv": {}, "application/gpx+xml": {},
                                          "application/json": {}}}})
-def download_extract(request_id: RequestId, session: SessionDep, user: CurrentUser, audit: AuditDep,
+def download_extract(request_id: RequestId, request: Request, session: SessionDep, user: CurrentUser, audit: AuditDep,
                      settings: SettingsDep, clock: ClockDep,
                      format: Literal["geojson", "csv", "gpx", "json"] | None = None) -> Response:
     """Download the approved period of an approved request.
@@ -348,6 +348,10 @@ def download_extract(request_id: RequestId, session: SessionDep, user: CurrentUs
     fmt = format or allowed[0]
     if fmt not in allowed:
         raise Unprocessable(f"format {fmt!r} is not available for a {req.kind} request: use {' or '.join(allowed)}")
+    # fixes received by the service are read from the store: move them there first, with this
+    # request's transaction ended (the flush writes through its own, and SQLite has one writer)
+    session.commit()
+    request.app.state.stream.flush()
     assignments = load_assignments(session, req.subject_id)
     zone_ids = sorted({z for a in assignments for z in a.zones})
     zones = load_zones_from_db(session, zone_ids)

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("y", sa.Float, nullable=False),
         sa.Column("accuracy_m", sa.Float),
         sa.Column("battery_pct", sa.Float),
+        sqlite_autoincrement=True,  # seqs are never reused, even after compaction empties the log
     )
     op.create_index("ux_intake_fixes_key", "intake_fixes", ["device_id", "ts_ms"], unique=True)
     op.create_table(
@@ -57,6 +58,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(200), nullable=False),
         sa.Column("ts_ms", sa.BigInteger, nullable=False),
         sa.Column("event", sa.String(40), nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ux_intake_events_key", "intake_events", ["device_id", "ts_ms", "event"], unique=True)
     op.create_table(
