@@ -50,7 +50,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     async def lifespan(_app: FastAPI):
         _app.state.stream.start()
         _app.state.stream.notify()  # catch up with anything received before a restart
+        watcher = getattr(_app.state, "watcher", None)
+        if watcher is not None:
+            watcher.start()
         yield
+        if watcher is not None:
+            watcher.stop()
         _app.state.stream.stop()
         engine.dispose()
 

@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.serve",
     "api.commands.users",
     "api.commands.subjects",
+    "api.commands.watch",
     "api.commands.audit",
 )
 

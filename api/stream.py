@@ -142,7 +142,12 @@ class StreamService:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Take the home's service lock (`trails.store.ServiceLock`) and run passes in a thread."""
         if self._thread is None:
+            from trails.store import ServiceLock
+
+            self._service_lock = ServiceLock(self.settings.home)
+            self._service_lock.acquire()
             self._thread = threading.Thread(target=self._loop, name="tagtrail-detect", daemon=True)
             self._thread.start()
 
@@ -152,6 +157,7 @@ class StreamService:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+            self._service_lock.release()
 
     def notify(self) -> None:
         self.idle.clear()

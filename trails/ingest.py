@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import InputError
 from .projection import project_lonlat
 from .quarantine import REASON_CODE, REASONS, Rejected
 from .readers import _iter_validated
@@ -421,6 +422,11 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
     """
     t_start = time.perf_counter()
     timings = {} if timings is None else timings
+    from .store import ServiceLock
+
+    if ServiceLock.held(home):
+        raise InputError(f"a tagtrail service is running on {str(home)!r}: send the fixes to it "
+                         f"(POST /v1/fixes or its watched folder) instead of ingesting them directly")
     # open both files first: path, extension and header errors surface before any work
     if batch_rows is None:
         batch_rows = _batch_rows_for(fixes_path)

@@ -56,6 +56,7 @@ __all__ = [
     "device_order",
     "FixFiles",
     "compacted_upto",
+    "ServiceLock",
     "write_intake_rows",
 ]
 
@@ -493,6 +494,54 @@ def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int
                       table.slice(int(a), int(b - a)))
         txn.commit()
     return table.num_rows
+
+
+class ServiceLock:
+    """HOME/stream.lock, held (flock) by the one process running continuous intake
+    and detection on a home (`tagtrail serve`, `tagtrail watch`).
+
+    That process deduplicates against what it has accepted, so nothing else
+    may add fixes to the home while it runs: `tagtrail ingest` refuses, and a
+    second service refuses to start. The lock goes with the process, also
+    when it is killed.
+    """
+
+    def __init__(self, home) -> None:
+        self.path = Path(home) / "stream.lock"
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise InputError(f"another tagtrail service (serve or watch) is running on {str(self.path.parent)!r}") from None
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    @staticmethod
+    def held(home) -> bool:
+        """Is a service running on `home` right now?"""
+        import fcntl
+
+        path = Path(home) / "stream.lock"
+        if not path.exists():
+            return False
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def read_store_quarantine(home) -> pa.Table:

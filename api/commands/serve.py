@@ -23,22 +23,34 @@ def register(sub: "argparse._SubParsersAction") -> None:
     add_home_option(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--watch", metavar="DIR", default=None,
+                   help="also take in fix and event files dropped into DIR (see `tagtrail watch --help`)")
     p.set_defaults(func=run)
 
 
-def serve(home, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(home, *, host: str = "127.0.0.1", port: int = 8000, watch=None, watch_interval_s: float = 2.0) -> None:
     """Build the app for `home` and serve it until interrupted."""
     import uvicorn
 
     from api.app import create_app
     from api.settings import Settings
 
+    from trails.store import ServiceLock
+    from trails.errors import InputError
+
+    if ServiceLock.held(home):
+        raise InputError(f"another tagtrail service (serve or watch) is running on {str(home)!r}")
     app = create_app(Settings.from_home(home))
+    if watch is not None:
+        from api.watch import FolderWatcher
+
+        app.state.watcher = FolderWatcher(app.state.stream, app.state.session_factory, app.state.audit, watch,
+                                          interval_s=watch_interval_s)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"API docs: http://{shown}:{port}/docs", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def run(args: argparse.Namespace) -> int:
-    serve(resolve_home(args.home), host=args.host, port=args.port)
+    serve(resolve_home(args.home), host=args.host, port=args.port, watch=args.watch)
     return 0

@@ -1,0 +1,68 @@
+"""`tagtrail watch DIR`: take in fix and event files dropped into a folder.
+
+Runs continuous intake and detection on HOME without the HTTP API (use
+`tagtrail serve --watch DIR` for both): every file whose size has stopped
+changing is validated and deduplicated exactly as POST /v1/fixes does, then
+moved to DIR/processed/ (unreadable files to DIR/failed/ with the reason in
+FILE.error.txt); breaches appear in HOME's breach queue.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from .common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+
+EPILOG = """\
+examples:
+  tagtrail watch /srv/feed --home data                # until interrupted
+  tagtrail watch /srv/feed --home data --once         # what is there now, then exit
+  tagtrail serve --home data --watch /srv/feed        # the same, inside the API server
+
+Suppliers should write files under a name starting with '.' or ending in
+.part or .tmp and rename them when complete; other files are taken once their
+size has not changed for one scan interval.
+"""
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("watch", help="take in fix and event files dropped into a folder", description=__doc__,
+                       epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
+    p.add_argument("folder", metavar="DIR")
+    add_home_option(p)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between scans (default 2)")
+    p.add_argument("--once", action="store_true", help="take the files there now (two scans), process, exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from api.audit import AuditLog
+    from api.db import open_database
+    from api.settings import Settings
+    from api.stream import StreamService
+    from api.watch import FolderWatcher
+
+    settings = Settings.from_home(resolve_home(args.home))
+    engine, factory = open_database(settings)
+    audit = AuditLog(settings)
+    stream = StreamService(settings, factory, audit)
+    stream.start()
+    try:
+        watcher = FolderWatcher(stream, factory, audit, args.folder, interval_s=args.interval)
+        scans = 0
+        while True:
+            for c in watcher.scan_once():
+                extra = f", error: {c['error']}" if "error" in c else ""
+                print(f"{c['file']}: {c['accepted']} rows accepted, {c['quarantined']} quarantined{extra}", flush=True)
+            scans += 1
+            if args.once and scans >= 2:
+                break
+            time.sleep(args.interval if not args.once else min(args.interval, 0.5))
+        stream.flush()
+        from trails.timestamps import format_ms
+
+        print(f"breach queue up to date (as of {format_ms(stream.as_of())})" if stream.as_of() else "no rows yet")
+    finally:
+        stream.stop()
+        engine.dispose()
+    return 0
