@@ -54,6 +54,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "post_fixes": frozenset({"admin", "feed"}),
     "breach_queue": _STAFF,
     "set_breach_status": frozenset({"caseworker"}),
+    "stream_status": frozenset({"admin", "auditor", "feed"}),
     # subjects and zones the service detects against
     "list_assignments": frozenset({"admin"}),
     "upsert_assignment": frozenset({"admin"}),

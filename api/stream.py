@@ -505,6 +505,18 @@ class StreamService:
                                   "withdrawals": withdrawals[:1000]})
         return inserted, updated, withdrawn
 
+    def status(self, session: Session) -> dict:
+        """How far detection has got: rows received but not yet processed, as_of, last error."""
+        from trails.timestamps import format_ms
+
+        wm = self._get(session, "watermark", [0, 0])
+        pf = session.scalar(select(func.count()).select_from(IntakeFix).where(IntakeFix.seq > max(wm[0], self._compacted[0])))
+        pe = session.scalar(select(func.count()).select_from(IntakeEvent).where(IntakeEvent.seq > max(wm[1], self._compacted[1])))
+        as_of = self._get(session, "as_of_ms")
+        return {"pending_fixes": int(pf or 0), "pending_events": int(pe or 0),
+                "as_of": None if as_of is None else format_ms(as_of), "last_error": self.last_error,
+                "running": self._thread is not None}
+
     def as_of(self) -> int | None:
         return None if self._detector is None else self._detector.as_of
 

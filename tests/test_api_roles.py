@@ -76,6 +76,8 @@ def _call(env, op: str, who: str):
         with env.session() as s:
             bid = s.scalars(select(BreachRow.breach_id).where(BreachRow.status != "withdrawn")).first()
         return "POST", f"/v1/breaches/{bid}/status", {"status": "in_review"}
+    if op == "stream_status":
+        return "GET", "/v1/breaches/stream-status", None
     if op == "list_assignments":
         return "GET", "/v1/admin/assignments", None
     if op == "upsert_assignment":

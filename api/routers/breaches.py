@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import func, select
 
 from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
@@ -60,6 +60,18 @@ def breach_queue(session: SessionDep, user: CurrentUser, audit: AuditDep, clock:
         out = QueuePage(items=[_item(b) for b in rows], count=len(rows), total=int(total or 0))
         commit(session, audit)
         return out
+
+
+@router.get("/stream-status", operation_id="stream_status")
+def stream_status(request: Request, session: SessionDep, user: CurrentUser) -> dict:
+    """How far continuous detection has got: rows received and not yet
+    processed (0 when the queue is up to date), the as_of it stands at, and
+    the last error of the background pass, if any. Not audited: it holds no
+    personal data.
+
+    Roles: admin, auditor, feed.
+    """
+    return request.app.state.stream.status(session)
 
 
 @router.post("/{breach_id}/status", operation_id="set_breach_status", response_model=QueueItem)
