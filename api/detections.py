@@ -21,7 +21,28 @@ from trails.timestamps import parse_timestamp
 
 from .models import AssignmentRow, BreachRow, ZoneRow
 
-__all__ = ["save_detection", "load_assignments", "load_zones_from_db"]
+__all__ = ["save_detection", "load_assignments", "load_zones_from_db", "bump_config_version", "config_version"]
+
+CONFIG_VERSION_KEY = "config_version"
+
+
+def config_version(session: Session) -> int:
+    """A counter that every change of the stored assignments or zones increases, so a
+    running detector can tell, from one row, whether it must look again."""
+    from .models import DetectorState
+
+    row = session.get(DetectorState, CONFIG_VERSION_KEY)
+    return 0 if row is None else int(row.value)
+
+
+def bump_config_version(session: Session) -> None:
+    from .models import DetectorState
+
+    row = session.get(DetectorState, CONFIG_VERSION_KEY)
+    if row is None:
+        session.add(DetectorState(key=CONFIG_VERSION_KEY, value="1"))
+    else:
+        row.value = str(int(row.value) + 1)
 
 
 def _now_ms() -> int:
@@ -32,6 +53,7 @@ def save_detection(session: Session, *, assignments: Sequence[Assignment], zone_
                    zones: Sequence[Zone], records: Sequence[dict]) -> dict[str, int]:
     """Replace stored assignments and zones; upsert records. Returns counts."""
     now = _now_ms()
+    bump_config_version(session)
     session.execute(delete(AssignmentRow))
     session.add_all(AssignmentRow(subject_id=a.subject_id, device_id=a.device_id, start_ms=a.start_ms,
                                   end_ms=a.end_ms, zones_json=json.dumps(list(a.zones)))

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from geofence.incremental import Change, EventRows, FixRows, IncrementalDetector
 from geofence.model import Assignment, Policy
 
-from .detections import load_assignments, load_zones_from_db
+from .detections import config_version, load_assignments, load_zones_from_db
 from .models import BreachRow, DetectorState, IntakeEvent, IntakeFix
 from .settings import Settings
 
@@ -94,6 +94,9 @@ class StreamService:
         self._detector: IncrementalDetector | None = None
         self._config: str | None = None
         self._policy_key: str | None = None
+        self._config_version = -1
+        self._read_batch = 0  # latest intake batch read by a pass
+        self.processed_batch = 0  # latest intake batch whose records are committed
         self._watermark = (0, 0)
         self._compacted = (0, 0)  # intake seqs already moved into the Parquet store
         self._last_compaction = time.monotonic()
@@ -216,7 +219,7 @@ class StreamService:
               limit: int | None = None):
         """Fix and event rows of the intake log (seq order), and the last seqs read."""
         qf = select(IntakeFix.seq, IntakeFix.device_id, IntakeFix.ts_ms, IntakeFix.x, IntakeFix.y,
-                    IntakeFix.accuracy_m, IntakeFix.battery_pct).order_by(IntakeFix.seq)
+                    IntakeFix.accuracy_m, IntakeFix.battery_pct, IntakeFix.batch_id).order_by(IntakeFix.seq)
         qe = select(IntakeEvent.seq, IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event).order_by(IntakeEvent.seq)
         for q_name in ("qf", "qe"):
             q = qf if q_name == "qf" else qe
@@ -245,6 +248,7 @@ class StreamService:
                         np.array([np.nan if r[6] is None else r[6] for r in f], np.float64))
         events = EventRows([r[1] for r in e], np.array([r[2] for r in e], np.int64), [r[3] for r in e])
         last = (f[-1][0] if f else None, e[-1][0] if e else None)
+        self._read_batch = max([self._read_batch] + [r[7] for r in f[-1:]])
         return fixes, events, last
 
     def _history(self, a: Assignment) -> tuple[FixRows, EventRows]:
@@ -317,7 +321,7 @@ class StreamService:
         """First start (or new subjects/zones): everything processed so far, as one batch."""
         f, e = self._all_rows(session)
         changes, _, _ = det.add(f, e)
-        known = {r["breach_id"] for st in det.states for r in st.records.values()}
+        known = {bid for st in det.states for bid in st.all_records()}
         # records in the database that this detector does not produce any more are withdrawn
         existing = {b.breach_id for b in session.scalars(select(BreachRow).where(BreachRow.status != "withdrawn"))}
         stale = [Change(bid, None, None) for bid in existing - known]
@@ -347,9 +351,16 @@ class StreamService:
                 self._session = session
                 from .models import ZoneRow
 
-                assignments = load_assignments(session)
-                zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
-                config = _config_digest(assignments, zone_rows, self._policy_text())
+                version = config_version(session)
+                if self._detector is not None and version == self._config_version \
+                        and self._policy_key == self._policy_text():
+                    config = self._config  # nothing changed: no need to load the assignments again
+                else:
+                    assignments = load_assignments(session)
+                    zone_rows = [(z.zone_id, z.feature_json)
+                                 for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
+                    config = _config_digest(assignments, zone_rows, self._policy_text())
+                self._config_version = version
                 if self._detector is not None and config != self._config and self._policy_key == self._policy_text():
                     # new subjects or zones: only the assignments they touch are re-evaluated
                     changes = self._detector.reconfigure(assignments, load_zones_from_db(session))
@@ -382,6 +393,7 @@ class StreamService:
                         self._save_cuts(session)
                     session.commit()
                     self._watermark = watermark
+                    self.processed_batch = self._read_batch
                     if stats.inserted or stats.updated or stats.withdrawn:
                         try:
                             self.audit.write_checkpoint(session)
@@ -515,6 +527,7 @@ class StreamService:
         as_of = self._get(session, "as_of_ms")
         return {"pending_fixes": int(pf or 0), "pending_events": int(pe or 0),
                 "as_of": None if as_of is None else format_ms(as_of), "last_error": self.last_error,
+                "processed_batch": self.processed_batch,
                 "running": self._thread is not None}
 
     def as_of(self) -> int | None:

@@ -29,7 +29,7 @@ from trails.quarantine import OK, REASON_CODE, Rejected
 
 from . import rules
 from .classify import classify_assignments
-from .compile import compile_zones
+from .compile import CompiledZones, compile_zones
 from .layout import IGNORED, lay_out_fixes, scatter, scatter_chunk
 from .model import Assignment, Policy, Zone
 from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts_ordered
@@ -333,6 +333,7 @@ def detect_columns(
     rejected_events: Rejected | None = None,
     context: RerunContext | None = None,
     find_cuts: bool = False,
+    compiled: "CompiledZones | None" = None,
 ) -> DetectResult:
     """Run the contract's rules on rows that passed the row checks.
 
@@ -446,11 +447,14 @@ def detect_columns(
         pair_a = np.asarray(pair_a_list, np.int64)
         pair_z = np.asarray(pair_z_list, np.int64)
         if pair_a.size:
-            used = np.unique(pair_z)
             st.mark("zone pairs")
-            compiled = compile_zones([zones[i] for i in used], policy.crs)
+            if compiled is None:
+                used = np.unique(pair_z)
+                compiled = compile_zones([zones[i] for i in used], policy.crs)
+                local = np.searchsorted(used, pair_z)
+            else:  # compiled once by the caller for all of `zones`, in order
+                local = pair_z
             st.mark("compile zones")
-            local = np.searchsorted(used, pair_z)
             zone_offsets = np.zeros(n_a + 1, np.int64)
             np.cumsum(np.bincount(pair_a, minlength=n_a), out=zone_offsets[1:])
             codes, code_offsets = classify_assignments(x, y, acc, fix_offsets, zone_offsets, local, compiled)

@@ -105,12 +105,14 @@ class _Buffer:
 
     def add(self, ts, x, y, acc, batt, ev_ts, ev_kind) -> None:
         if len(ts):
-            order = np.argsort(np.concatenate([self.ts, ts]), kind="stable")
-            self.ts = np.concatenate([self.ts, ts])[order]
-            self.x = np.concatenate([self.x, x])[order]
-            self.y = np.concatenate([self.y, y])[order]
-            self.acc = np.concatenate([self.acc, acc])[order]
-            self.batt = np.concatenate([self.batt, batt])[order]
+            in_order = ts.size < 2 or bool(np.all(ts[1:] > ts[:-1]))
+            appended = in_order and (self.ts.size == 0 or ts[0] > self.ts[-1])
+            cols = [np.concatenate([old, new]) for old, new in
+                    ((self.ts, ts), (self.x, x), (self.y, y), (self.acc, acc), (self.batt, batt))]
+            if not appended:
+                order = np.argsort(cols[0], kind="stable")
+                cols = [c[order] for c in cols]
+            self.ts, self.x, self.y, self.acc, self.batt = cols
         if len(ev_ts):
             order = np.argsort(np.concatenate([self.ev_ts, ev_ts]), kind="stable")
             self.ev_ts = np.concatenate([self.ev_ts, ev_ts])[order]
@@ -135,11 +137,28 @@ class _State:
     records: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # the buffer holds everything from A.start (no cut dropped yet)
     latest: int | None = None  # latest kept fix or event (as_of is the latest over all)
+    frozen: dict[str, dict] = field(default_factory=dict)  # settled before the oldest retained cut: never rerun
+
+    def all_records(self) -> dict[str, dict]:
+        return {**self.frozen, **self.records} if self.frozen else self.records
 
 
 #: history(assignment) -> (FixRows, EventRows): every kept row of the assignment
 #: (its device, inside [start, end)) received so far.
 History = Callable[[Assignment], tuple[FixRows, EventRows]]
+
+
+_NO_ROWS = np.zeros(0, np.int64)
+
+
+def _groups(owner: np.ndarray) -> dict[int, np.ndarray]:
+    """Row positions per owner (>= 0), each in input order."""
+    keep = np.flatnonzero(owner >= 0)
+    if keep.size == 0:
+        return {}
+    order = keep[np.argsort(owner[keep], kind="stable")]
+    bounds = np.flatnonzero(np.diff(owner[order])) + 1
+    return {int(owner[g[0]]): g for g in np.split(order, bounds)}
 
 
 def _latest(buf: "_Buffer") -> int | None:
@@ -183,6 +202,7 @@ class IncrementalDetector:
         self.history = history
         self.as_of: int | None = None
         self.states = [_State(a) for a in assignments]
+        self._compiled = None  # all zones, compiled on first use
         self._index_devices()
 
     def _index_devices(self) -> None:
@@ -197,9 +217,29 @@ class IncrementalDetector:
         """Every current record, in the contract's order."""
         from .records import sort_records
 
-        return sort_records([_public(r) for s in self.states for r in s.records.values()])
+        return sort_records([_public(r) for s in self.states for r in s.all_records().values()])
 
     # ------------------------------------------------------------------ writing
+    def _owners(self, devices, ts: np.ndarray) -> np.ndarray:
+        """Index of the assignment holding each (device, ts), or -1 (rows grouped by device)."""
+        out = np.full(ts.shape[0], -1, np.int64)
+        if ts.shape[0] == 0:
+            return out
+        dev = np.asarray(list(devices), object)
+        uniq, inv = np.unique(dev, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.flatnonzero(np.diff(inv[order])) + 1
+        for k, rows in enumerate(np.split(order, bounds)):
+            idx = self._by_device.get(uniq[inv[rows[0]]])
+            if not idx:
+                continue
+            t = ts[rows]
+            for i in idx:
+                a = self.states[i].a
+                end = _INF if a.end_ms is None else a.end_ms
+                out[rows[(t >= a.start_ms) & (t < end)]] = i
+        return out
+
     def _owner(self, device: str, ts: np.ndarray) -> np.ndarray:
         """Index of the assignment holding each (device, ts), or -1."""
         out = np.full(ts.shape[0], -1, np.int64)
@@ -216,23 +256,20 @@ class IncrementalDetector:
         events = events or EventRows.empty()
         f_ts = np.asarray(fixes.ts_ms, np.int64)
         e_ts = np.asarray(events.ts_ms, np.int64)
-        f_dev = np.asarray(list(fixes.device_id), object)
-        e_dev = np.asarray(list(events.device_id), object)
-        f_owner = np.full(f_ts.shape[0], -1, np.int64)
-        e_owner = np.full(e_ts.shape[0], -1, np.int64)
-        for d in set(f_dev.tolist()):
-            m = f_dev == d
-            f_owner[m] = self._owner(d, f_ts[m])
-        for d in set(e_dev.tolist()):
-            m = e_dev == d
-            e_owner[m] = self._owner(d, e_ts[m])
+        f_owner = self._owners(fixes.device_id, f_ts)
+        e_owner = self._owners(events.device_id, e_ts)
+        f_groups = _groups(f_owner)
+        e_groups = _groups(e_owner)
+        f_cols = (f_ts, np.asarray(fixes.x, np.float64), np.asarray(fixes.y, np.float64),
+                  np.asarray(fixes.accuracy_m, np.float64), np.asarray(fixes.battery_pct, np.float64))
+        e_kind = np.asarray(list(events.event), object)
 
         restart: dict[int, int | None] = {}  # assignment -> rerun from this cut (None: from A.start)
-        touched = set(f_owner[f_owner >= 0].tolist()) | set(e_owner[e_owner >= 0].tolist())
-        for i in touched:
+        for i in sorted(set(f_groups) | set(e_groups)):
             st = self.states[i]
-            fm, em = f_owner == i, e_owner == i
-            new_min = min(int(v.min()) for v in (f_ts[fm], e_ts[em]) if v.size)
+            fr = f_groups.get(i, _NO_ROWS)
+            er = e_groups.get(i, _NO_ROWS)
+            new_min = min(int(v.min()) for v in (f_ts[fr], e_ts[er]) if v.size)
             earlier = [c for c in st.cuts if c < new_min]
             if earlier:
                 restart[i] = earlier[-1]
@@ -241,9 +278,9 @@ class IncrementalDetector:
             else:  # older than anything retained: rebuild from the whole history
                 self._load_history(st)  # records stay: the rerun from A.start is diffed against them
                 restart[i] = None
-            self._buffer_rows(st, fixes, fm, events, em)
-            mine = np.concatenate([f_ts[fm], e_ts[em]])
-            st.latest = max(int(mine.max()), st.latest if st.latest is not None else _MIN)
+            st.buf.add(*(c[fr] for c in f_cols), e_ts[er], e_kind[er])
+            mine = max(int(v.max()) for v in (f_ts[fr], e_ts[er]) if v.size)
+            st.latest = max(mine, st.latest if st.latest is not None else _MIN)
 
         kept_ts = np.concatenate([f_ts[f_owner >= 0], e_ts[e_owner >= 0]])
         old_as_of = self.as_of
@@ -264,6 +301,7 @@ class IncrementalDetector:
         and ``_end_ms``) and the rows from its oldest cut (or A.start) on."""
         st = self.states[index]
         st.cuts, st.complete, st.records, st.buf = [int(c) for c in cuts], bool(complete), dict(records), _Buffer()
+        st.frozen = {}
         since = st.a.start_ms if complete or not st.cuts else st.cuts[0]
         end = _INF if st.a.end_ms is None else st.a.end_ms
         f_ts, e_ts = np.asarray(fixes.ts_ms, np.int64), np.asarray(events.ts_ms, np.int64)
@@ -299,9 +337,10 @@ class IncrementalDetector:
                 states.append(st)
             else:
                 rebuild.append(len(states))
-                states.append(_State(a, records=dict(st.records) if st is not None else {}))
-        changes = [Change(bid, None, _public(r)) for st in old.values() for bid, r in st.records.items()]
+                states.append(_State(a, records=dict(st.all_records()) if st is not None else {}))
+        changes = [Change(bid, None, _public(r)) for st in old.values() for bid, r in st.all_records().items()]
         self.states, self.zones = states, tuple(zones)
+        self._compiled = None
         self._index_devices()
         for i in rebuild:
             self._load_history(self.states[i])
@@ -324,8 +363,8 @@ class IncrementalDetector:
         elif self.as_of is None:  # nothing kept any more: every record goes
             for i in restart:
                 st = self.states[i]
-                changes += [Change(bid, None, _public(r)) for bid, r in st.records.items()]
-                st.records = {}
+                changes += [Change(bid, None, _public(r)) for bid, r in st.all_records().items()]
+                st.records, st.frozen = {}, {}
         return changes
 
     def _load_history(self, st: _State) -> None:
@@ -347,6 +386,7 @@ class IncrementalDetector:
     # ------------------------------------------------------------------ rerun
     def _rerun(self, restart: dict[int, int | None]) -> list[Change]:
         order = sorted(restart)
+        accumulated = self.policy.battery_policy == "accumulated"
         syn, parts, ev_parts, r0, prior = [], [], [], [], []
         for i in order:
             st, t_c = self.states[i], restart[i]
@@ -356,7 +396,8 @@ class IncrementalDetector:
             parts.append((st.a.device_id, st.buf.ts[k:], st.buf.x[k:], st.buf.y[k:], st.buf.acc[k:], st.buf.batt[k:]))
             k = int(np.searchsorted(st.buf.ev_ts, start, side="left"))
             ev_parts.append((st.a.device_id, st.buf.ev_ts[k:], st.buf.ev_kind[k:]))
-            settled = _settled(st.records, start) if t_c is not None else {}
+            # only the accumulated-battery rule looks back across the cut (frozen records included)
+            settled = _settled(st.all_records(), start) if t_c is not None and accumulated else {}
             acc = [r for r in settled.values() if r["type"] == "accumulated_battery"]
             r0.append(max([r["_end_ms"] for r in acc], default=st.a.start_ms))
             low = max(r0[-1], start - self.policy.accumulated_window_ms)
@@ -383,8 +424,12 @@ class IncrementalDetector:
             prior_end_ms=np.asarray([g[1] for g in flat], np.int64))
         # device_code indexes `devices` (one name per synthetic assignment), so rows of a device
         # worn in two reruns go to the right one by time, as always
+        if self._compiled is None:
+            from .compile import compile_zones
+
+            self._compiled = compile_zones(self.zones, self.policy.crs) if self.zones else None
         res = detect_columns(fixes, events, syn, self.zones, self.policy, as_of_ms=self.as_of,
-                             context=context, find_cuts=True)
+                             context=context, find_cuts=True, compiled=self._compiled)
         per: dict[int, list[int]] = {j: [] for j in range(len(syn))}
         for k, j in enumerate(res.record_assignment.tolist()):
             per[j].append(k)
@@ -392,6 +437,8 @@ class IncrementalDetector:
         for j, i in enumerate(order):
             st, t_c = self.states[i], restart[i]
             start = syn[j].start_ms
+            if t_c is None and st.frozen:  # a rebuild from A.start: everything is recomputed
+                st.records, st.frozen = st.all_records(), {}
             new = _settled(st.records, start) if t_c is not None else {}
             for k in per[j]:
                 r = res.records[k]
@@ -406,6 +453,11 @@ class IncrementalDetector:
                                           None if old_r is None else _public(old_r)))
             st.records = new
             self._advance_cut(st, int(res.cut_ms[j]) if res.cut_ms.size else -1)
+            if st.cuts:  # what is settled before the oldest retained cut can only change by a rebuild
+                done = _settled(st.records, st.cuts[0])
+                if done:
+                    st.frozen.update(done)
+                    st.records = {bid: r for bid, r in st.records.items() if bid not in done}
         return changes
 
     def _advance_cut(self, st: _State, cut: int) -> None:

@@ -47,10 +47,12 @@ def test_every_shell_block_runs(tmp_path):
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     port = _free_port()
     for block in blocks:
-        block = block.replace("8765", str(port))  # the README's port may be taken on a busy machine
+        block = block.replace("8765", str(port)).replace("8766", str(port))  # the README's ports may be taken
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, f"{block}\n--- stdout\n{p.stdout[-3000:]}\n--- stderr\n{p.stderr[-3000:]}"
+        if "audit verify" in block:
+            api_out = p.stdout
         last_out = p.stdout
     assert (tmp_path / "demo-out" / "breaches.jsonl").exists()
     assert (tmp_path / "demo-out-store" / "breaches.jsonl").exists()
@@ -59,8 +61,12 @@ def test_every_shell_block_runs(tmp_path):
     times = [parse_timestamp(f["properties"]["ts"]) for f in doc["features"]]
     assert times and all(parse_timestamp("2024-03-05T06:00:00Z") <= t < parse_timestamp("2024-03-05T09:00:00Z")
                          for t in times)
-    assert "partial_data_provided,1,0,1" in last_out
-    assert re.search(r"OK: \d+ entries match \d+ signed checkpoint", last_out)
+    assert "partial_data_provided,1,0,1" in api_out
+    assert "OK: " in api_out and re.search(r"OK: \d+ entries match \d+ signed checkpoint", api_out)
+    # continuous operation: the second copy of the file adds nothing, and the queue answers
+    posts = re.findall(r'\{"batch_id":\d+,"fixes":\{"received":(\d+),"accepted":(\d+)', last_out)
+    assert len(posts) == 2 and int(posts[0][1]) > 0 and posts[1][1] == "0"
+    assert '"items":' in last_out
 
 
 def test_every_subcommand_has_help_with_examples():

@@ -22,6 +22,7 @@ from geofence.zones import parse_zones
 from trails.timestamps import format_ms
 
 from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
+from ..detections import bump_config_version
 from ..errors import Unprocessable
 from ..models import AssignmentRow, ZoneRow
 from ..schemas import AssignmentIn, AssignmentList, AssignmentPublic
@@ -76,6 +77,7 @@ def upsert_assignment(body: AssignmentIn, request: Request, session: SessionDep,
         parsed = parse_subjects({"subjects": entries}, zone_ids, source="assignments")
     except SubjectsError as exc:
         raise Unprocessable(str(exc)) from None
+    bump_config_version(session)
     session.execute(delete(AssignmentRow))
     session.add_all(AssignmentRow(subject_id=a.subject_id, device_id=a.device_id, start_ms=a.start_ms, end_ms=a.end_ms,
                                   zones_json=json.dumps(list(a.zones))) for a in parsed)
@@ -109,6 +111,7 @@ def upsert_zone(zone_id: Annotated[str, Path(min_length=1, max_length=200)],
     except ZoneError as exc:
         raise Unprocessable(str(exc)) from None
     (z,) = [z for z in zones if z.zone_id == zone_id]
+    bump_config_version(session)
     text = json.dumps(feature, sort_keys=True)
     if zone_id in rows:
         rows[zone_id].kind, rows[zone_id].feature_json = z.kind, text
