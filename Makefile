@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/detect.py
+	$(BIN)/python benchmarks/stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
