@@ -67,7 +67,6 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.state.audit = AuditLog(settings)
     app.state.clock = clock or _now_ms
     app.state.stream = StreamService(settings, factory, app.state.audit, clock=app.state.clock)
-    app.state.stream.attach_keys(engine)
     install_handlers(app)
     app.include_router(health.router)
     for module in (access_requests, subjects, reports, audit, intake, breaches, admin):

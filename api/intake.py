@@ -172,12 +172,12 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
         ok = np.flatnonzero(first)
         x, y = project_lonlat(kept.lon[ok], kept.lat[ok], STORE_CRS)
         nan = lambda a: [None if math.isnan(v) else v for v in a.tolist()]  # noqa: E731
-        acc, batt = nan(kept.accuracy_m[ok]), nan(kept.battery_pct[ok])
         devs = [dev[i] for i in ok.tolist()]
-        for j, i in enumerate(ok.tolist()):
-            fix_rows.append({"batch_id": batch.id, "row": int(kept.row[i]), "device_id": devs[j],
-                             "ts_ms": int(kept.ts_ms[i]), "lat": float(kept.lat[i]), "lon": float(kept.lon[i]),
-                             "x": float(x[j]), "y": float(y[j]), "accuracy_m": acc[j], "battery_pct": batt[j]})
+        cols = {"row": kept.row[ok].tolist(), "device_id": devs, "ts_ms": kept.ts_ms[ok].tolist(),
+                "lat": kept.lat[ok].tolist(), "lon": kept.lon[ok].tolist(), "x": x.tolist(), "y": y.tolist(),
+                "accuracy_m": nan(kept.accuracy_m[ok]), "battery_pct": nan(kept.battery_pct[ok])}
+        names = ["batch_id", *cols]
+        fix_rows = [dict(zip(names, r)) for r in zip([batch.id] * len(devs), *cols.values())]
         accepted["fixes"] = (devs, kept.ts_ms[ok])
         q_rows += _quarantine_rows(batch.id, "fixes", f_rej, fixes)
     if n_e:

@@ -7,7 +7,7 @@ The schema is created and changed only by Alembic migrations
 """
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "BreachRow", "AccessRequest", "AuditEntry",

@@ -111,9 +111,6 @@ class StreamService:
         self.intake_lock = threading.Lock()  # dedup check, insert, commit and index update: one batch at a time
         self._events_loaded = False
 
-    def attach_keys(self, engine) -> None:
-        """Nothing to do at start: days of keys are loaded on first use (`day_loader`)."""
-
     def day_loader(self, session: Session):
         """Loader of one UTC day's accepted fix keys (store and intake log), through `session`."""
         from trails.store import existing_keys
@@ -242,11 +239,13 @@ class StreamService:
                 qe = q
         f = session.execute(qf).all()
         e = session.execute(qe).all()
-        fixes = FixRows([r[1] for r in f], np.array([r[2] for r in f], np.int64), np.array([r[3] for r in f], np.float64),
-                        np.array([r[4] for r in f], np.float64),
-                        np.array([np.nan if r[5] is None else r[5] for r in f], np.float64),
-                        np.array([np.nan if r[6] is None else r[6] for r in f], np.float64))
-        events = EventRows([r[1] for r in e], np.array([r[2] for r in e], np.int64), [r[3] for r in e])
+        fc = list(zip(*f)) if f else [()] * 8  # columns, transposed in C
+        ec = list(zip(*e)) if e else [()] * 4
+        nan = lambda col: np.array(col, np.float64) if None not in col else np.array(  # noqa: E731
+            [np.nan if v is None else v for v in col], np.float64)
+        fixes = FixRows(list(fc[1]), np.array(fc[2], np.int64), np.array(fc[3], np.float64),
+                        np.array(fc[4], np.float64), nan(fc[5]), nan(fc[6]))
+        events = EventRows(list(ec[1]), np.array(ec[2], np.int64), list(ec[3]))
         last = (f[-1][0] if f else None, e[-1][0] if e else None)
         self._read_batch = max([self._read_batch] + [r[7] for r in f[-1:]])
         return fixes, events, last
@@ -418,6 +417,7 @@ class StreamService:
         """Move processed rows of the intake log into the Parquet store (day partitions),
         so `tagtrail detect --home`, extracts and history read them there. Returns rows moved."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from trails.store import write_intake_rows
 
@@ -429,25 +429,24 @@ class StreamService:
                 lo_f, lo_e = self._compacted
                 hi_f, hi_e = self._watermark
                 if hi_f > lo_f:
-                    rows = session.execute(select(IntakeFix).where(IntakeFix.seq > lo_f, IntakeFix.seq <= hi_f)).scalars().all()
+                    cols = ("device_id", "ts_ms", "lat", "lon", "x", "y", "accuracy_m", "battery_pct", "batch_id", "row")
+                    rows = session.execute(select(*(getattr(IntakeFix, c) for c in cols))
+                                           .where(IntakeFix.seq > lo_f, IntakeFix.seq <= hi_f)).all()
+                    c = dict(zip(cols, zip(*rows)))
                     t = pa.table({
-                        "device_id": pa.array([r.device_id for r in rows], pa.string()),
-                        "ts_ms": pa.array([r.ts_ms for r in rows], pa.int64()),
-                        "lat": pa.array([r.lat for r in rows], pa.float64()), "lon": pa.array([r.lon for r in rows], pa.float64()),
-                        "x": pa.array([r.x for r in rows], pa.float64()), "y": pa.array([r.y for r in rows], pa.float64()),
-                        "accuracy_m": pa.array([np.nan if r.accuracy_m is None else r.accuracy_m for r in rows], pa.float64()),
-                        "battery_pct": pa.array([np.nan if r.battery_pct is None else r.battery_pct for r in rows], pa.float64()),
-                        "source": pa.array([f"intake batch {r.batch_id}" for r in rows], pa.string()).dictionary_encode(),
-                        "row": pa.array([r.row for r in rows], pa.int64())})
+                        "device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
+                        **{k: pa.array(c[k], pa.float64()) for k in ("lat", "lon", "x", "y")},
+                        **{k: pc.fill_null(pa.array(c[k], pa.float64()), np.nan) for k in ("accuracy_m", "battery_pct")},
+                        "source": _batch_names(c["batch_id"]), "row": pa.array(c["row"], pa.int64())})
                     moved += write_intake_rows(self.settings.home, "fixes", t, lo_f + 1, hi_f)
                 if hi_e > lo_e:
-                    rows = session.execute(select(IntakeEvent).where(IntakeEvent.seq > lo_e, IntakeEvent.seq <= hi_e)).scalars().all()
-                    t = pa.table({
-                        "device_id": pa.array([r.device_id for r in rows], pa.string()),
-                        "ts_ms": pa.array([r.ts_ms for r in rows], pa.int64()),
-                        "event": pa.array([r.event for r in rows], pa.string()),
-                        "source": pa.array([f"intake batch {r.batch_id}" for r in rows], pa.string()).dictionary_encode(),
-                        "row": pa.array([r.row for r in rows], pa.int64())})
+                    cols = ("device_id", "ts_ms", "event", "batch_id", "row")
+                    rows = session.execute(select(*(getattr(IntakeEvent, c) for c in cols))
+                                           .where(IntakeEvent.seq > lo_e, IntakeEvent.seq <= hi_e)).all()
+                    c = dict(zip(cols, zip(*rows)))
+                    t = pa.table({"device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
+                                  "event": pa.array(c["event"], pa.string()), "source": _batch_names(c["batch_id"]),
+                                  "row": pa.array(c["row"], pa.int64())})
                     moved += write_intake_rows(self.settings.home, "events", t, lo_e + 1, hi_e)
                 self._compacted = (max(lo_f, hi_f), max(lo_e, hi_e))
                 self._drop_compacted(session)
@@ -569,5 +568,10 @@ def _cat_events(parts: list[EventRows]) -> EventRows:
                      [k for p in parts for k in p.event])
 
 
-def count_pending(session: Session, watermark: tuple[int, int]) -> int:
-    return int(session.scalar(select(func.count()).select_from(IntakeFix).where(IntakeFix.seq > watermark[0])) or 0)
+def _batch_names(batch_ids):
+    """The store's `source` for compacted rows: "intake batch N", dictionary-encoded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(batch_ids, pa.int64())
+    return pc.binary_join_element_wise("intake batch ", pc.cast(ids, pa.string()), "").dictionary_encode()

@@ -48,6 +48,8 @@ SEED = 1
 
 sys.path.insert(0, str(HERE))
 
+from results import cpu_model, write_section  # noqa: E402
+
 
 # --------------------------------------------------------------------------- data
 def prepare(key: str) -> dict:
@@ -247,14 +249,7 @@ def machine() -> dict:
     import pandas
     import shapely
 
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     ram = "?"
     try:
         kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
@@ -306,7 +301,6 @@ def main() -> None:
          "shapely without building points)", ">= 20x", _ok(r2 / rate_shp >= 20)),
         ("(a) codes equal to shapely's", f"{agree:,} / {ref.size:,}", "all", _ok(agree == ref.size)),
     ]
-    n_store10 = lay["n_store"]
     dev_bytes = lay["device_bytes"]
     del lay, k, ref, mine
 
@@ -386,7 +380,7 @@ def main() -> None:
     text = render(mach, d1, d10, rows, notes)
     print(text)
     if not args.no_write:
-        write_section(HERE / "RESULTS.md", text)
+        write_section("Detect", text)
 
 
 def _stages(stderr: str) -> str:
@@ -427,19 +421,6 @@ def render(mach, d1, d10, rows, notes) -> str:
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the `## Detect` section of RESULTS.md (other sections untouched)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    m = re.search(r"^## Detect\s*$", text, flags=re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], flags=re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[: m.start()] + section + ("\n" if nxt else "") + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

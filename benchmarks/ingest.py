@@ -24,7 +24,6 @@ os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # as the `tagtrail` CLI do
 
 import argparse
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -111,14 +110,9 @@ def machine() -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from results import cpu_model
+
+    cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return {
         "nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
@@ -150,13 +144,9 @@ def write_results(rows: list[dict], info: dict) -> None:
         )
     lines.append("")
     section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pat = re.compile(r"^## Ingest\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        text = pat.sub(lambda m: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    from results import write_section
+
+    write_section("Ingest", section, RESULTS)
 
 
 def main(argv=None) -> int:

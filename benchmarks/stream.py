@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -40,6 +39,8 @@ REPO = HERE.parent
 WORK = HERE / "_work"
 TAGTRAIL = str(REPO / ".venv" / "bin" / "tagtrail")
 sys.path.insert(0, str(HERE))
+
+from results import cpu_model, write_section  # noqa: E402
 
 
 def _port() -> int:
@@ -184,18 +185,13 @@ def main() -> None:
     text = render(results)
     print(text)
     if not args.no_write:
-        write_section(HERE / "RESULTS.md", text)
+        write_section("Stream", text)
 
 
 def render(results: list[dict]) -> str:
     import platform
 
-    cpu = "?"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     best = results[-1]
     lines = [
         "## Stream", "",
@@ -216,18 +212,6 @@ def render(results: list[dict]) -> str:
               f"sustained (p99 {best['p99']:.2f} s): {'met' if best['detect_rate'] >= 50_000 and best['p99'] < 2 else 'MISSED'}.",
               ""]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    m = re.search(r"^## Stream\s*$", text, flags=re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], flags=re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[: m.start()] + section + ("\n" if nxt else "") + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -240,15 +240,6 @@ class IncrementalDetector:
                 out[rows[(t >= a.start_ms) & (t < end)]] = i
         return out
 
-    def _owner(self, device: str, ts: np.ndarray) -> np.ndarray:
-        """Index of the assignment holding each (device, ts), or -1."""
-        out = np.full(ts.shape[0], -1, np.int64)
-        for i in self._by_device.get(device, ()):
-            a = self.states[i].a
-            end = _INF if a.end_ms is None else a.end_ms
-            out[(ts >= a.start_ms) & (ts < end)] = i
-        return out
-
     def add(self, fixes: FixRows | None = None, events: EventRows | None = None) -> tuple[list[Change], np.ndarray, np.ndarray]:
         """Take one batch; returns (changes, fix rows without assignment, event rows without assignment)
         (positions in the batch: those rows are quarantined as ``unassigned`` and ignored)."""

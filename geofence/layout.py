@@ -153,20 +153,14 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
 
 
 @njit_parallel
-def _scatter_par(src, dest, out):
-    for i in prange(src.shape[0]):
-        p = dest[i]
-        if p >= 0:
-            out[p] = src[i]
-
-
-@njit_parallel
-def _scatter_fill_par(src, dest, fill, out):
+def _scatter_par(src, dest, fill, has_fill, out):
     for i in prange(src.shape[0]):
         p = dest[i]
         if p >= 0:
             v = src[i]
-            out[p] = fill if np.isnan(v) else v
+            if has_fill and np.isnan(v):
+                v = fill
+            out[p] = v
 
 
 @njit_serial
@@ -271,10 +265,8 @@ def lay_out_fixes(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
 def scatter(src: np.ndarray, dest: np.ndarray, out: np.ndarray, *, fill_nan: float | None = None) -> np.ndarray:
     """``out[dest[i]] = src[i]`` for every ``dest[i] >= 0``, in parallel (NaN -> `fill_nan` if given)."""
     src = np.ascontiguousarray(src)
-    if fill_nan is not None and src.dtype.kind == "f":
-        _scatter_fill_par(src, dest, out.dtype.type(fill_nan), out)
-    else:
-        _scatter_par(src, dest, out)
+    has_fill = fill_nan is not None and src.dtype.kind == "f"
+    _scatter_par(src, dest, out.dtype.type(fill_nan if has_fill else 0), has_fill, out)
     return out
 
 

@@ -7,7 +7,7 @@ integer milliseconds (CONTRACT.md, "Time").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["Window", "Zone", "Assignment", "Policy", "ZONE_KINDS", "DAY_NAMES"]

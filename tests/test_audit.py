@@ -117,7 +117,7 @@ def _delete_and_renumber(con, k):
 
 def _swap(con, k):
     rows = _rows(con)
-    (a, ea, ha), (b, eb, hb) = rows[k], rows[k + 1]
+    a, b = rows[k][0], rows[k + 1][0]
     con.execute("UPDATE audit_log SET idx=-1 WHERE idx=?", (a,))
     con.execute("UPDATE audit_log SET idx=? WHERE idx=?", (a, b))
     con.execute("UPDATE audit_log SET idx=? WHERE idx=-1", (b,))

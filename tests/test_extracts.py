@@ -10,7 +10,6 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
-import numpy as np
 import pytest
 from pyproj import Transformer
 

@@ -99,7 +99,7 @@ def test_resolve_local_clock_changes():
 def test_accumulated_battery_against_brute_force():
     """The candidate-instant search finds the same earliest t as trying every millisecond."""
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from geofence.model import Assignment, Policy
     from reference import accumulated_battery, battery_time

@@ -5,7 +5,6 @@ arrival orders, late rows, a restart in the middle), and the queue's status
 workflow with its audit trail."""
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 
 from api.cli import main
-from api.stream import StreamService
 from conftest import EXAMPLES
 from test_incremental import _example, batch
 from test_stream_api import _db_records, _setup

@@ -46,7 +46,7 @@ from .store import (
     sort_order,
 )
 
-__all__ = ["STORE_CRS", "IngestSummary", "ingest", "project_parallel"]
+__all__ = ["STORE_CRS", "IngestSummary", "ingest"]
 
 STORE_CRS = "EPSG:27700"
 #: Rows per day file (a day with more gets several files, each sorted).
@@ -78,21 +78,6 @@ class IngestSummary:
 
 
 _POOL: ThreadPoolExecutor | None = None
-
-
-def project_parallel(lon: np.ndarray, lat: np.ndarray, crs: str = STORE_CRS) -> tuple[np.ndarray, np.ndarray]:
-    """`project_lonlat` on halves in two threads (pyproj releases the GIL; same results)."""
-    global _POOL
-    n = len(lon)
-    workers = min(2, os.cpu_count() or 1)
-    if n < 100_000 or workers < 2:
-        return project_lonlat(lon, lat, crs)
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagtrail-project")
-    cuts = np.linspace(0, n, workers + 1).astype(int)
-    futs = [_POOL.submit(project_lonlat, lon[a:b], lat[a:b], crs) for a, b in zip(cuts[:-1], cuts[1:])]
-    parts = [f.result() for f in futs]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _warm_projection() -> None:

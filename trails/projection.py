@@ -6,10 +6,14 @@ always_xy=True)``, PROJ's default operation, no network.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from pyproj import Transformer
 
 __all__ = ["transformer_for", "project_lonlat", "check_projected_crs"]
 

@@ -12,7 +12,9 @@ tokens are never printed). Then it serves the API on 127.0.0.1:8000 unless
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 from .common import EXAMPLES_FORMATTER, add_home_option, resolve_home
 
@@ -96,12 +98,9 @@ DEMO_USERS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-def _demo_users(home) -> "Path":
+def _demo_users(home) -> Path:
     """Create the demo users unless they exist; their tokens go to
     HOME/demo-tokens.txt with mode 600 and are never printed."""
-    import os
-    from pathlib import Path
-
     from sqlalchemy import select
 
     from api.audit import AuditLog
