@@ -35,7 +35,7 @@ from .model import Assignment, Policy, Zone
 from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts_ordered
 from .schedule import active_intervals
 
-__all__ = ["FixInput", "EventInput", "ChunkedColumn", "DetectResult", "RerunContext", "detect_columns",
+__all__ = ["FixInput", "EventInput", "ChunkedColumn", "AssignmentTable", "DetectResult", "RerunContext", "detect_columns",
            "gap_records", "battery_policy_counts"]
 
 POS_INF_MS = np.int64(2**62)
@@ -161,6 +161,69 @@ class _Stages:
         self._t = now
 
 
+@dataclass(frozen=True)
+class AssignmentTable:
+    """Assignments (and their zone pairs) as columns, built once.
+
+    Incremental detection reruns thousands of assignments every pass, each
+    from its own cut: the per-assignment Python work (device codes, zone
+    pairs, schedule groups) is done here once, and a pass takes a subset
+    with `take` and new start instants. Zone indices refer to the `zones`
+    the table was built with, in order.
+    """
+
+    subject_ids: list[str]
+    device_ids: list[str]
+    device_names: list[str]  # distinct devices, sorted
+    a_dev: np.ndarray  # index in device_names
+    a_start: np.ndarray
+    a_end: np.ndarray  # POS_INF_MS = still worn
+    pair_offsets: np.ndarray  # CSR by assignment into pair_zone
+    pair_zone: np.ndarray
+    zone_group: np.ndarray  # per zone: index of its (windows, timezone) among the distinct ones
+    zone_kind: np.ndarray  # per zone: rules.KIND_*
+
+    def __len__(self) -> int:
+        return int(self.a_start.shape[0])
+
+    @staticmethod
+    def build(assignments: Sequence[Assignment], zones: Sequence[Zone]) -> "AssignmentTable":
+        names = sorted({a.device_id for a in assignments})
+        dev_index = {d: i for i, d in enumerate(names)}
+        zone_pos = {z.zone_id: i for i, z in enumerate(zones)}
+        groups: dict[tuple, int] = {}
+        zone_group = np.array([groups.setdefault((z.windows, z.timezone), len(groups)) for z in zones], np.int64)
+        counts = np.array([len(a.zones) for a in assignments], np.int64)
+        offsets = np.zeros(len(assignments) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return AssignmentTable(
+            subject_ids=[a.subject_id for a in assignments], device_ids=[a.device_id for a in assignments],
+            device_names=names, a_dev=np.array([dev_index[a.device_id] for a in assignments], np.int64),
+            a_start=np.array([a.start_ms for a in assignments], np.int64),
+            a_end=np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in assignments], np.int64),
+            pair_offsets=offsets,
+            pair_zone=np.array([zone_pos[zid] for a in assignments for zid in a.zones], np.int64),
+            zone_group=zone_group,
+            zone_kind=np.array([_KIND_CODE[z.kind] for z in zones], np.int8))
+
+    def take(self, idx: np.ndarray, start_ms: np.ndarray | None = None) -> "AssignmentTable":
+        """The assignments `idx` (in that order), starting at `start_ms` if given."""
+        idx = np.asarray(idx, np.int64)
+        counts = self.pair_offsets[idx + 1] - self.pair_offsets[idx]
+        offsets = np.zeros(idx.shape[0] + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        pos = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1] - self.pair_offsets[idx], counts)
+        used, a_dev = np.unique(self.a_dev[idx], return_inverse=True)
+        names = self.device_names
+        return AssignmentTable(
+            subject_ids=[self.subject_ids[i] for i in idx.tolist()],
+            device_ids=[self.device_ids[i] for i in idx.tolist()],
+            device_names=[names[i] for i in used.tolist()], a_dev=a_dev.astype(np.int64).reshape(-1),
+            a_start=self.a_start[idx] if start_ms is None else np.asarray(start_ms, np.int64),
+            a_end=self.a_end[idx], pair_offsets=offsets, pair_zone=self.pair_zone[pos],
+            zone_group=self.zone_group, zone_kind=self.zone_kind)
+
+
 # --------------------------------------------------------------------------
 # Quarantine 8-10 and assignment
 # --------------------------------------------------------------------------
@@ -217,41 +280,44 @@ def _rejected(source: str, row: np.ndarray, reason: np.ndarray) -> Rejected:
 # Zone activity per assignment-zone pair
 # --------------------------------------------------------------------------
 def _pair_intervals(zones: Sequence[Zone], pair_zone: np.ndarray, pair_lo: np.ndarray,
-                    pair_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    pair_hi: np.ndarray, zone_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merged active intervals of each pair's zone that meet [lo, hi).
 
-    Schedules are expanded once per distinct (windows, timezone) over the
-    span of all pairs, then each pair takes the intervals it meets: many
-    wearers share a schedule, and expansion is the only Python-level loop
-    over days.
+    Schedules are expanded once per distinct (windows, timezone) group
+    (`zone_group`) over the span of its pairs, then each pair takes the
+    intervals it meets: many wearers share a schedule, and expansion is the
+    only Python-level loop over days.
     """
     n_pairs = pair_zone.shape[0]
     counts = np.zeros(n_pairs, np.int64)
-    chunks_s: list[np.ndarray] = [np.zeros(0, np.int64)] * n_pairs
-    chunks_e: list[np.ndarray] = [np.zeros(0, np.int64)] * n_pairs
-    by_schedule: dict[tuple, list[int]] = {}
-    for p in range(n_pairs):
-        z = zones[pair_zone[p]]
-        by_schedule.setdefault((z.windows, z.timezone), []).append(p)
-    for (_, _), members in by_schedule.items():
-        members_arr = np.asarray(members, np.int64)
-        lo = int(pair_lo[members_arr].min())
-        hi = int(pair_hi[members_arr].max())
-        iv = np.asarray(active_intervals(zones[pair_zone[members[0]]], lo, hi), np.int64).reshape(-1, 2)
+    grp = zone_group[pair_zone]
+    order = np.argsort(grp, kind="stable")
+    bounds = np.flatnonzero(np.diff(grp[order])) + 1
+    taken = []
+    for members in (np.split(order, bounds) if n_pairs else []):
+        lo = int(pair_lo[members].min())
+        hi = int(pair_hi[members].max())
+        iv = np.asarray(active_intervals(zones[int(pair_zone[members[0]])], lo, hi), np.int64).reshape(-1, 2)
         starts, ends = iv[:, 0], iv[:, 1]
         # intervals meeting [plo, phi): end > plo and start < phi (intervals sorted, disjoint)
-        first = np.searchsorted(ends, pair_lo[members_arr], side="right")
-        last = np.searchsorted(starts, pair_hi[members_arr], side="left")
-        for p, f, l in zip(members, first.tolist(), last.tolist()):
-            if l > f:
-                chunks_s[p] = starts[f:l]
-                chunks_e[p] = ends[f:l]
-                counts[p] = l - f
+        first = np.searchsorted(ends, pair_lo[members], side="right")
+        last = np.searchsorted(starts, pair_hi[members], side="left")
+        cnt = np.maximum(last - first, 0).astype(np.int64)
+        counts[members] = cnt
+        taken.append((members, first, cnt, starts, ends))
     offsets = np.zeros(n_pairs + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    iv_s = np.concatenate(chunks_s) if n_pairs else np.zeros(0, np.int64)
-    iv_e = np.concatenate(chunks_e) if n_pairs else np.zeros(0, np.int64)
-    return offsets, iv_s.astype(np.int64), iv_e.astype(np.int64)
+    iv_s = np.empty(int(offsets[-1]), np.int64)
+    iv_e = np.empty(int(offsets[-1]), np.int64)
+    for members, first, cnt, starts, ends in taken:
+        total = int(cnt.sum())
+        if total:
+            k = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            src = np.repeat(first, cnt) + k
+            dst = np.repeat(offsets[members], cnt) + k
+            iv_s[dst] = starts[src]
+            iv_e[dst] = ends[src]
+    return offsets, iv_s, iv_e
 
 
 # --------------------------------------------------------------------------
@@ -324,7 +390,7 @@ class RerunContext:
 def detect_columns(
     fixes: FixInput,
     events: EventInput | None,
-    assignments: Sequence[Assignment],
+    assignments: "Sequence[Assignment] | AssignmentTable",
     zones: Sequence[Zone],
     policy: Policy,
     *,
@@ -346,12 +412,10 @@ def detect_columns(
     """
     t0 = time.perf_counter()
     st = _Stages()
-    n_a = len(assignments)
-    devices = pa.array(sorted({a.device_id for a in assignments}), pa.string())
-    dev_index = {d: i for i, d in enumerate(devices.to_pylist())}
-    a_dev = np.array([dev_index[a.device_id] for a in assignments], np.int64)
-    a_start = np.array([a.start_ms for a in assignments], np.int64)
-    a_end = np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in assignments], np.int64)
+    table = assignments if isinstance(assignments, AssignmentTable) else AssignmentTable.build(assignments, zones)
+    n_a = len(table)
+    devices = pa.array(table.device_names, pa.string())
+    a_dev, a_start, a_end = table.a_dev, table.a_start, table.a_end
 
     # 1. reasons 8-10: fixes by the layout kernels, events (few) by sorting
     f_dev = _fix_device_codes(fixes, devices)
@@ -412,8 +476,7 @@ def detect_columns(
     del dest
     st.mark("read and place columns")
 
-    subject_ids = [a.subject_id for a in assignments]
-    device_ids = [a.device_id for a in assignments]
+    subject_ids, device_ids = table.subject_ids, table.device_ids
     zone_ids = [z.zone_id for z in zones]
     parts: list[RecordColumns] = []
 
@@ -437,15 +500,9 @@ def detect_columns(
         st.mark("coverage")
 
         # 4-6. zones
-        zone_pos = {z.zone_id: i for i, z in enumerate(zones)}
-        pair_a_list, pair_z_list = [], []
-        for ai, a in enumerate(assignments):
-            if live[ai]:
-                for zid in a.zones:
-                    pair_a_list.append(ai)
-                    pair_z_list.append(zone_pos[zid])
-        pair_a = np.asarray(pair_a_list, np.int64)
-        pair_z = np.asarray(pair_z_list, np.int64)
+        pair_a = np.repeat(np.arange(n_a, dtype=np.int64), np.diff(table.pair_offsets))
+        pair_live = live[pair_a]
+        pair_a, pair_z = pair_a[pair_live], table.pair_zone[pair_live]
         if pair_a.size:
             st.mark("zone pairs")
             if compiled is None:
@@ -462,9 +519,9 @@ def detect_columns(
             nf = np.diff(fix_offsets)
             j_in_a = np.arange(pair_a.size) - zone_offsets[pair_a]
             pair_code_offsets = code_offsets[pair_a] + j_in_a * nf[pair_a]
-            iv_off, iv_s, iv_e = _pair_intervals(zones, pair_z, a_start[pair_a], t_end[pair_a])
+            iv_off, iv_s, iv_e = _pair_intervals(zones, pair_z, a_start[pair_a], t_end[pair_a], table.zone_group)
             st.mark("schedules")
-            kinds = np.array([_KIND_CODE[zones[z].kind] for z in pair_z.tolist()], np.int8)
+            kinds = table.zone_kind[pair_z]
             min_ms = np.where(kinds == rules.KIND_CURFEW, policy.curfew_grace_ms,
                               np.where(kinds == rules.KIND_INCLUSION, policy.inclusion_grace_ms,
                                        policy.exclusion_min_ms)).astype(np.int64)
