@@ -237,8 +237,8 @@ class StreamService:
                 qf = q
             else:
                 qe = q
-        f = session.execute(qf).all()
-        e = session.execute(qe).all()
+        f = session.connection().execute(qf).all()  # Core rows: no ORM bookkeeping
+        e = session.connection().execute(qe).all()
         fc = list(zip(*f)) if f else [()] * 8  # columns, transposed in C
         ec = list(zip(*e)) if e else [()] * 4
         nan = lambda col: np.array(col, np.float64) if None not in col else np.array(  # noqa: E731
@@ -307,20 +307,22 @@ class StreamService:
         records: dict[str, list[dict]] = {}
         for b in session.scalars(select(BreachRow).where(BreachRow.status != "withdrawn")):
             records.setdefault(b.subject_id + "|" + b.device_id, []).append(_record(b))
-        saved = [cuts.get(_key(st.a), {"cuts": [], "complete": True}) for st in det.states]
-        starts = [st.a.start_ms if c["complete"] or not c["cuts"] else int(c["cuts"][0]) for st, c in zip(det.states, saved)]
+        saved = [cuts.get(_key(a), {"cuts": [], "complete": True}) for a in det.assignments]
+        starts = [a.start_ms if c["complete"] or not c["cuts"] else int(c["cuts"][0]) for a, c in zip(det.assignments, saved)]
         f, e = self._all_rows(session, since_ms=min(starts) if starts else None)
-        for i, (st, c) in enumerate(zip(det.states, saved)):
-            end = _INF if st.a.end_ms is None else st.a.end_ms
-            mine = {r["breach_id"]: r for r in records.get(st.a.subject_id + "|" + st.a.device_id, [])
-                    if st.a.start_ms <= r["_start_ms"] < end}
-            det.restore(i, cuts=c["cuts"], complete=c["complete"], records=mine, fixes=f, events=e)
+        states = []
+        for a, c in zip(det.assignments, saved):
+            end = _INF if a.end_ms is None else a.end_ms
+            mine = {r["breach_id"]: r for r in records.get(a.subject_id + "|" + a.device_id, [])
+                    if a.start_ms <= r["_start_ms"] < end}
+            states.append((c["cuts"], c["complete"], mine))
+        det.restore(states, f, e)
 
     def _fresh(self, session: Session, det: IncrementalDetector) -> None:
         """First start (or new subjects/zones): everything processed so far, as one batch."""
         f, e = self._all_rows(session)
         changes, _, _ = det.add(f, e)
-        known = {bid for st in det.states for bid in st.all_records()}
+        known = det.breach_ids()
         # records in the database that this detector does not produce any more are withdrawn
         existing = {b.breach_id for b in session.scalars(select(BreachRow).where(BreachRow.status != "withdrawn"))}
         stale = [Change(bid, None, None) for bid in existing - known]
@@ -332,7 +334,8 @@ class StreamService:
         det = det or self._detector
         if det is None:
             return
-        self._put(session, "cuts", {_key(st.a): {"cuts": st.cuts, "complete": st.complete} for st in det.states})
+        self._put(session, "cuts", {_key(a): {"cuts": _thin(cuts), "complete": complete}
+                                    for a, (cuts, complete) in zip(det.assignments, det.saved_cuts())})
         self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------ a pass
@@ -531,6 +534,19 @@ class StreamService:
 
     def as_of(self) -> int | None:
         return None if self._detector is None else self._detector.as_of
+
+
+def _thin(cuts: list[int], keep: int = 24) -> list[int]:
+    """At most `keep` of an assignment's safe cuts, the oldest and the latest among them.
+
+    Any subset of valid cuts is valid (each is a place to resume from); the
+    oldest keeps late rows from needing a rebuild, the latest keeps restarts
+    cheap. A cut is kept every few minutes, so without thinning a national
+    checkpoint would hold millions of them."""
+    if len(cuts) <= keep:
+        return list(cuts)
+    pick = np.unique(np.linspace(0, len(cuts) - 1, keep).round().astype(np.int64))
+    return [int(cuts[k]) for k in pick]
 
 
 def _record(b: BreachRow) -> dict:

@@ -139,7 +139,7 @@ class DetectResult:
     n_fixes_kept: int
     seconds: float
     gaps: tuple[np.ndarray, ...] = field(repr=False, default=())
-    names: tuple[list[str], list[str], list[str]] = field(repr=False, default=([], [], []))
+    names: tuple[Sequence[str], Sequence[str], Sequence[str]] = field(repr=False, default=((), (), ()))
     timings: dict[str, float] = field(repr=False, default_factory=dict)
     cut_ms: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     #: per record (aligned with `records`): its assignment's index and its instants in ms
@@ -172,8 +172,8 @@ class AssignmentTable:
     the table was built with, in order.
     """
 
-    subject_ids: list[str]
-    device_ids: list[str]
+    subject_ids: np.ndarray  # object (str)
+    device_ids: np.ndarray  # object (str)
     device_names: list[str]  # distinct devices, sorted
     a_dev: np.ndarray  # index in device_names
     a_start: np.ndarray
@@ -182,6 +182,7 @@ class AssignmentTable:
     pair_zone: np.ndarray
     zone_group: np.ndarray  # per zone: index of its (windows, timezone) among the distinct ones
     zone_kind: np.ndarray  # per zone: rules.KIND_*
+    zone_ids: list[str]
 
     def __len__(self) -> int:
         return int(self.a_start.shape[0])
@@ -197,14 +198,15 @@ class AssignmentTable:
         offsets = np.zeros(len(assignments) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         return AssignmentTable(
-            subject_ids=[a.subject_id for a in assignments], device_ids=[a.device_id for a in assignments],
+            subject_ids=np.array([a.subject_id for a in assignments], object),
+            device_ids=np.array([a.device_id for a in assignments], object),
             device_names=names, a_dev=np.array([dev_index[a.device_id] for a in assignments], np.int64),
             a_start=np.array([a.start_ms for a in assignments], np.int64),
             a_end=np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in assignments], np.int64),
             pair_offsets=offsets,
             pair_zone=np.array([zone_pos[zid] for a in assignments for zid in a.zones], np.int64),
             zone_group=zone_group,
-            zone_kind=np.array([_KIND_CODE[z.kind] for z in zones], np.int8))
+            zone_kind=np.array([_KIND_CODE[z.kind] for z in zones], np.int8), zone_ids=[z.zone_id for z in zones])
 
     def take(self, idx: np.ndarray, start_ms: np.ndarray | None = None) -> "AssignmentTable":
         """The assignments `idx` (in that order), starting at `start_ms` if given."""
@@ -216,12 +218,11 @@ class AssignmentTable:
         used, a_dev = np.unique(self.a_dev[idx], return_inverse=True)
         names = self.device_names
         return AssignmentTable(
-            subject_ids=[self.subject_ids[i] for i in idx.tolist()],
-            device_ids=[self.device_ids[i] for i in idx.tolist()],
+            subject_ids=self.subject_ids[idx], device_ids=self.device_ids[idx],
             device_names=[names[i] for i in used.tolist()], a_dev=a_dev.astype(np.int64).reshape(-1),
             a_start=self.a_start[idx] if start_ms is None else np.asarray(start_ms, np.int64),
             a_end=self.a_end[idx], pair_offsets=offsets, pair_zone=self.pair_zone[pos],
-            zone_group=self.zone_group, zone_kind=self.zone_kind)
+            zone_group=self.zone_group, zone_kind=self.zone_kind, zone_ids=self.zone_ids)
 
 
 # --------------------------------------------------------------------------
@@ -477,7 +478,7 @@ def detect_columns(
     st.mark("read and place columns")
 
     subject_ids, device_ids = table.subject_ids, table.device_ids
-    zone_ids = [z.zone_id for z in zones]
+    zone_ids = table.zone_ids
     parts: list[RecordColumns] = []
 
     # tamper and low battery arise from every kept event and fix

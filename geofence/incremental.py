@@ -31,13 +31,16 @@ policy CRS. Pure computation: no I/O, no clock.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .detect import EventInput, FixInput, RerunContext, detect_columns
+from . import rules
+from .detect import AssignmentTable, EventInput, FixInput, RerunContext, detect_columns
 from .model import Assignment, Policy, Zone
 
 __all__ = ["FixRows", "EventRows", "Change", "IncrementalDetector"]
@@ -91,79 +94,73 @@ class Change:
     previous: dict | None
 
 
-@dataclass
-class _Buffer:
-    """An assignment's fixes and events from its oldest retained cut on, by time."""
+@dataclass(frozen=True)
+class _Fixes:
+    """Fix rows of many assignments, flat and in no particular order; `owner` is the assignment index."""
 
-    ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    x: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    y: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    acc: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    batt: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    ev_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    ev_kind: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
+    owner: np.ndarray
+    ts: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    acc: np.ndarray
+    batt: np.ndarray
 
-    def add(self, ts, x, y, acc, batt, ev_ts, ev_kind) -> None:
-        if len(ts):
-            in_order = ts.size < 2 or bool(np.all(ts[1:] > ts[:-1]))
-            appended = in_order and (self.ts.size == 0 or ts[0] > self.ts[-1])
-            cols = [np.concatenate([old, new]) for old, new in
-                    ((self.ts, ts), (self.x, x), (self.y, y), (self.acc, acc), (self.batt, batt))]
-            if not appended:
-                order = np.argsort(cols[0], kind="stable")
-                cols = [c[order] for c in cols]
-            self.ts, self.x, self.y, self.acc, self.batt = cols
-        if len(ev_ts):
-            order = np.argsort(np.concatenate([self.ev_ts, ev_ts]), kind="stable")
-            self.ev_ts = np.concatenate([self.ev_ts, ev_ts])[order]
-            self.ev_kind = np.concatenate([self.ev_kind, np.asarray(ev_kind, object)])[order]
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
 
-    def drop_before(self, t: int) -> None:
-        k = int(np.searchsorted(self.ts, t, side="left"))
-        self.ts, self.x, self.y, self.acc, self.batt = (a[k:] for a in (self.ts, self.x, self.y, self.acc, self.batt))
-        k = int(np.searchsorted(self.ev_ts, t, side="left"))
-        self.ev_ts, self.ev_kind = self.ev_ts[k:], self.ev_kind[k:]
+    def cols(self) -> tuple[np.ndarray, ...]:
+        return self.owner, self.ts, self.x, self.y, self.acc, self.batt
 
-    @property
-    def start(self) -> int | None:
-        return int(self.ts[0]) if self.ts.size else None
+    def take(self, sel: np.ndarray) -> "_Fixes":
+        return _Fixes(*(c[sel] for c in self.cols()))
+
+    @staticmethod
+    def empty() -> "_Fixes":
+        z = np.zeros(0)
+        return _Fixes(np.zeros(0, np.int64), np.zeros(0, np.int64), z, z, z, z)
+
+    @staticmethod
+    def concat(parts: Sequence["_Fixes"]) -> "_Fixes":
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return _Fixes.empty()
+        return _Fixes(*(np.concatenate(cs) for cs in zip(*(p.cols() for p in parts))))
 
 
-@dataclass
-class _State:
-    a: Assignment
-    cuts: list[int] = field(default_factory=list)  # retained safe cuts, ascending; the buffer starts at cuts[0]
-    buf: _Buffer = field(default_factory=_Buffer)
-    records: dict[str, dict] = field(default_factory=dict)
-    complete: bool = True  # the buffer holds everything from A.start (no cut dropped yet)
-    latest: int | None = None  # latest kept fix or event (as_of is the latest over all)
-    frozen: dict[str, dict] = field(default_factory=dict)  # settled before the oldest retained cut: never rerun
+@dataclass(frozen=True)
+class _Events:
+    """Event rows of many assignments, flat, like `_Fixes`."""
 
-    def all_records(self) -> dict[str, dict]:
-        return {**self.frozen, **self.records} if self.frozen else self.records
+    owner: np.ndarray
+    ts: np.ndarray
+    kind: np.ndarray  # object (str)
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def take(self, sel: np.ndarray) -> "_Events":
+        return _Events(self.owner[sel], self.ts[sel], self.kind[sel])
+
+    @staticmethod
+    def empty() -> "_Events":
+        return _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object))
+
+    @staticmethod
+    def concat(parts: Sequence["_Events"]) -> "_Events":
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return _Events.empty()
+        return _Events(np.concatenate([p.owner for p in parts]), np.concatenate([p.ts for p in parts]),
+                       np.concatenate([p.kind for p in parts]))
 
 
 #: history(assignment) -> (FixRows, EventRows): every kept row of the assignment
 #: (its device, inside [start, end)) received so far.
 History = Callable[[Assignment], tuple[FixRows, EventRows]]
-
-
-_NO_ROWS = np.zeros(0, np.int64)
-
-
-def _groups(owner: np.ndarray) -> dict[int, np.ndarray]:
-    """Row positions per owner (>= 0), each in input order."""
-    keep = np.flatnonzero(owner >= 0)
-    if keep.size == 0:
-        return {}
-    order = keep[np.argsort(owner[keep], kind="stable")]
-    bounds = np.flatnonzero(np.diff(owner[order])) + 1
-    return {int(owner[g[0]]): g for g in np.split(order, bounds)}
-
-
-def _latest(buf: "_Buffer") -> int | None:
-    vals = [int(a[-1]) for a in (buf.ts, buf.ev_ts) if a.size]
-    return max(vals) if vals else None
 
 
 def _settled(records: dict[str, dict], t_c: int) -> dict[str, dict]:
@@ -180,8 +177,36 @@ def _public(r: dict) -> dict:
     return {k: v for k, v in r.items() if not k.startswith("_")}
 
 
+def _strings(values) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
+
+
+def _group_max(owner: np.ndarray, ts: np.ndarray, n: int, fill: int) -> np.ndarray:
+    out = np.full(n, fill, np.int64)
+    if owner.size:
+        np.maximum.at(out, owner, ts)
+    return out
+
+
+def _group_min(owner: np.ndarray, ts: np.ndarray, n: int, fill: int) -> np.ndarray:
+    out = np.full(n, fill, np.int64)
+    if owner.size:
+        np.minimum.at(out, owner, ts)
+    return out
+
+
 class IncrementalDetector:
     """Detection that takes rows batch by batch and reports what changed.
+
+    State is columnar so that a pass over a national caseload costs
+    vectorised work, not Python work per assignment: per-assignment arrays
+    (latest cut, completeness, latest row), the retained safe cuts as one
+    small list each, the rows as two flat tables (the *tail*, rows from each
+    assignment's latest cut on, which every rerun reads; the *archive*, rows
+    before it, read only for late rows), and records in dicts kept only for
+    assignments that have any.
 
     Parameters
     ----------
@@ -196,48 +221,62 @@ class IncrementalDetector:
                  retention_ms: int | None = None, history: History | None = None) -> None:
         if retention_ms is not None and history is None:
             raise ValueError("retention_ms needs a history loader for rows older than what is retained")
-        self.zones = tuple(zones)
         self.policy = policy
         self.retention_ms = retention_ms
         self.history = history
         self.as_of: int | None = None
-        self.states = [_State(a) for a in assignments]
-        self._compiled = None  # all zones, compiled on first use
-        self._index_devices()
+        self._set_config(list(assignments), tuple(zones))
+        n = len(self.assignments)
+        self._cuts: list[list[int]] = [[] for _ in range(n)]  # retained safe cuts, ascending
+        self._cut_last = np.full(n, _MIN, np.int64)  # == cuts[-1], or _MIN without a cut
+        self._complete = np.ones(n, np.bool_)  # rows held from A.start (no cut dropped yet)
+        self._latest = np.full(n, _MIN, np.int64)  # latest kept row (as_of is the latest over all)
+        self._live: dict[int, dict[str, dict]] = {}  # records a rerun may still change
+        self._frozen: dict[int, dict[str, dict]] = {}  # settled before the oldest retained cut: never rerun
+        self._tail = _Fixes.empty()  # rows at or after their assignment's latest cut
+        self._archive: list[_Fixes] = []  # rows before it (kept for late rows), in chunks
+        self._archive_rows = 0
+        self._archive_pruned = 0
+        self._events = _Events.empty()
 
-    def _index_devices(self) -> None:
-        self._by_device: dict[str, list[int]] = {}
-        for i, st in enumerate(self.states):
-            self._by_device.setdefault(st.a.device_id, []).append(i)
-        for idx in self._by_device.values():
-            idx.sort(key=lambda i: self.states[i].a.start_ms)
+    def _set_config(self, assignments: list[Assignment], zones: tuple[Zone, ...]) -> None:
+        self.assignments = assignments
+        self.zones = zones
+        self._table = AssignmentTable.build(assignments, zones)
+        self._devices = pa.array(self._table.device_names, pa.string())
+        self._compiled = None  # all zones, compiled on first use
 
     # ------------------------------------------------------------------ reading
     def records(self) -> list[dict]:
         """Every current record, in the contract's order."""
         from .records import sort_records
 
-        return sort_records([_public(r) for s in self.states for r in s.all_records().values()])
+        return sort_records([_public(r) for d in (self._frozen, self._live) for recs in d.values()
+                             for r in recs.values()])
+
+    def breach_ids(self) -> set[str]:
+        """The breach_id of every current record."""
+        return {bid for d in (self._frozen, self._live) for recs in d.values() for bid in recs}
+
+    def saved_cuts(self) -> list[tuple[list[int], bool]]:
+        """Per assignment (in order): its retained safe cuts and whether its rows start at A.start."""
+        return [(list(c), bool(k)) for c, k in zip(self._cuts, self._complete.tolist())]
+
+    def _all_records(self, i: int) -> dict[str, dict]:
+        live, frozen = self._live.get(i, {}), self._frozen.get(i)
+        return {**frozen, **live} if frozen else live
 
     # ------------------------------------------------------------------ writing
     def _owners(self, devices, ts: np.ndarray) -> np.ndarray:
-        """Index of the assignment holding each (device, ts), or -1 (rows grouped by device)."""
-        out = np.full(ts.shape[0], -1, np.int64)
+        """Index of the assignment holding each (device, ts), or -1."""
         if ts.shape[0] == 0:
-            return out
-        dev = np.asarray(list(devices), object)
-        uniq, inv = np.unique(dev, return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        bounds = np.flatnonzero(np.diff(inv[order])) + 1
-        for k, rows in enumerate(np.split(order, bounds)):
-            idx = self._by_device.get(uniq[inv[rows[0]]])
-            if not idx:
-                continue
-            t = ts[rows]
-            for i in idx:
-                a = self.states[i].a
-                end = _INF if a.end_ms is None else a.end_ms
-                out[rows[(t >= a.start_ms) & (t < end)]] = i
+            return np.full(0, -1, np.int64)
+        code = pc.index_in(_strings(devices), value_set=self._devices).fill_null(-1)
+        code = code.to_numpy(zero_copy_only=False).astype(np.int64)
+        order = np.lexsort((ts, code))
+        out = np.empty(ts.shape[0], np.int64)
+        t = self._table
+        out[order] = rules.assign_fixes(code[order], ts[order], t.a_dev, t.a_start, t.a_end)
         return out
 
     def add(self, fixes: FixRows | None = None, events: EventRows | None = None) -> tuple[list[Change], np.ndarray, np.ndarray]:
@@ -245,63 +284,85 @@ class IncrementalDetector:
         (positions in the batch: those rows are quarantined as ``unassigned`` and ignored)."""
         fixes = fixes or FixRows.empty()
         events = events or EventRows.empty()
+        n = len(self.assignments)
         f_ts = np.asarray(fixes.ts_ms, np.int64)
         e_ts = np.asarray(events.ts_ms, np.int64)
         f_owner = self._owners(fixes.device_id, f_ts)
         e_owner = self._owners(events.device_id, e_ts)
-        f_groups = _groups(f_owner)
-        e_groups = _groups(e_owner)
-        f_cols = (f_ts, np.asarray(fixes.x, np.float64), np.asarray(fixes.y, np.float64),
-                  np.asarray(fixes.accuracy_m, np.float64), np.asarray(fixes.battery_pct, np.float64))
-        e_kind = np.asarray(list(events.event), object)
+        fk, ek = np.flatnonzero(f_owner >= 0), np.flatnonzero(e_owner >= 0)
+        new_f = _Fixes(f_owner[fk], f_ts[fk], np.asarray(fixes.x, np.float64)[fk], np.asarray(fixes.y, np.float64)[fk],
+                       np.asarray(fixes.accuracy_m, np.float64)[fk], np.asarray(fixes.battery_pct, np.float64)[fk])
+        new_e = _Events(e_owner[ek], e_ts[ek], np.asarray(list(events.event), object)[ek] if ek.size
+                        else np.zeros(0, object))
+        own = np.concatenate([new_f.owner, new_e.owner])
+        own_ts = np.concatenate([new_f.ts, new_e.ts])
+        new_min = _group_min(own, own_ts, n, _INF)
+        touched = new_min < _INF
 
-        restart: dict[int, int | None] = {}  # assignment -> rerun from this cut (None: from A.start)
-        for i in sorted(set(f_groups) | set(e_groups)):
-            st = self.states[i]
-            fr = f_groups.get(i, _NO_ROWS)
-            er = e_groups.get(i, _NO_ROWS)
-            new_min = min(int(v.min()) for v in (f_ts[fr], e_ts[er]) if v.size)
-            earlier = [c for c in st.cuts if c < new_min]
-            if earlier:
-                restart[i] = earlier[-1]
-            elif st.complete:
-                restart[i] = None
-            else:  # older than anything retained: rebuild from the whole history
-                self._load_history(st)  # records stay: the rerun from A.start is diffed against them
-                restart[i] = None
-            st.buf.add(*(c[fr] for c in f_cols), e_ts[er], e_kind[er])
-            mine = max(int(v.max()) for v in (f_ts[fr], e_ts[er]) if v.size)
-            st.latest = max(mine, st.latest if st.latest is not None else _MIN)
+        # where each touched assignment reruns from: its latest cut before the new rows (the usual
+        # case, vectorised), an earlier retained cut, A.start, or a rebuild from the whole history
+        rerun = touched.copy()
+        start = np.where(self._cut_last > _MIN, self._cut_last, self._table.a_start)
+        from_cut = self._cut_last > _MIN
+        late = np.flatnonzero(touched & ((self._cut_last >= new_min) | ((self._cut_last == _MIN) & ~self._complete)))
+        rebuild = []
+        for i in late.tolist():
+            cuts = self._cuts[i]
+            k = bisect_left(cuts, int(new_min[i]))
+            if k:
+                start[i], from_cut[i] = cuts[k - 1], True
+            else:
+                start[i], from_cut[i] = self._table.a_start[i], False
+                if not self._complete[i]:  # older than anything retained: rebuild from the whole history
+                    rebuild.append(i)  # records stay: the rerun from A.start is diffed against them
+        if rebuild:
+            self._rebuild(rebuild)
+        self._tail = _Fixes.concat([self._tail, new_f])
+        self._events = _Events.concat([self._events, new_e])
+        if rebuild:
+            self._dedup(np.asarray(rebuild, np.int64))
+        np.maximum.at(self._latest, own, own_ts)
 
-        kept_ts = np.concatenate([f_ts[f_owner >= 0], e_ts[e_owner >= 0]])
         old_as_of = self.as_of
-        if kept_ts.size:
-            self.as_of = max(self.as_of if self.as_of is not None else _MIN, int(kept_ts.max()))
-        if self.as_of is not None and self.as_of != old_as_of:
-            for i, st in enumerate(self.states):
-                end = _INF if st.a.end_ms is None else st.a.end_ms
-                if i not in restart and (old_as_of is None or end > old_as_of) and self.as_of > st.a.start_ms:
-                    restart[i] = st.cuts[-1] if st.cuts else None
-        changes = self._rerun(restart) if restart and self.as_of is not None else []
+        if own_ts.size:
+            self.as_of = max(self.as_of if self.as_of is not None else _MIN, int(own_ts.max()))
+        if self.as_of is not None and self.as_of != old_as_of:  # every assignment still worn runs to as_of
+            worn = self._table.a_end > (old_as_of if old_as_of is not None else _MIN)
+            rerun |= worn & (self.as_of > self._table.a_start)
+        changes = self._rerun(np.flatnonzero(rerun), start, from_cut) if rerun.any() and self.as_of is not None else []
         return changes, np.flatnonzero(f_owner < 0), np.flatnonzero(e_owner < 0)
 
-    def restore(self, index: int, *, cuts: Sequence[int], complete: bool, records: dict[str, dict],
-                fixes: FixRows, events: EventRows) -> None:
-        """Put back one assignment's saved state (a service restarting): its safe cuts,
-        whether its buffer starts at A.start, its current records (with ``_start_ms``
-        and ``_end_ms``) and the rows from its oldest cut (or A.start) on."""
-        st = self.states[index]
-        st.cuts, st.complete, st.records, st.buf = [int(c) for c in cuts], bool(complete), dict(records), _Buffer()
-        st.frozen = {}
-        since = st.a.start_ms if complete or not st.cuts else st.cuts[0]
-        end = _INF if st.a.end_ms is None else st.a.end_ms
-        f_ts, e_ts = np.asarray(fixes.ts_ms, np.int64), np.asarray(events.ts_ms, np.int64)
-        fm = (np.asarray(list(fixes.device_id), object) == st.a.device_id) & (f_ts >= since) & (f_ts < end) \
-            if len(fixes) else np.zeros(0, bool)
-        em = (np.asarray(list(events.device_id), object) == st.a.device_id) & (e_ts >= since) & (e_ts < end) \
-            if len(events) else np.zeros(0, bool)
-        self._buffer_rows(st, fixes, fm, events, em)
-        st.latest = _latest(st.buf)
+    def restore(self, saved: Sequence[tuple[Sequence[int], bool, dict[str, dict]]], fixes: FixRows,
+                events: EventRows) -> None:
+        """Put back every assignment's saved state (a service restarting): per assignment, in
+        order, its safe cuts, whether its rows start at A.start, and its current records (with
+        ``_start_ms`` and ``_end_ms``); and the rows received so far (those before each
+        assignment's oldest cut, when it is not complete, are not needed and are left out)."""
+        n = len(self.assignments)
+        if len(saved) != n:
+            raise ValueError(f"restore needs one saved state per assignment ({n}), got {len(saved)}")
+        self._cuts = [[int(c) for c in cuts] for cuts, _, _ in saved]
+        self._complete = np.array([bool(c) for _, c, _ in saved], np.bool_)
+        self._cut_last = np.array([c[-1] if c else _MIN for c in self._cuts], np.int64)
+        self._live = {i: dict(r) for i, (_, _, r) in enumerate(saved) if r}
+        self._frozen = {}
+        first = np.array([c[0] if c else _MIN for c in self._cuts], np.int64)
+        since = np.where(self._complete | (first == _MIN), self._table.a_start, first)
+        f_ts = np.asarray(fixes.ts_ms, np.int64)
+        e_ts = np.asarray(events.ts_ms, np.int64)
+        fo, eo = self._owners(fixes.device_id, f_ts), self._owners(events.device_id, e_ts)
+        fk = np.flatnonzero((fo >= 0) & (f_ts >= since[np.maximum(fo, 0)]))
+        ek = np.flatnonzero((eo >= 0) & (e_ts >= since[np.maximum(eo, 0)]))
+        rows = _Fixes(fo[fk], f_ts[fk], np.asarray(fixes.x, np.float64)[fk], np.asarray(fixes.y, np.float64)[fk],
+                      np.asarray(fixes.accuracy_m, np.float64)[fk], np.asarray(fixes.battery_pct, np.float64)[fk])
+        in_tail = rows.ts >= self._cut_last[rows.owner]
+        self._tail = rows.take(np.flatnonzero(in_tail))
+        self._archive = [rows.take(np.flatnonzero(~in_tail))]
+        self._archive_rows = self._archive_pruned = len(self._archive[0])
+        self._events = _Events(eo[ek], e_ts[ek], np.asarray(list(events.event), object)[ek] if ek.size
+                               else np.zeros(0, object))
+        self._latest = np.maximum(_group_max(rows.owner, rows.ts, n, _MIN),
+                                  _group_max(self._events.owner, self._events.ts, n, _MIN))
 
     def reconfigure(self, assignments: Sequence[Assignment], zones: Sequence[Zone]) -> list[Change]:
         """New subjects or zones: re-evaluate only the assignments they touch.
@@ -316,150 +377,283 @@ class IncrementalDetector:
         """
         if self.history is None:
             raise ValueError("reconfigure needs a history loader")
+        assignments = list(assignments)
         key = lambda a: (a.subject_id, a.device_id, a.start_ms)  # noqa: E731
-        old = {key(st.a): st for st in self.states}
+        old = {key(a): i for i, a in enumerate(self.assignments)}
         old_z = {z.zone_id: z for z in self.zones}
         new_z = {z.zone_id: z for z in zones}
         changed_z = {zid for zid in set(old_z) | set(new_z) if old_z.get(zid) != new_z.get(zid)}
-        states, rebuild = [], []
-        for a in assignments:
-            st = old.pop(key(a), None)
-            if st is not None and st.a == a and not set(a.zones) & changed_z:
-                states.append(st)
+        n_old, n = len(self.assignments), len(assignments)
+        old_to_new = np.full(n_old, -1, np.int64)
+        src = np.full(n, -1, np.int64)  # the old index a kept or rebuilt assignment takes its records from
+        rebuild = []
+        for j, a in enumerate(assignments):
+            i = old.pop(key(a), None)
+            if i is not None:
+                src[j] = i
+            if i is not None and self.assignments[i] == a and not set(a.zones) & changed_z:
+                old_to_new[i] = j
             else:
-                rebuild.append(len(states))
-                states.append(_State(a, records=dict(st.all_records()) if st is not None else {}))
-        changes = [Change(bid, None, _public(r)) for st in old.values() for bid, r in st.all_records().items()]
-        self.states, self.zones = states, tuple(zones)
-        self._compiled = None
-        self._index_devices()
-        for i in rebuild:
-            self._load_history(self.states[i])
+                rebuild.append(j)
+        changes = [Change(bid, None, _public(r)) for i in old.values() for bid, r in self._all_records(i).items()]
+        kept = np.flatnonzero(old_to_new >= 0)
+        live, frozen = {}, {}
+        for j in range(n):
+            i = int(src[j])
+            if i < 0:
+                continue
+            if old_to_new[i] == j:
+                if i in self._live:
+                    live[j] = self._live[i]
+                if i in self._frozen:
+                    frozen[j] = self._frozen[i]
+            elif self._all_records(i):  # rebuilt: every record is diffed against the rerun from A.start
+                live[j] = dict(self._all_records(i))
+        cuts: list[list[int]] = [[] for _ in range(n)]
+        cut_last = np.full(n, _MIN, np.int64)
+        complete = np.ones(n, np.bool_)
+        latest = np.full(n, _MIN, np.int64)
+        new_idx = old_to_new[kept]
+        for i, j in zip(kept.tolist(), new_idx.tolist()):
+            cuts[j] = self._cuts[i]
+        cut_last[new_idx] = self._cut_last[kept]
+        complete[new_idx] = self._complete[kept]
+        latest[new_idx] = self._latest[kept]
+
+        def remap(rows):
+            o = old_to_new[rows.owner]
+            keep = np.flatnonzero(o >= 0)
+            return rows.take(keep), o[keep]
+
+        tail, to = remap(self._tail)
+        self._tail = _Fixes(to, *tail.cols()[1:])
+        arch = _Fixes.concat(self._archive)
+        arch, ao = remap(arch)
+        self._archive = [_Fixes(ao, *arch.cols()[1:])]
+        self._archive_rows = self._archive_pruned = len(arch)
+        ev, eo = remap(self._events)
+        self._events = _Events(eo, ev.ts, ev.kind)
+        self._cuts, self._cut_last, self._complete, self._latest = cuts, cut_last, complete, latest
+        self._live, self._frozen = live, frozen
+        self._set_config(assignments, tuple(zones))
+        if rebuild:
+            self._rebuild(rebuild)
         old_as_of = self.as_of
-        latest = [st.latest for st in self.states if st.latest is not None]
-        self.as_of = max(latest) if latest else None
-        restart: dict[int, int | None] = {i: None for i in rebuild}
+        self.as_of = int(self._latest.max()) if n and self._latest.max() > _MIN else None
+        rerun = np.zeros(n, np.bool_)
+        rerun[rebuild] = True
+        start = np.where(self._cut_last > _MIN, self._cut_last, self._table.a_start)
+        from_cut = self._cut_last > _MIN
         if self.as_of is not None and old_as_of is not None and self.as_of < old_as_of:
-            for i, st in enumerate(self.states):
-                if i not in restart:
-                    self._load_history(st)
-                    restart[i] = None
+            others = np.flatnonzero(~rerun)
+            if others.size:
+                self._rebuild(others.tolist())
+            rerun[:] = True
+            start, from_cut = self._table.a_start.copy(), np.zeros(n, np.bool_)
         elif self.as_of != old_as_of:
-            for i, st in enumerate(self.states):
-                end = _INF if st.a.end_ms is None else st.a.end_ms
-                if i not in restart and (old_as_of is None or end > old_as_of):
-                    restart[i] = st.cuts[-1] if st.cuts else None
-        if restart and self.as_of is not None:
-            changes += self._rerun(restart)
+            rerun |= self._table.a_end > (old_as_of if old_as_of is not None else _MIN)
+        start[rerun & ~from_cut] = self._table.a_start[rerun & ~from_cut]
+        start[rebuild] = self._table.a_start[rebuild]
+        from_cut[rebuild] = False
+        if rerun.any() and self.as_of is not None:
+            changes += self._rerun(np.flatnonzero(rerun), start, from_cut)
         elif self.as_of is None:  # nothing kept any more: every record goes
-            for i in restart:
-                st = self.states[i]
-                changes += [Change(bid, None, _public(r)) for bid, r in st.all_records().items()]
-                st.records, st.frozen = {}, {}
+            for j in np.flatnonzero(rerun).tolist():
+                changes += [Change(bid, None, _public(r)) for bid, r in self._all_records(j).items()]
+                self._live.pop(j, None)
+                self._frozen.pop(j, None)
         return changes
 
-    def _load_history(self, st: _State) -> None:
-        hf, he = self.history(st.a)
-        st.buf, st.cuts, st.complete = _Buffer(), [], True
-        end = _INF if st.a.end_ms is None else st.a.end_ms
-        f_ts, e_ts = np.asarray(hf.ts_ms, np.int64), np.asarray(he.ts_ms, np.int64)
-        fm = (f_ts >= st.a.start_ms) & (f_ts < end)
-        em = (e_ts >= st.a.start_ms) & (e_ts < end)
-        self._buffer_rows(st, hf, fm, he, em)
-        st.latest = _latest(st.buf)
+    # ------------------------------------------------------------------ rows
+    def _rebuild(self, idx: Sequence[int]) -> None:
+        """Replace the rows of assignments `idx` by their whole history (their cuts go too)."""
+        n = len(self.assignments)
+        gone = np.zeros(n, np.bool_)
+        gone[np.asarray(idx, np.int64)] = True
+        self._tail = self._tail.take(np.flatnonzero(~gone[self._tail.owner]))
+        arch = _Fixes.concat(self._archive)
+        self._archive = [arch.take(np.flatnonzero(~gone[arch.owner]))]
+        self._archive_rows = self._archive_pruned = len(self._archive[0])
+        self._events = self._events.take(np.flatnonzero(~gone[self._events.owner]))
+        f_parts, e_parts = [self._tail], [self._events]
+        for i in idx:
+            a = self.assignments[i]
+            hf, he = self.history(a)
+            end = _INF if a.end_ms is None else a.end_ms
+            f_ts, e_ts = np.asarray(hf.ts_ms, np.int64), np.asarray(he.ts_ms, np.int64)
+            fm = np.flatnonzero((f_ts >= a.start_ms) & (f_ts < end))
+            em = np.flatnonzero((e_ts >= a.start_ms) & (e_ts < end))
+            f_parts.append(_Fixes(np.full(fm.size, i, np.int64), f_ts[fm], np.asarray(hf.x, np.float64)[fm],
+                                  np.asarray(hf.y, np.float64)[fm], np.asarray(hf.accuracy_m, np.float64)[fm],
+                                  np.asarray(hf.battery_pct, np.float64)[fm]))
+            e_parts.append(_Events(np.full(em.size, i, np.int64), e_ts[em],
+                                   np.asarray(list(he.event), object)[em] if em.size else np.zeros(0, object)))
+            self._cuts[i] = []
+            self._cut_last[i] = _MIN
+            self._complete[i] = True
+            vals = [int(f_ts[fm].max())] if fm.size else []
+            vals += [int(e_ts[em].max())] if em.size else []
+            self._latest[i] = max(vals) if vals else _MIN
+        self._tail = _Fixes.concat(f_parts)
+        self._events = _Events.concat(e_parts)
 
-    def _buffer_rows(self, st: _State, fixes: FixRows, fm: np.ndarray, events: EventRows, em: np.ndarray) -> None:
-        st.buf.add(np.asarray(fixes.ts_ms, np.int64)[fm], np.asarray(fixes.x, np.float64)[fm],
-                   np.asarray(fixes.y, np.float64)[fm], np.asarray(fixes.accuracy_m, np.float64)[fm],
-                   np.asarray(fixes.battery_pct, np.float64)[fm],
-                   np.asarray(events.ts_ms, np.int64)[em], np.asarray(list(events.event), object)[em])
+    def _dedup(self, idx: np.ndarray) -> None:
+        """Drop repeated rows of assignments `idx` (a history may hold rows the batch carries too)."""
+        mine = np.zeros(len(self.assignments), np.bool_)
+        mine[idx] = True
+        sel = np.flatnonzero(mine[self._tail.owner])
+        t = self._tail
+        order = sel[np.lexsort((t.ts[sel], t.owner[sel]))]
+        dup = np.zeros(order.size, np.bool_)
+        dup[1:] = (t.owner[order][1:] == t.owner[order][:-1]) & (t.ts[order][1:] == t.ts[order][:-1])
+        if dup.any():
+            keep = np.ones(len(t), np.bool_)
+            keep[order[dup]] = False
+            self._tail = t.take(np.flatnonzero(keep))
+        e = self._events
+        seen, keep_e = set(), np.ones(len(e), np.bool_)
+        for k in np.flatnonzero(mine[e.owner]).tolist():
+            key = (int(e.owner[k]), int(e.ts[k]), e.kind[k])
+            keep_e[k] = key not in seen
+            seen.add(key)
+        if not keep_e.all():
+            self._events = e.take(np.flatnonzero(keep_e))
+
+    def _prune_archive(self) -> None:
+        """Merge the archive's chunks, leaving out rows before their assignment's oldest retained cut."""
+        arch = _Fixes.concat(self._archive)
+        first = np.array([c[0] if c else _MIN for c in self._cuts], np.int64)
+        lo = np.where(self._complete | (first == _MIN), _MIN, first)
+        arch = arch.take(np.flatnonzero(arch.ts >= lo[arch.owner]))
+        self._archive = [arch]
+        self._archive_rows = self._archive_pruned = len(arch)
+        ev = self._events
+        self._events = ev.take(np.flatnonzero(ev.ts >= lo[ev.owner]))
 
     # ------------------------------------------------------------------ rerun
-    def _rerun(self, restart: dict[int, int | None]) -> list[Change]:
-        order = sorted(restart)
-        accumulated = self.policy.battery_policy == "accumulated"
-        syn, parts, ev_parts, r0, prior = [], [], [], [], []
-        for i in order:
-            st, t_c = self.states[i], restart[i]
-            start = st.a.start_ms if t_c is None else t_c
-            syn.append(replace(st.a, start_ms=start))
-            k = int(np.searchsorted(st.buf.ts, start, side="left"))
-            parts.append((st.a.device_id, st.buf.ts[k:], st.buf.x[k:], st.buf.y[k:], st.buf.acc[k:], st.buf.batt[k:]))
-            k = int(np.searchsorted(st.buf.ev_ts, start, side="left"))
-            ev_parts.append((st.a.device_id, st.buf.ev_ts[k:], st.buf.ev_kind[k:]))
-            # only the accumulated-battery rule looks back across the cut (frozen records included)
-            settled = _settled(st.all_records(), start) if t_c is not None and accumulated else {}
-            acc = [r for r in settled.values() if r["type"] == "accumulated_battery"]
-            r0.append(max([r["_end_ms"] for r in acc], default=st.a.start_ms))
-            low = max(r0[-1], start - self.policy.accumulated_window_ms)
-            prior.append(sorted((r["_start_ms"], r["_end_ms"]) for r in settled.values()
-                                if r["type"] == "battery" and r["_end_ms"] > low))
-        n_f = [p[1].shape[0] for p in parts]
-        cat = lambda j, dt: np.concatenate([p[j] for p in parts]).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-        devices = [a.device_id for a in syn]
-        code = np.repeat(np.arange(len(syn), dtype=np.int32), n_f)
-        fixes = FixInput(row=np.arange(1, int(sum(n_f)) + 1, dtype=np.int64), ts_ms=cat(1, np.int64),
-                         accuracy_m=cat(4, np.float64), battery_pct=cat(5, np.float64),
-                         device_code=code, device_names=devices, x=cat(2, np.float64), y=cat(3, np.float64))
-        n_e = [p[1].shape[0] for p in ev_parts]
-        events = EventInput(row=np.arange(1, int(sum(n_e)) + 1, dtype=np.int64),
-                            device_id=pa.array([p[0] for p, n in zip(ev_parts, n_e) for _ in range(n)], pa.string()),
-                            ts_ms=np.concatenate([p[1] for p in ev_parts]).astype(np.int64),
-                            event=pa.array([str(k) for p in ev_parts for k in p[2]], pa.string()))
-        n_prior = [len(p) for p in prior]
-        flat = [g for p in prior for g in p]
-        context = RerunContext(
-            r0_ms=np.asarray(r0, np.int64),
-            prior_offsets=np.concatenate([[0], np.cumsum(n_prior)]).astype(np.int64),
-            prior_start_ms=np.asarray([g[0] for g in flat], np.int64),
-            prior_end_ms=np.asarray([g[1] for g in flat], np.int64))
-        # device_code indexes `devices` (one name per synthetic assignment), so rows of a device
-        # worn in two reruns go to the right one by time, as always
+    def _context(self, R: np.ndarray, start: np.ndarray, from_cut: np.ndarray) -> RerunContext:
+        """The accumulated-battery window across each rerun's cut (`RerunContext`)."""
+        r0 = self._table.a_start[R].copy()
+        n_prior = np.zeros(R.size, np.int64)
+        flat: list[tuple[int, int]] = []
+        if self.policy.battery_policy == "accumulated":
+            prior: dict[int, list[tuple[int, int]]] = {}
+            for j in np.flatnonzero(from_cut).tolist():
+                i = int(R[j])
+                if i not in self._live and i not in self._frozen:
+                    continue
+                settled = _settled(self._all_records(i), int(start[j]))
+                acc = [r["_end_ms"] for r in settled.values() if r["type"] == "accumulated_battery"]
+                if acc:
+                    r0[j] = max(acc)
+                low = max(int(r0[j]), int(start[j]) - self.policy.accumulated_window_ms)
+                gaps = sorted((r["_start_ms"], r["_end_ms"]) for r in settled.values()
+                              if r["type"] == "battery" and r["_end_ms"] > low)
+                if gaps:
+                    prior[j] = gaps
+            for j in sorted(prior):
+                n_prior[j] = len(prior[j])
+                flat += prior[j]
+        return RerunContext(r0_ms=r0, prior_offsets=np.concatenate([[0], np.cumsum(n_prior)]).astype(np.int64),
+                            prior_start_ms=np.asarray([g[0] for g in flat], np.int64),
+                            prior_end_ms=np.asarray([g[1] for g in flat], np.int64))
+
+    def _rerun(self, R: np.ndarray, start_all: np.ndarray, from_cut_all: np.ndarray) -> list[Change]:
+        """Rerun assignments `R` (ascending), each from `start_all[i]` (a cut if `from_cut_all[i]`,
+        else A.start) to as_of, in one `detect_columns` call, and diff their records."""
+        n = len(self.assignments)
+        start, from_cut = start_all[R], from_cut_all[R]
+        pos = np.full(n, -1, np.int64)
+        pos[R] = np.arange(R.size, dtype=np.int64)
+        s_of = np.full(n, _INF, np.int64)
+        s_of[R] = start
+        tail = self._tail
+        parts = [tail.take(np.flatnonzero(tail.ts >= s_of[tail.owner]))]
+        early = start < self._cut_last[R]  # rows before the latest cut are needed too: from the archive
+        if early.any():
+            want = np.full(n, _INF, np.int64)
+            want[R[early]] = start[early]
+            parts += [c.take(np.flatnonzero(c.ts >= want[c.owner])) for c in self._archive]
+        rows = _Fixes.concat(parts)
+        ev = self._events
+        ev = ev.take(np.flatnonzero(ev.ts >= s_of[ev.owner]))
+        sub = self._table.take(R, start)
+        j_of = pos[rows.owner]
+        fixes = FixInput(row=np.arange(1, len(rows) + 1, dtype=np.int64), ts_ms=rows.ts, accuracy_m=rows.acc,
+                         battery_pct=rows.batt, device_code=sub.a_dev[j_of].astype(np.int32),
+                         device_names=sub.device_names, x=rows.x, y=rows.y)
+        ej = pos[ev.owner]
+        events = EventInput(row=np.arange(1, len(ev) + 1, dtype=np.int64),
+                            device_id=pa.array([sub.device_ids[j] for j in ej.tolist()], pa.string()),
+                            ts_ms=ev.ts, event=pa.array([str(k) for k in ev.kind.tolist()], pa.string()))
         if self._compiled is None:
             from .compile import compile_zones
 
             self._compiled = compile_zones(self.zones, self.policy.crs) if self.zones else None
-        res = detect_columns(fixes, events, syn, self.zones, self.policy, as_of_ms=self.as_of,
-                             context=context, find_cuts=True, compiled=self._compiled)
-        per: dict[int, list[int]] = {j: [] for j in range(len(syn))}
+        # each rerun's device code points at its own device, so rows of a device worn in two
+        # reruns go to the right one by time, as always
+        res = detect_columns(fixes, events, sub, self.zones, self.policy, as_of_ms=self.as_of,
+                             context=self._context(R, start, from_cut), find_cuts=True, compiled=self._compiled)
+        per: dict[int, list[int]] = {}
         for k, j in enumerate(res.record_assignment.tolist()):
-            per[j].append(k)
+            per.setdefault(j, []).append(k)
+        check = set(per) | {int(pos[i]) for i in self._live if pos[i] >= 0} \
+            | {int(pos[i]) for i in self._frozen if pos[i] >= 0 and not from_cut[pos[i]]}
         changes: list[Change] = []
-        for j, i in enumerate(order):
-            st, t_c = self.states[i], restart[i]
-            start = syn[j].start_ms
-            if t_c is None and st.frozen:  # a rebuild from A.start: everything is recomputed
-                st.records, st.frozen = st.all_records(), {}
-            new = _settled(st.records, start) if t_c is not None else {}
-            for k in per[j]:
+        for j in sorted(check):
+            i, s, t_c = int(R[j]), int(start[j]), bool(from_cut[j])
+            records = self._live.get(i, {})
+            if not t_c and i in self._frozen:  # a rebuild from A.start: everything is recomputed
+                records = {**self._frozen.pop(i), **records}
+            new = _settled(records, s) if t_c else {}
+            for k in per.get(j, ()):
                 r = res.records[k]
                 s_ms, e_ms = int(res.record_start_ms[k]), int(res.record_end_ms[k])
-                if t_c is not None and r["type"] == "low_battery" and s_ms == start:
+                if t_c and r["type"] == "low_battery" and s_ms == s:
                     continue  # decided with the fix before the cut; kept from before
                 new[r["breach_id"]] = {**r, "_start_ms": s_ms, "_end_ms": e_ms}
-            for bid in set(st.records) | set(new):
-                old_r, new_r = st.records.get(bid), new.get(bid)
+            for bid in records.keys() | new.keys():
+                old_r, new_r = records.get(bid), new.get(bid)
                 if old_r is None or new_r is None or _public(old_r) != _public(new_r):
                     changes.append(Change(bid, None if new_r is None else _public(new_r),
                                           None if old_r is None else _public(old_r)))
-            st.records = new
-            self._advance_cut(st, int(res.cut_ms[j]) if res.cut_ms.size else -1)
-            if st.cuts:  # what is settled before the oldest retained cut can only change by a rebuild
-                done = _settled(st.records, st.cuts[0])
-                if done:
-                    st.frozen.update(done)
-                    st.records = {bid: r for bid, r in st.records.items() if bid not in done}
+            if new:
+                self._live[i] = new
+            else:
+                self._live.pop(i, None)
+        self._advance_cuts(R, res.cut_ms if res.cut_ms.size else np.full(R.size, -1, np.int64))
+        # rows of the rerun before the (new) latest cut move from the tail to the archive
+        tail = self._tail
+        back = tail.ts < self._cut_last[tail.owner]
+        if back.any():
+            moved = tail.take(np.flatnonzero(back))
+            self._tail = tail.take(np.flatnonzero(~back))
+            self._archive.append(moved)
+            self._archive_rows += len(moved)
+            if self.retention_ms is not None and self._archive_rows > max(1_000_000, 2 * self._archive_pruned):
+                self._prune_archive()
+        # what is settled before the oldest retained cut can only change by a rebuild
+        for i in [i for i in self._live if pos[i] >= 0 and self._cuts[i]]:
+            done = _settled(self._live[i], self._cuts[i][0])
+            if done:
+                self._frozen.setdefault(i, {}).update(done)
+                rest = {bid: r for bid, r in self._live[i].items() if bid not in done}
+                if rest:
+                    self._live[i] = rest
+                else:
+                    del self._live[i]
         return changes
 
-    def _advance_cut(self, st: _State, cut: int) -> None:
-        if cut >= 0 and (not st.cuts or cut > st.cuts[-1]):
-            st.cuts.append(cut)
-        if self.retention_ms is None or not st.cuts:
-            return
-        keep_from = st.cuts[-1] - self.retention_ms
-        drop = [c for c in st.cuts[:-1] if c < keep_from]
-        if drop:
-            st.cuts = st.cuts[len(drop):]
-            st.buf.drop_before(st.cuts[0])
-            st.complete = False
-
+    def _advance_cuts(self, R: np.ndarray, cut: np.ndarray) -> None:
+        adv = (cut >= 0) & (cut > self._cut_last[R])
+        idx, new = R[adv], cut[adv]
+        self._cut_last[idx] = new
+        keep = self.retention_ms
+        for i, c in zip(idx.tolist(), new.tolist()):
+            cuts = self._cuts[i]
+            cuts.append(c)
+            if keep is not None and cuts[0] < c - keep:
+                k = bisect_left(cuts, c - keep, 0, len(cuts) - 1)
+                if k:
+                    del cuts[:k]
+                    self._complete[i] = False

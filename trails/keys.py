@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["KeyIndex", "DAY_MS"]
 
@@ -65,8 +67,13 @@ class KeyIndex:
         self._events: set[tuple[str, int, str]] = set()
 
     def _gid(self, devices) -> np.ndarray:
+        """Stable integer id of each row's device (new devices get the next ids)."""
+        if not len(devices):
+            return np.zeros(0, np.int64)
+        enc = pc.dictionary_encode(devices if isinstance(devices, pa.Array) else pa.array(devices, pa.string()))
         ids = self._devices
-        return np.fromiter((ids.setdefault(d, len(ids)) for d in devices), np.int64)
+        table = np.fromiter((ids.setdefault(d, len(ids)) for d in enc.dictionary.to_pylist()), np.int64)
+        return table[enc.indices.to_numpy(zero_copy_only=False)]
 
     def _keys(self, devices, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ts = np.asarray(ts_ms, np.int64)
