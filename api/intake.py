@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from trails.errors import InputError
@@ -165,10 +165,11 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
                  source: str, user: User | None, now_ms: int | None = None, day_loader=None) -> tuple[IntakeResult, dict]:
     """Validate, deduplicate, project and log one batch in the caller's transaction.
 
-    Returns (result, accepted) where ``accepted`` holds what to add to `keys`
-    once the transaction has committed (``keys.add(*accepted["fixes"])``,
-    ``keys.add_events(*accepted["events"])``): the index must never claim a
-    row that a rolled-back transaction did not keep.
+    Returns (result, accepted) where ``accepted`` is what to hand to
+    `api.stream.StreamService.accepted` once the transaction has committed
+    (the keys for deduplication, and the logged fixes with their seqs for
+    compaction): the index must never claim a row that a rolled-back
+    transaction did not keep.
     """
     n_f = fixes.num_rows if fixes is not None else 0
     n_e = events.num_rows if events is not None else 0
@@ -215,6 +216,7 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
         q_rows += _quarantine_rows(batch.id, "events", e_rej, events)
     if fix_rows and fix_rows["row"]:
         _insert_columns(session, IntakeFix.__table__, fix_rows)
+        accepted["fix_log"] = _logged_range(session, fix_rows)
     if ev_rows:
         session.execute(insert(IntakeEvent), ev_rows)
     if q_rows:
@@ -228,6 +230,23 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
     audit.append(session, action="fixes.intake", actor=user, now_ms=now,
                  detail={"batch_id": batch.id, "source": source[:200], "fixes": result.fixes, "events": result.events})
     return result, accepted
+
+
+def _logged_range(session: Session, cols: dict[str, list]) -> tuple[int, int, dict[str, list]] | None:
+    """(first seq, last seq, columns) of the fixes just inserted, or None if their seqs are not
+    one unbroken run (then whoever wants them reads the log instead).
+
+    One writer at a time (BEGIN IMMEDIATE on SQLite, an advisory lock on
+    PostgreSQL) means an executemany gets consecutive seqs; the count over the
+    range checks that rather than trusting it."""
+    n = len(cols["row"])
+    last = session.scalar(select(func.max(IntakeFix.seq)))
+    if last is None:
+        return None
+    first = int(last) - n + 1
+    got = session.scalar(select(func.count()).select_from(IntakeFix).where(IntakeFix.seq >= first,
+                                                                           IntakeFix.seq <= last))
+    return (first, int(last), cols) if got == n else None
 
 
 def _insert_columns(session: Session, table, cols: dict[str, list]) -> None:

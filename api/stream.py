@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -109,7 +110,20 @@ class StreamService:
 
         self.keys = KeyIndex()  # accepted keys, for first-arrival deduplication at intake
         self.intake_lock = threading.Lock()  # dedup check, insert, commit and index update: one batch at a time
+        # fixes logged since the last compaction, as intake accepted them: (first seq, last seq, columns);
+        # compaction writes them to the store without reading them back (it reads the log if a run is missing)
+        self._logged: list[tuple[int, int, dict]] = []
+        self._logged_lock = threading.Lock()
         self._events_loaded = False
+
+    def accepted(self, accepted: dict, *, loader=None) -> None:
+        """After an intake transaction committed: index its keys, keep its fixes for compaction."""
+        self.keys.add(*accepted["fixes"], loader=loader)
+        self.keys.add_events(*accepted["events"])
+        log_entry = accepted.get("fix_log")
+        if log_entry is not None:
+            with self._logged_lock:
+                self._logged.append(log_entry)
 
     def day_loader(self, session: Session):
         """Loader of one UTC day's accepted fix keys (store and intake log), through `session`."""
@@ -418,44 +432,80 @@ class StreamService:
 
     def compact(self) -> int:
         """Move processed rows of the intake log into the Parquet store (day partitions),
-        so `tagtrail detect --home`, extracts and history read them there. Returns rows moved."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        so `tagtrail detect --home`, extracts and history read them there. Returns rows moved.
 
+        The fixes come from what intake handed over (`accepted`), so nothing is
+        read back; the log is read only for a run intake did not hand over
+        (after a restart). The Parquet files are written without holding the
+        database, and the moved rows leave the log in short transactions
+        afterwards, so intake is never held up for long; a crash in between
+        leaves rows that `_drop_compacted` removes at the next start (the store
+        records which seqs it holds)."""
         from trails.store import write_intake_rows
 
         moved = 0
         with self._lock:
             if self._detector is None:
                 return 0
-            with self.factory() as session:
-                lo_f, lo_e = self._compacted
-                hi_f, hi_e = self._watermark
-                if hi_f > lo_f:
-                    cols = ("device_id", "ts_ms", "lat", "lon", "x", "y", "accuracy_m", "battery_pct", "batch_id", "row")
-                    rows = session.execute(select(*(getattr(IntakeFix, c) for c in cols))
-                                           .where(IntakeFix.seq > lo_f, IntakeFix.seq <= hi_f)).all()
-                    c = dict(zip(cols, zip(*rows)))
-                    t = pa.table({
-                        "device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
-                        **{k: pa.array(c[k], pa.float64()) for k in ("lat", "lon", "x", "y")},
-                        **{k: pc.fill_null(pa.array(c[k], pa.float64()), np.nan) for k in ("accuracy_m", "battery_pct")},
-                        "source": _batch_names(c["batch_id"]), "row": pa.array(c["row"], pa.int64())})
-                    moved += write_intake_rows(self.settings.home, "fixes", t, lo_f + 1, hi_f)
-                if hi_e > lo_e:
+            lo_f, lo_e = self._compacted
+            hi_f, hi_e = self._watermark
+            if hi_f > lo_f:
+                moved += write_intake_rows(self.settings.home, "fixes", self._fix_table(lo_f, hi_f), lo_f + 1, hi_f)
+            if hi_e > lo_e:
+                with self.factory() as session:
                     cols = ("device_id", "ts_ms", "event", "batch_id", "row")
-                    rows = session.execute(select(*(getattr(IntakeEvent, c) for c in cols))
-                                           .where(IntakeEvent.seq > lo_e, IntakeEvent.seq <= hi_e)).all()
-                    c = dict(zip(cols, zip(*rows)))
-                    t = pa.table({"device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
-                                  "event": pa.array(c["event"], pa.string()), "source": _batch_names(c["batch_id"]),
-                                  "row": pa.array(c["row"], pa.int64())})
-                    moved += write_intake_rows(self.settings.home, "events", t, lo_e + 1, hi_e)
-                self._compacted = (max(lo_f, hi_f), max(lo_e, hi_e))
-                self._drop_compacted(session)
-                session.commit()
+                    rows = session.connection().execute(select(*(getattr(IntakeEvent, c) for c in cols)).where(
+                        IntakeEvent.seq > lo_e, IntakeEvent.seq <= hi_e)).all()
+                    session.commit()
+                c = dict(zip(cols, zip(*rows)))
+                t = pa.table({"device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
+                              "event": pa.array(c["event"], pa.string()), "source": _batch_names(c["batch_id"]),
+                              "row": pa.array(c["row"], pa.int64())})
+                moved += write_intake_rows(self.settings.home, "events", t, lo_e + 1, hi_e)
+            self._compacted = (max(lo_f, hi_f), max(lo_e, hi_e))
             self._last_compaction = time.monotonic()
+        self._drop_compacted_in_steps()
         return moved
+
+    def _fix_table(self, lo: int, hi: int) -> pa.Table:
+        """The logged fixes with seq in (lo, hi], as store columns: from what intake handed
+        over where it covers the range without a break, else read from the log."""
+        with self._logged_lock:
+            self._logged = [e for e in self._logged if e[1] > lo]
+            entries = sorted((e for e in self._logged if e[0] <= hi), key=lambda e: e[0])
+        parts, at = [], lo
+        for first, last, cols in entries:
+            if first > at + 1:  # a run not handed over: read it
+                parts.append(self._read_fixes(at, first - 1))
+            a, b = max(first, at + 1) - first, min(last, hi) - first + 1
+            if b > a:
+                parts.append(_store_columns({k: v[a:b] for k, v in cols.items()}))
+            at = max(at, min(last, hi))
+        if at < hi:
+            parts.append(self._read_fixes(at, hi))
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def _read_fixes(self, lo: int, hi: int) -> pa.Table:
+        cols = ("batch_id", "row", "device_id", "ts_ms", "lat", "lon", "x", "y", "accuracy_m", "battery_pct")
+        with self.factory() as session:
+            rows = session.connection().execute(select(*(getattr(IntakeFix, c) for c in cols)).where(
+                IntakeFix.seq > lo, IntakeFix.seq <= hi).order_by(IntakeFix.seq)).all()
+            session.commit()
+        return _store_columns(dict(zip(cols, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in cols})
+
+    def _drop_compacted_in_steps(self, step: int = 20_000) -> None:
+        """Delete the compacted rows from the log, `step` seqs per transaction."""
+        from sqlalchemy import delete
+
+        for table, upto in ((IntakeFix, self._compacted[0]), (IntakeEvent, self._compacted[1])):
+            while True:
+                with self.factory() as session:
+                    low = session.scalar(select(func.min(table.seq)))
+                    if low is None or low > upto:
+                        session.commit()
+                        break
+                    session.execute(delete(table).where(table.seq <= min(upto, low + step - 1)))
+                    session.commit()
 
     def flush(self) -> None:
         """Process everything received and move it into the store (before reading the store)."""
@@ -547,6 +597,17 @@ def _thin(cuts: list[int], keep: int = 24) -> list[int]:
         return list(cuts)
     pick = np.unique(np.linspace(0, len(cuts) - 1, keep).round().astype(np.int64))
     return [int(cuts[k]) for k in pick]
+
+
+def _store_columns(c: dict[str, list]) -> pa.Table:
+    """Logged fix columns (as intake or the log holds them) as the store's table."""
+    import pyarrow.compute as pc
+
+    return pa.table({
+        "device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
+        **{k: pa.array(c[k], pa.float64()) for k in ("lat", "lon", "x", "y")},
+        **{k: pc.fill_null(pa.array(c[k], pa.float64()), np.nan) for k in ("accuracy_m", "battery_pct")},
+        "source": _batch_names(c["batch_id"]), "row": pa.array(c["row"], pa.int64())})
 
 
 def _record(b: BreachRow) -> dict:

@@ -85,8 +85,7 @@ class FolderWatcher:
                                                     events=events, source=f"watch:{path.name}", user=None,
                                                     day_loader=loader)
                     session.commit()
-                    self.stream.keys.add(*accepted["fixes"], loader=loader)
-                    self.stream.keys.add_events(*accepted["events"])
+                    self.stream.accepted(accepted, loader=loader)
                     try:
                         self.audit.write_checkpoint(session)
                         session.commit()

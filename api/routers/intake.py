@@ -72,8 +72,7 @@ async def post_fixes(request: Request, session: SessionDep, user: CurrentUser, a
                                                 source=f"api:{user.name}", user=user, now_ms=clock(),
                                                 day_loader=loader)
                 commit(session, audit)
-                stream.keys.add(*accepted["fixes"], loader=loader)
-                stream.keys.add_events(*accepted["events"])
+                stream.accepted(accepted, loader=loader)
         except BatchError as exc:
             raise Unprocessable(str(exc)) from None
         if result.accepted_fixes or result.accepted_events:
