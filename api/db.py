@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import Settings
 
-__all__ = ["make_engine", "migrate", "session_factory", "open_database", "transaction"]
+__all__ = ["make_engine", "migrate", "session_factory", "read_only_factory", "open_database", "transaction"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Advisory lock key taken by every PostgreSQL transaction (any fixed 64-bit number).
 _PG_LOCK_KEY = 0x7461677472616C
+#: Execution option that marks a read-only session's connections (`read_only_factory`).
+_READ_ONLY = "tagtrail_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -45,7 +47,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_pre_ping=True)
@@ -54,7 +56,8 @@ def make_engine(url: str) -> Engine:
         def _on_begin_pg(conn):  # pragma: no cover - exercised by tests/test_postgres.py
             # the same one-writer-at-a-time as SQLite's BEGIN IMMEDIATE: audit indexes
             # (max + 1) and request versions are read and written in one transaction
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % _PG_LOCK_KEY)
+            if not conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % _PG_LOCK_KEY)
     return engine
 
 
@@ -69,6 +72,15 @@ def migrate(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for pure reads (the detector reading the intake log): a plain, deferred
+    BEGIN on SQLite (a WAL snapshot that neither waits for nor holds up writers) and no
+    advisory lock on PostgreSQL. Never write through one: on SQLite a deferred
+    transaction that turns into a writer can fail with "database is locked"."""
+    engine = factory.kw["bind"]
+    return sessionmaker(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:

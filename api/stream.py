@@ -83,6 +83,9 @@ class StreamService:
                  checkpoint_s: float = 30.0, compact_s: float = 60.0) -> None:
         self.settings = settings
         self.factory = factory
+        from .db import read_only_factory
+
+        self._reader = read_only_factory(factory)
         self.audit = audit
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.retention_ms = retention_ms
@@ -271,7 +274,7 @@ class StreamService:
         if any (a second connection would wait for its write lock), else a new one."""
         if self._session is not None:
             return self._all_rows(self._session, device=a.device_id, since_ms=a.start_ms)
-        with self.factory() as s:
+        with self._reader() as s:
             out = self._all_rows(s, device=a.device_id, since_ms=a.start_ms)
             s.commit()
             return out
@@ -363,65 +366,76 @@ class StreamService:
         t0 = time.perf_counter()
         stats = PassStats()
         with self._lock:
-            with self.factory() as session:
-                self._session = session
-                from .models import ZoneRow
-
+            with self._reader() as session:  # the usual pass: nothing changed, read the new rows
                 version = config_version(session)
-                if self._detector is not None and version == self._config_version \
-                        and self._policy_key == self._policy_text():
-                    config = self._config  # nothing changed: no need to load the assignments again
-                else:
-                    assignments = load_assignments(session)
-                    zone_rows = [(z.zone_id, z.feature_json)
-                                 for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
-                    config = _config_digest(assignments, zone_rows, self._policy_text())
-                self._config_version = version
-                if self._detector is not None and config != self._config and self._policy_key == self._policy_text():
-                    # new subjects or zones: only the assignments they touch are re-evaluated
-                    changes = self._detector.reconfigure(assignments, load_zones_from_db(session))
-                    self._apply(session, changes, reason_default="re-evaluated after the subjects or zones changed")
-                    self._put(session, "config", config)
-                    self._put(session, "as_of_ms", self._detector.as_of)
-                    self._save_cuts(session)
-                    self._config = config
-                    session.commit()
-                elif self._detector is None or config != self._config:
-                    self._detector = None
-                    self._build(session)
-                    session.commit()
-                f, e, last = self._rows(session, after=self._watermark, limit=limit)
+                unchanged = self._detector is not None and version == self._config_version \
+                    and self._policy_key == self._policy_text()
+                if unchanged:
+                    f, e, last = self._rows(session, after=self._watermark, limit=limit)
                 session.commit()
-            self._session = None
+            if not unchanged:
+                f, e, last = self._configure(version, limit)
             stats.fixes, stats.events = len(f), len(e)
             if not (len(f) or len(e)):
                 return stats
-            try:
-                changes, _, _ = self._detector.add(f, e)
-                with self.factory() as session:
-                    counts = self._apply(session, changes)
-                    stats.inserted, stats.updated, stats.withdrawn = counts
-                    watermark = (last[0] if last[0] is not None else self._watermark[0],
-                                 last[1] if last[1] is not None else self._watermark[1])
-                    self._put(session, "watermark", list(watermark))
-                    self._put(session, "as_of_ms", self._detector.as_of)
-                    if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
-                        self._save_cuts(session)
-                    session.commit()
-                    self._watermark = watermark
-                    self.processed_batch = self._read_batch
-                    if stats.inserted or stats.updated or stats.withdrawn:
-                        try:
-                            self.audit.write_checkpoint(session)
-                            session.commit()
-                        except Exception:  # pragma: no cover
-                            session.rollback()
-                            log.exception("audit checkpoint not written")
-            except BaseException:
-                self._detector = None  # ahead of the database now: rebuild from it next pass
-                raise
+            self._process(f, e, last, stats)
         stats.seconds = time.perf_counter() - t0
         return stats
+
+    def _configure(self, version: int, limit: int):
+        """Subjects, zones or the policy changed (or the first pass): re-evaluate, then read the new rows."""
+        from .models import ZoneRow
+
+        with self.factory() as session:
+            self._session = session
+            assignments = load_assignments(session)
+            zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
+            config = _config_digest(assignments, zone_rows, self._policy_text())
+            self._config_version = version
+            if self._detector is not None and config != self._config and self._policy_key == self._policy_text():
+                # new subjects or zones: only the assignments they touch are re-evaluated
+                changes = self._detector.reconfigure(assignments, load_zones_from_db(session))
+                self._apply(session, changes, reason_default="re-evaluated after the subjects or zones changed")
+                self._put(session, "config", config)
+                self._put(session, "as_of_ms", self._detector.as_of)
+                self._save_cuts(session)
+                self._config = config
+                session.commit()
+            elif self._detector is None or config != self._config:
+                self._detector = None
+                self._build(session)
+                session.commit()
+            f, e, last = self._rows(session, after=self._watermark, limit=limit)
+            session.commit()
+        self._session = None
+        return f, e, last
+
+    def _process(self, f: FixRows, e: EventRows, last, stats: PassStats) -> None:
+        """Detect on the new rows; commit the changes, the watermark and as_of together."""
+        try:
+            changes, _, _ = self._detector.add(f, e)
+            with self.factory() as session:
+                counts = self._apply(session, changes)
+                stats.inserted, stats.updated, stats.withdrawn = counts
+                watermark = (last[0] if last[0] is not None else self._watermark[0],
+                             last[1] if last[1] is not None else self._watermark[1])
+                self._put(session, "watermark", list(watermark))
+                self._put(session, "as_of_ms", self._detector.as_of)
+                if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+                    self._save_cuts(session)
+                session.commit()
+                self._watermark = watermark
+                self.processed_batch = self._read_batch
+                if stats.inserted or stats.updated or stats.withdrawn:
+                    try:
+                        self.audit.write_checkpoint(session)
+                        session.commit()
+                    except Exception:  # pragma: no cover
+                        session.rollback()
+                        log.exception("audit checkpoint not written")
+        except BaseException:
+            self._detector = None  # ahead of the database now: rebuild from it next pass
+            raise
 
     def _drop_compacted(self, session: Session) -> None:
         """Delete log rows the store already holds (a crash may leave some behind)."""

@@ -12,8 +12,11 @@ Scenarios, each measured in one run and written to RESULTS.md (## Stream):
 
 - real time, 333 fixes/s (20,000 tags at one fix a minute), in batches of
   5,000 devices and of 10 devices;
-- as fast as the server takes it, in batches of 5,000 rows: the sustained
-  rate, and the latency at that rate.
+- offered rates in steps (10,000 to 50,000 fixes/s, batches of 5,000 rows):
+  the maximum sustained rate is the highest step that detection keeps up
+  with (detected >= 95% of offered) with p99 latency under 2 s;
+- as fast as the server takes it, in batches of 5,000 rows (intake and
+  detection then compete for the same two cores, and latency grows).
 
     .venv/bin/python benchmarks/stream.py [--seconds 40] [--no-write]
 """
@@ -131,7 +134,7 @@ class Run:
 
 def scenario(sim: Path, fixes, *, label: str, batch_devices: int, rate: float | None, seconds: float) -> dict:
     """Feed `fixes` in batches at `rate` fixes/s (None: as fast as accepted) for `seconds`."""
-    n_rows = int(rate * seconds) if rate else 1_200_000
+    n_rows = int(rate * seconds) + batch_devices if rate else 1_200_000
     bodies = _bodies(fixes, batch_devices, n_rows)
     run = Run(WORK / "stream_home", sim)
     try:
@@ -151,7 +154,8 @@ def scenario(sim: Path, fixes, *, label: str, batch_devices: int, rate: float | 
                 break
         t_sent = time.perf_counter() - t_start
         lat = run.latencies(sent)
-        t_done = (run.seen[-1][0] if run.seen else time.perf_counter()) - t_start
+        last = max(b for _, b in sent)
+        t_done = next((t for t, b in run.seen if b >= last), time.perf_counter()) - t_start
         rows = sum(n for (_, n), _s in zip(bodies[1:], sent))
     finally:
         run.close()
@@ -160,6 +164,17 @@ def scenario(sim: Path, fixes, *, label: str, batch_devices: int, rate: float | 
             "intake_rate": rows / t_sent, "detect_rate": rows / max(t_done, 1e-9),
             "p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "p99": float(np.percentile(lat, 99)) if lat.size else float("nan"), "batches": len(sent)}
+
+
+#: Offered rates (fixes/s) for the sustained-rate steps.
+STEPS = (10_000, 20_000, 30_000, 40_000, 50_000)
+
+
+def sustained(results: list[dict]) -> dict | None:
+    """The highest offered step kept up with (detected >= 95% of offered, p99 < 2 s)."""
+    ok = [r for r in results if r["offered"] and r["offered"] >= 1000 and r["detect_rate"] >= 0.95 * r["offered"]
+          and r["p99"] < 2.0]
+    return max(ok, key=lambda r: r["offered"]) if ok else None
 
 
 def main() -> None:
@@ -179,9 +194,12 @@ def main() -> None:
     results = [
         scenario(sim, fixes, label="real time, 5,000-device batches", batch_devices=5000, rate=333.3, seconds=args.seconds),
         scenario(sim, fixes, label="real time, 10-device batches", batch_devices=10, rate=333.3, seconds=args.seconds),
-        scenario(sim, fixes, label="as fast as accepted, 5,000-row batches", batch_devices=5000, rate=None,
-                 seconds=args.seconds),
     ]
+    for rate in STEPS:
+        results.append(scenario(sim, fixes, label=f"offered {rate:,}/s, 5,000-row batches", batch_devices=5000,
+                                rate=float(rate), seconds=args.seconds))
+    results.append(scenario(sim, fixes, label="as fast as accepted, 5,000-row batches", batch_devices=5000, rate=None,
+                            seconds=args.seconds))
     text = render(results)
     print(text)
     if not args.no_write:
@@ -192,7 +210,7 @@ def render(results: list[dict]) -> str:
     import platform
 
     cpu = cpu_model()
-    best = results[-1]
+    best = sustained(results)
     lines = [
         "## Stream", "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `benchmarks/stream.py`: a real `tagtrail serve` "
@@ -207,9 +225,15 @@ def render(results: list[dict]) -> str:
         off = "max" if r["offered"] is None else f"{r['offered']:,.0f}"
         lines.append(f"| {r['label']} | {off} | {r['rows']:,} | {r['intake_rate']:,.0f} | {r['detect_rate']:,.0f} | "
                      f"{r['p50']:.2f} s | {r['p99']:.2f} s |")
+    if best is None:
+        verdict = "no step was sustained: MISSED"
+    else:
+        met = best["offered"] >= 50_000
+        verdict = (f"{best['offered']:,.0f} fixes/s sustained (detected {best['detect_rate']:,.0f}/s, p99 "
+                   f"{best['p99']:.2f} s): {'met' if met else 'MISSED'}")
     lines += ["",
-              f"Target: >= 50,000 fixes/s sustained with p99 < 2 s. Measured: {best['detect_rate']:,.0f} fixes/s "
-              f"sustained (p99 {best['p99']:.2f} s): {'met' if best['detect_rate'] >= 50_000 and best['p99'] < 2 else 'MISSED'}.",
+              "Sustained = the highest offered step with detected >= 95% of offered and p99 < 2 s.",
+              f"Target: >= 50,000 fixes/s sustained with p99 < 2 s. Measured: {verdict}.",
               ""]
     return "\n".join(lines)
 
