@@ -7,6 +7,9 @@ almost every API call writes (each read is itself audited), and taking the
 write lock up front means two requests never both read the same audit index
 or the same request version and then race to write. On PostgreSQL every
 transaction takes one transaction-level advisory lock for the same effect.
+The one exception is `read_only_factory`: sessions that only read (the
+detector reading the intake log) begin DEFERRED and take no lock, so the
+detector never holds intake up.
 """
 from __future__ import annotations
 

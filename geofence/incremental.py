@@ -120,6 +120,13 @@ class _Fixes:
         return _Fixes(np.zeros(0, np.int64), np.zeros(0, np.int64), z, z, z, z)
 
     @staticmethod
+    def of(rows: FixRows, owner: np.ndarray, sel: np.ndarray) -> "_Fixes":
+        """Rows `sel` of `rows`, owned by `owner` (one per row of `rows`)."""
+        col = lambda a: np.asarray(a, np.float64)[sel]  # noqa: E731
+        return _Fixes(owner[sel], np.asarray(rows.ts_ms, np.int64)[sel], col(rows.x), col(rows.y),
+                      col(rows.accuracy_m), col(rows.battery_pct))
+
+    @staticmethod
     def concat(parts: Sequence["_Fixes"]) -> "_Fixes":
         parts = [p for p in parts if len(p)]
         if len(parts) == 1:
@@ -146,6 +153,12 @@ class _Events:
     @staticmethod
     def empty() -> "_Events":
         return _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object))
+
+    @staticmethod
+    def of(rows: EventRows, owner: np.ndarray, sel: np.ndarray) -> "_Events":
+        """Rows `sel` of `rows`, owned by `owner` (one per row of `rows`)."""
+        kind = np.asarray(list(rows.event), object)[sel] if sel.size else np.zeros(0, object)
+        return _Events(owner[sel], np.asarray(rows.ts_ms, np.int64)[sel], kind)
 
     @staticmethod
     def concat(parts: Sequence["_Events"]) -> "_Events":
@@ -290,10 +303,8 @@ class IncrementalDetector:
         f_owner = self._owners(fixes.device_id, f_ts)
         e_owner = self._owners(events.device_id, e_ts)
         fk, ek = np.flatnonzero(f_owner >= 0), np.flatnonzero(e_owner >= 0)
-        new_f = _Fixes(f_owner[fk], f_ts[fk], np.asarray(fixes.x, np.float64)[fk], np.asarray(fixes.y, np.float64)[fk],
-                       np.asarray(fixes.accuracy_m, np.float64)[fk], np.asarray(fixes.battery_pct, np.float64)[fk])
-        new_e = _Events(e_owner[ek], e_ts[ek], np.asarray(list(events.event), object)[ek] if ek.size
-                        else np.zeros(0, object))
+        new_f = _Fixes.of(fixes, f_owner, fk)
+        new_e = _Events.of(events, e_owner, ek)
         own = np.concatenate([new_f.owner, new_e.owner])
         own_ts = np.concatenate([new_f.ts, new_e.ts])
         new_min = _group_min(own, own_ts, n, _INF)
@@ -353,14 +364,12 @@ class IncrementalDetector:
         fo, eo = self._owners(fixes.device_id, f_ts), self._owners(events.device_id, e_ts)
         fk = np.flatnonzero((fo >= 0) & (f_ts >= since[np.maximum(fo, 0)]))
         ek = np.flatnonzero((eo >= 0) & (e_ts >= since[np.maximum(eo, 0)]))
-        rows = _Fixes(fo[fk], f_ts[fk], np.asarray(fixes.x, np.float64)[fk], np.asarray(fixes.y, np.float64)[fk],
-                      np.asarray(fixes.accuracy_m, np.float64)[fk], np.asarray(fixes.battery_pct, np.float64)[fk])
+        rows = _Fixes.of(fixes, fo, fk)
         in_tail = rows.ts >= self._cut_last[rows.owner]
         self._tail = rows.take(np.flatnonzero(in_tail))
         self._archive = [rows.take(np.flatnonzero(~in_tail))]
         self._archive_rows = self._archive_pruned = len(self._archive[0])
-        self._events = _Events(eo[ek], e_ts[ek], np.asarray(list(events.event), object)[ek] if ek.size
-                               else np.zeros(0, object))
+        self._events = _Events.of(events, eo, ek)
         self._latest = np.maximum(_group_max(rows.owner, rows.ts, n, _MIN),
                                   _group_max(self._events.owner, self._events.ts, n, _MIN))
 
@@ -483,11 +492,8 @@ class IncrementalDetector:
             f_ts, e_ts = np.asarray(hf.ts_ms, np.int64), np.asarray(he.ts_ms, np.int64)
             fm = np.flatnonzero((f_ts >= a.start_ms) & (f_ts < end))
             em = np.flatnonzero((e_ts >= a.start_ms) & (e_ts < end))
-            f_parts.append(_Fixes(np.full(fm.size, i, np.int64), f_ts[fm], np.asarray(hf.x, np.float64)[fm],
-                                  np.asarray(hf.y, np.float64)[fm], np.asarray(hf.accuracy_m, np.float64)[fm],
-                                  np.asarray(hf.battery_pct, np.float64)[fm]))
-            e_parts.append(_Events(np.full(em.size, i, np.int64), e_ts[em],
-                                   np.asarray(list(he.event), object)[em] if em.size else np.zeros(0, object)))
+            f_parts.append(_Fixes.of(hf, np.full(f_ts.size, i, np.int64), fm))
+            e_parts.append(_Events.of(he, np.full(e_ts.size, i, np.int64), em))
             self._cuts[i] = []
             self._cut_last[i] = _MIN
             self._complete[i] = True
