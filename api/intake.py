@@ -4,7 +4,7 @@ A batch is validated row by row exactly as files are (CONTRACT.md,
 "Quarantine" reasons 1-7, vectorised), deduplicated against everything
 accepted before it (reason 10: the first copy to arrive is kept, so sending
 the same batch twice adds nothing), projected once, and written to the
-intake log (`intake_fixes`, `intake_events`) together with its quarantined
+intake log (`intake_fix_chunks`, one per batch, and `intake_events`) together with its quarantined
 rows, its counts and an audit entry, in one transaction: when the caller
 hears "accepted", the rows are durable. Detection picks them up from the log
 (`api.stream`); rows of a device nobody wears at that time are kept too
@@ -43,7 +43,8 @@ from trails.quarantine import REASON_CODE, REASONS, Rejected
 from trails.readers import iter_raw_batches
 from trails.validate import validate_events, validate_fixes
 
-from .models import IntakeBatch, IntakeEvent, IntakeFix, IntakeQuarantine, User
+from . import fixlog
+from .models import DetectorState, IntakeBatch, IntakeEvent, IntakeFixChunk, IntakeQuarantine, User
 
 __all__ = ["MAX_ROWS", "IntakeResult", "accept_batch", "parse_json_body", "parse_csv_body", "BatchError"]
 
@@ -184,7 +185,7 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
     accepted: dict = {"fixes": ([], np.zeros(0, np.int64)), "events": ([], [], [])}
     f_rej = Rejected.empty("fixes")
     e_rej = Rejected.empty("events")
-    fix_rows: dict[str, list] = {}
+    fix_table: pa.Table | None = None
     ev_rows: list[dict] = []
     if n_f:
         kept, rej, bad = validate_fixes(fixes, first_row=1, name="fixes")
@@ -194,13 +195,10 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
         f_rej = Rejected.concat("fixes", [rej, Rejected("fixes", kept.row[dup], np.full(dup.size, _DUPLICATE, np.int8))])
         ok = np.flatnonzero(first)
         x, y = project_lonlat(kept.lon[ok], kept.lat[ok], STORE_CRS)
-        nan = lambda a: [None if math.isnan(v) else v for v in a.tolist()]  # noqa: E731
-        devs = [dev[i] for i in ok.tolist()]
-        cols = {"row": kept.row[ok].tolist(), "device_id": devs, "ts_ms": kept.ts_ms[ok].tolist(),
-                "lat": kept.lat[ok].tolist(), "lon": kept.lon[ok].tolist(), "x": x.tolist(), "y": y.tolist(),
-                "accuracy_m": nan(kept.accuracy_m[ok]), "battery_pct": nan(kept.battery_pct[ok])}
-        fix_rows = {"batch_id": [batch.id] * len(devs), **cols}
-        accepted["fixes"] = (devs, kept.ts_ms[ok])
+        fix_table = pa.table({"row": kept.row[ok], "device_id": kept.device_id.take(pa.array(ok)),
+                              "ts_ms": kept.ts_ms[ok], "lat": kept.lat[ok], "lon": kept.lon[ok], "x": x, "y": y,
+                              "accuracy_m": kept.accuracy_m[ok], "battery_pct": kept.battery_pct[ok]})
+        accepted["fixes"] = (fix_table.column("device_id").to_pylist(), kept.ts_ms[ok])
         q_rows += _quarantine_rows(batch.id, "fixes", f_rej, fixes)
     if n_e:
         kept, rej, bad = validate_events(events, first_row=1, name="events")
@@ -214,14 +212,13 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
                             "ts_ms": int(kept.ts_ms[i]), "event": kinds[i]})
         accepted["events"] = ([dev[i] for i in ok], [int(kept.ts_ms[i]) for i in ok], [kinds[i] for i in ok])
         q_rows += _quarantine_rows(batch.id, "events", e_rej, events)
-    if fix_rows and fix_rows["row"]:
-        _insert_columns(session, IntakeFix.__table__, fix_rows)
-        accepted["fix_log"] = _logged_range(session, fix_rows)
+    n_fixes = fix_table.num_rows if fix_table is not None else 0
+    if n_fixes:
+        accepted["fix_log"] = _log_fixes(session, batch.id, fix_table)
     if ev_rows:
         session.execute(insert(IntakeEvent), ev_rows)
     if q_rows:
         session.execute(insert(IntakeQuarantine), q_rows)
-    n_fixes = len(fix_rows["row"]) if fix_rows else 0
     result = IntakeResult(batch_id=batch.id, fixes=_counts(n_f, f_rej), events=_counts(n_e, e_rej),
                           accepted_fixes=n_fixes, accepted_events=len(ev_rows))
     batch.fixes_accepted, batch.events_accepted = n_fixes, len(ev_rows)
@@ -232,36 +229,24 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
     return result, accepted
 
 
-def _logged_range(session: Session, cols: dict[str, list]) -> tuple[int, int, dict[str, list]] | None:
-    """(first seq, last seq, columns) of the fixes just inserted, or None if their seqs are not
-    one unbroken run (then whoever wants them reads the log instead).
+def _log_fixes(session: Session, batch_id: int, table: pa.Table) -> tuple[int, int, int, pa.Table]:
+    """Add the batch's accepted fixes to the intake log as one chunk; returns
+    (first seq, last seq, batch id, table), what the stream service keeps.
 
-    One writer at a time (BEGIN IMMEDIATE on SQLite, an advisory lock on
-    PostgreSQL) means an executemany gets consecutive seqs; the count over the
-    range checks that rather than trusting it."""
-    n = len(cols["row"])
-    last = session.scalar(select(func.max(IntakeFix.seq)))
-    if last is None:
-        return None
-    first = int(last) - n + 1
-    got = session.scalar(select(func.count()).select_from(IntakeFix).where(IntakeFix.seq >= first,
-                                                                           IntakeFix.seq <= last))
-    return (first, int(last), cols) if got == n else None
-
-
-def _insert_columns(session: Session, table, cols: dict[str, list]) -> None:
-    """Insert rows given as columns with the driver's executemany.
-
-    At tens of thousands of rows a batch, the ORM's per-row bookkeeping costs
-    several times the insert itself; this is the same INSERT, one statement
-    for all rows, in the session's transaction."""
-    conn = session.connection()
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    names = list(cols)
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
-           f"VALUES ({', '.join([mark] * len(names))})")
-    conn.exec_driver_sql(sql, list(zip(*cols.values())))
+    The seq counter is read and moved in the caller's transaction, which
+    holds the database's one write lock (BEGIN IMMEDIATE on SQLite, the
+    advisory lock on PostgreSQL): two batches never get the same seqs."""
+    state = session.get(DetectorState, fixlog.SEQ_KEY)
+    last_chunk = session.scalar(select(func.max(IntakeFixChunk.seq_last)))
+    done = max(int(json.loads(state.value)) if state is not None else 0, int(last_chunk or 0))
+    first, last = done + 1, done + table.num_rows
+    if state is None:
+        session.add(DetectorState(key=fixlog.SEQ_KEY, value=json.dumps(last)))
+    else:
+        state.value = json.dumps(last)
+    session.add(IntakeFixChunk(seq_first=first, seq_last=last, batch_id=batch_id, rows=table.num_rows,
+                               data=fixlog.encode(table)))
+    return first, last, batch_id, table
 
 
 def _quarantine_rows(batch_id: int, source: str, rej: Rejected, table: pa.Table) -> list[dict]:

@@ -7,11 +7,11 @@ The schema is created and changed only by Alembic migrations
 """
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "BreachRow", "AccessRequest", "AuditEntry",
-           "IntakeBatch", "IntakeFix", "IntakeEvent", "IntakeQuarantine", "DetectorState",
+           "IntakeBatch", "IntakeFixChunk", "IntakeEvent", "IntakeQuarantine", "DetectorState",
            "ROLES", "KINDS", "OUTCOMES", "BREACH_STATUSES"]
 
 ROLES: tuple[str, ...] = ("caseworker", "approver", "auditor", "admin", "requester", "feed")
@@ -104,22 +104,20 @@ class IntakeBatch(Base):
     quarantined_json: Mapped[str] = mapped_column(Text)
 
 
-class IntakeFix(Base):
-    """An accepted fix, durable before the batch is acknowledged; `seq` is arrival order."""
+class IntakeFixChunk(Base):
+    """The fixes one batch added to the intake log, durable before the batch is acknowledged.
 
-    __tablename__ = "intake_fixes"
-    __table_args__ = {"sqlite_autoincrement": True}
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    Seqs (arrival order) ``seq_first..seq_last`` number the chunk's rows;
+    `data` holds them as an Arrow IPC stream (`api.fixlog`): one row per
+    batch instead of one per fix, so a 50,000-row batch is one insert and a
+    pass or a compaction reads it back in one piece."""
+
+    __tablename__ = "intake_fix_chunks"
+    seq_first: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq_last: Mapped[int] = mapped_column(BigInteger, index=True)
     batch_id: Mapped[int] = mapped_column(Integer)
-    row: Mapped[int] = mapped_column(Integer)
-    device_id: Mapped[str] = mapped_column(String(200))
-    ts_ms: Mapped[int] = mapped_column(BigInteger)
-    lat: Mapped[float] = mapped_column(Float)
-    lon: Mapped[float] = mapped_column(Float)
-    x: Mapped[float] = mapped_column(Float)
-    y: Mapped[float] = mapped_column(Float)
-    accuracy_m: Mapped[float | None] = mapped_column(Float, nullable=True)
-    battery_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class IntakeEvent(Base):

@@ -33,7 +33,8 @@ from geofence.incremental import Change, EventRows, FixRows, IncrementalDetector
 from geofence.model import Assignment, Policy
 
 from .detections import config_version, load_assignments, load_zones_from_db
-from .models import BreachRow, DetectorState, IntakeEvent, IntakeFix
+from . import fixlog
+from .models import BreachRow, DetectorState, IntakeEvent, IntakeFixChunk
 from .settings import Settings
 
 __all__ = ["StreamService", "PassStats", "DEFAULT_RETENTION_MS"]
@@ -115,7 +116,7 @@ class StreamService:
         self.intake_lock = threading.Lock()  # dedup check, insert, commit and index update: one batch at a time
         # fixes logged since the last compaction, as intake accepted them: (first seq, last seq, columns);
         # compaction writes them to the store without reading them back (it reads the log if a run is missing)
-        self._logged: list[tuple[int, int, dict]] = []
+        self._logged: dict[int, tuple[int, int, int, pa.Table]] = {}  # by first seq
         self._logged_lock = threading.Lock()
         self._events_loaded = False
 
@@ -126,7 +127,7 @@ class StreamService:
         log_entry = accepted.get("fix_log")
         if log_entry is not None:
             with self._logged_lock:
-                self._logged.append(log_entry)
+                self._logged[log_entry[0]] = log_entry
 
     def day_loader(self, session: Session):
         """Loader of one UTC day's accepted fix keys (store and intake log), through `session`."""
@@ -145,10 +146,13 @@ class StreamService:
         def load(day: int):
             from trails.keys import DAY_MS
 
-            rows = session.execute(select(IntakeFix.device_id, IntakeFix.ts_ms).where(
-                IntakeFix.ts_ms >= day * DAY_MS, IntakeFix.ts_ms < (day + 1) * DAY_MS)).all()
-            devs = [r[0] for r in rows]
-            ts = [r[1] for r in rows]
+            logged = [t for _, _, _, t in self._chunks(session, self._compacted[0])]
+            devs, ts = [], []
+            for t in logged:
+                t_ms = t.column("ts_ms").to_numpy()
+                on_day = np.flatnonzero((t_ms >= day * DAY_MS) & (t_ms < (day + 1) * DAY_MS))
+                devs += t.column("device_id").take(pa.array(on_day)).to_pylist()
+                ts += t_ms[on_day].tolist()
             if (self.settings.home / "store").exists():
                 t = existing_keys(self.settings.home, "fixes", day, ["device_id", "ts_ms"])
                 devs += t.column("device_id").to_pylist()
@@ -228,43 +232,73 @@ class StreamService:
         else:
             row.value = text
 
+    def _chunks(self, session: Session, lo: int, hi: int | None = None, limit: int | None = None
+                ) -> list[tuple[int, int, int, pa.Table]]:
+        """The fix chunks of the intake log with seqs in (lo, hi], sliced to that range, in seq
+        order (whole chunks until `limit` rows): which chunks exist is read from the
+        database; their rows come from what intake handed over when it is still held."""
+        q = select(IntakeFixChunk.seq_first, IntakeFixChunk.seq_last, IntakeFixChunk.batch_id).where(
+            IntakeFixChunk.seq_last > lo).order_by(IntakeFixChunk.seq_first)
+        if hi is not None:
+            q = q.where(IntakeFixChunk.seq_first <= hi)
+        meta, n = [], 0
+        for first, last, batch_id in session.connection().execute(q):
+            if limit is not None and meta and n >= limit:
+                break
+            meta.append((int(first), int(last), int(batch_id)))
+            n += int(last) - int(first) + 1
+        with self._logged_lock:
+            held = {m[0]: self._logged[m[0]][3] for m in meta if m[0] in self._logged}
+        missing = [m[0] for m in meta if m[0] not in held]
+        for k in range(0, len(missing), 500):
+            q = select(IntakeFixChunk.seq_first, IntakeFixChunk.data).where(
+                IntakeFixChunk.seq_first.in_(missing[k:k + 500]))
+            held.update({int(f): fixlog.decode(d) for f, d in session.connection().execute(q)})
+        out = []
+        for first, last, batch_id in meta:
+            a = max(lo + 1, first) - first
+            b = (last if hi is None else min(last, hi)) - first + 1
+            out.append((first + a, first + b - 1, batch_id, held[first].slice(a, b - a)))
+        return out
+
     def _rows(self, session: Session, *, after: tuple[int, int] | None = None, upto: tuple[int, int] | None = None,
               device: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
               limit: int | None = None):
         """Fix and event rows of the intake log (seq order), and the last seqs read."""
-        qf = select(IntakeFix.seq, IntakeFix.device_id, IntakeFix.ts_ms, IntakeFix.x, IntakeFix.y,
-                    IntakeFix.accuracy_m, IntakeFix.battery_pct, IntakeFix.batch_id).order_by(IntakeFix.seq)
+        lo_f = max(self._compacted[0], after[0] if after is not None else 0)
+        chunks = self._chunks(session, lo_f, upto[0] if upto is not None else None, limit)
+        t = pa.concat_tables([c[3] for c in chunks]) if chunks else fixlog.SCHEMA.empty_table()
+        ts = t.column("ts_ms").to_numpy()
+        keep = np.ones(t.num_rows, bool)
+        if device is not None:
+            keep &= (t.column("device_id").to_numpy(zero_copy_only=False) == device)
+        if since_ms is not None:
+            keep &= ts >= since_ms
+        if until_ms is not None:
+            keep &= ts < until_ms
+        if not keep.all():
+            t = t.filter(pa.array(keep))
+        col = lambda name: t.column(name).to_numpy()  # noqa: E731
+        fixes = FixRows(t.column("device_id").to_pylist(), col("ts_ms"), col("x"), col("y"), col("accuracy_m"),
+                        col("battery_pct"))
         qe = select(IntakeEvent.seq, IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event).order_by(IntakeEvent.seq)
-        for q_name in ("qf", "qe"):
-            q = qf if q_name == "qf" else qe
-            t = IntakeFix if q_name == "qf" else IntakeEvent
-            i = 0 if q_name == "qf" else 1
-            q = q.where(t.seq > max(self._compacted[i], after[i] if after is not None else 0))
-            if upto is not None:
-                q = q.where(t.seq <= upto[i])
-            if device is not None:
-                q = q.where(t.device_id == device)
-            if since_ms is not None:
-                q = q.where(t.ts_ms >= since_ms)
-            if until_ms is not None:
-                q = q.where(t.ts_ms < until_ms)
-            if limit is not None:
-                q = q.limit(limit)
-            if q_name == "qf":
-                qf = q
-            else:
-                qe = q
-        f = session.connection().execute(qf).all()  # Core rows: no ORM bookkeeping
-        e = session.connection().execute(qe).all()
-        fc = list(zip(*f)) if f else [()] * 8  # columns, transposed in C
+        qe = qe.where(IntakeEvent.seq > max(self._compacted[1], after[1] if after is not None else 0))
+        if upto is not None:
+            qe = qe.where(IntakeEvent.seq <= upto[1])
+        if device is not None:
+            qe = qe.where(IntakeEvent.device_id == device)
+        if since_ms is not None:
+            qe = qe.where(IntakeEvent.ts_ms >= since_ms)
+        if until_ms is not None:
+            qe = qe.where(IntakeEvent.ts_ms < until_ms)
+        if limit is not None:
+            qe = qe.limit(limit)
+        e = session.connection().execute(qe).all()  # Core rows: no ORM bookkeeping
         ec = list(zip(*e)) if e else [()] * 4
-        nan = lambda col: np.array(col, np.float64) if None not in col else np.array(  # noqa: E731
-            [np.nan if v is None else v for v in col], np.float64)
-        fixes = FixRows(list(fc[1]), np.array(fc[2], np.int64), np.array(fc[3], np.float64),
-                        np.array(fc[4], np.float64), nan(fc[5]), nan(fc[6]))
         events = EventRows(list(ec[1]), np.array(ec[2], np.int64), list(ec[3]))
-        last = (f[-1][0] if f else None, e[-1][0] if e else None)
-        self._read_batch = max([self._read_batch] + [r[7] for r in f[-1:]])
+        last = (chunks[-1][1] if chunks else None, e[-1][0] if e else None)
+        if chunks:
+            self._read_batch = max(self._read_batch, chunks[-1][2])
         return fixes, events, last
 
     def _history(self, a: Assignment) -> tuple[FixRows, EventRows]:
@@ -441,7 +475,7 @@ class StreamService:
         """Delete log rows the store already holds (a crash may leave some behind)."""
         from sqlalchemy import delete
 
-        session.execute(delete(IntakeFix).where(IntakeFix.seq <= self._compacted[0]))
+        session.execute(delete(IntakeFixChunk).where(IntakeFixChunk.seq_last <= self._compacted[0]))
         session.execute(delete(IntakeEvent).where(IntakeEvent.seq <= self._compacted[1]))
 
     def compact(self) -> int:
@@ -482,36 +516,24 @@ class StreamService:
         return moved
 
     def _fix_table(self, lo: int, hi: int) -> pa.Table:
-        """The logged fixes with seq in (lo, hi], as store columns: from what intake handed
-        over where it covers the range without a break, else read from the log."""
-        with self._logged_lock:
-            self._logged = [e for e in self._logged if e[1] > lo]
-            entries = sorted((e for e in self._logged if e[0] <= hi), key=lambda e: e[0])
-        parts, at = [], lo
-        for first, last, cols in entries:
-            if first > at + 1:  # a run not handed over: read it
-                parts.append(self._read_fixes(at, first - 1))
-            a, b = max(first, at + 1) - first, min(last, hi) - first + 1
-            if b > a:
-                parts.append(_store_columns({k: v[a:b] for k, v in cols.items()}))
-            at = max(at, min(last, hi))
-        if at < hi:
-            parts.append(self._read_fixes(at, hi))
-        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-
-    def _read_fixes(self, lo: int, hi: int) -> pa.Table:
-        cols = ("batch_id", "row", "device_id", "ts_ms", "lat", "lon", "x", "y", "accuracy_m", "battery_pct")
-        with self.factory() as session:
-            rows = session.connection().execute(select(*(getattr(IntakeFix, c) for c in cols)).where(
-                IntakeFix.seq > lo, IntakeFix.seq <= hi).order_by(IntakeFix.seq)).all()
+        """The logged fixes with seq in (lo, hi], as the store's columns."""
+        with self._logged_lock:  # what compaction has moved is not needed in memory any more
+            self._logged = {k: e for k, e in self._logged.items() if e[1] > lo}
+        with self._reader() as session:
+            chunks = self._chunks(session, lo, hi)
             session.commit()
-        return _store_columns(dict(zip(cols, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in cols})
+        t = pa.concat_tables([c[3] for c in chunks]) if chunks else fixlog.SCHEMA.empty_table()
+        batch = np.concatenate([np.full(c[3].num_rows, c[2], np.int64) for c in chunks]) if chunks else np.zeros(0, np.int64)
+        return t.append_column("source", _batch_names(batch))
 
     def _drop_compacted_in_steps(self, step: int = 20_000) -> None:
         """Delete the compacted rows from the log, `step` seqs per transaction."""
         from sqlalchemy import delete
 
-        for table, upto in ((IntakeFix, self._compacted[0]), (IntakeEvent, self._compacted[1])):
+        with self.factory() as session:
+            session.execute(delete(IntakeFixChunk).where(IntakeFixChunk.seq_last <= self._compacted[0]))
+            session.commit()
+        for table, upto in ((IntakeEvent, self._compacted[1]),):
             while True:
                 with self.factory() as session:
                     low = session.scalar(select(func.min(table.seq)))
@@ -588,7 +610,9 @@ class StreamService:
         from trails.timestamps import format_ms
 
         wm = self._get(session, "watermark", [0, 0])
-        pf = session.scalar(select(func.count()).select_from(IntakeFix).where(IntakeFix.seq > max(wm[0], self._compacted[0])))
+        done = max(wm[0], self._compacted[0])
+        pf = sum(int(last) - max(int(first) - 1, done) for first, last in session.execute(
+            select(IntakeFixChunk.seq_first, IntakeFixChunk.seq_last).where(IntakeFixChunk.seq_last > done)))
         pe = session.scalar(select(func.count()).select_from(IntakeEvent).where(IntakeEvent.seq > max(wm[1], self._compacted[1])))
         as_of = self._get(session, "as_of_ms")
         return {"pending_fixes": int(pf or 0), "pending_events": int(pe or 0),
@@ -611,17 +635,6 @@ def _thin(cuts: list[int], keep: int = 24) -> list[int]:
         return list(cuts)
     pick = np.unique(np.linspace(0, len(cuts) - 1, keep).round().astype(np.int64))
     return [int(cuts[k]) for k in pick]
-
-
-def _store_columns(c: dict[str, list]) -> pa.Table:
-    """Logged fix columns (as intake or the log holds them) as the store's table."""
-    import pyarrow.compute as pc
-
-    return pa.table({
-        "device_id": pa.array(c["device_id"], pa.string()), "ts_ms": pa.array(c["ts_ms"], pa.int64()),
-        **{k: pa.array(c[k], pa.float64()) for k in ("lat", "lon", "x", "y")},
-        **{k: pc.fill_null(pa.array(c[k], pa.float64()), np.nan) for k in ("accuracy_m", "battery_pct")},
-        "source": _batch_names(c["batch_id"]), "row": pa.array(c["row"], pa.int64())})
 
 
 def _record(b: BreachRow) -> dict:

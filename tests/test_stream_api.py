@@ -154,10 +154,10 @@ def test_random_cases_over_http_with_restart_equal_batch(seed, tmp_path):
     # moved into the store, the same rows give the same records from `tagtrail detect --home`
     app.state.stream.compact()
     from api.cli import main
-    from api.models import IntakeFix
+    from api.models import IntakeFixChunk
 
     with app.state.session_factory() as s:
-        assert s.scalars(select(IntakeFix.seq)).first() is None
+        assert s.scalars(select(IntakeFixChunk.seq_first)).first() is None
     out = tmp_path / "out"
     assert main(["detect", "--home", str(home), "--subjects", str(tmp_path / "subjects.json"),
                  "--zones", str(tmp_path / "zones.geojson"), "--policy", str(home / "policy.json"),

@@ -114,7 +114,13 @@ def test_kill_mid_stream_loses_and_doubles_nothing(tmp_path):
     from trails.store import read_store_fixes
 
     con = sqlite3.connect(home / "tagtrail.db")
-    logged = con.execute("SELECT device_id, ts_ms FROM intake_fixes").fetchall()
+    from api.fixlog import decode
+
+    chunks = con.execute("SELECT seq_first, seq_last, rows, data FROM intake_fix_chunks ORDER BY seq_first").fetchall()
+    assert all(last - first + 1 == n == decode(d).num_rows for first, last, n, d in chunks)
+    assert all(b[0] > a[1] for a, b in zip(chunks, chunks[1:])), "chunks' seqs overlap"
+    logged = [k for *_, d in chunks for k in zip(decode(d).column("device_id").to_pylist(),
+                                                 decode(d).column("ts_ms").to_pylist())]
     sf = read_store_fixes(home)
     keys = logged + list(zip(sf.device_id.to_pylist(), sf.ts_ms.tolist()))
     assert len(keys) == len(set(keys)) == len({(f["device_id"], f["ts"]) for f in fixes})
