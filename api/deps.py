@@ -82,6 +82,9 @@ def current_user(session: SessionDep,
     user = authenticate(session, token)
     if user is None or user.revoked_ms is not None:
         raise Unauthorized("invalid or revoked token")
+    # end the read: every transaction holds the database's one write lock (`api.db`), and a
+    # request should not hold it while it parses its body; the endpoint's work is its own transaction
+    session.commit()
     return user
 
 

@@ -177,11 +177,9 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
     if n_f + n_e > MAX_ROWS:
         raise BatchError(f"batch has {n_f + n_e} rows; at most {MAX_ROWS} per batch")
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    batch = IntakeBatch(received_ms=now, source=source[:300], user_id=user.id if user else None, fix_rows=n_f,
-                        event_rows=n_e, fixes_accepted=0, events_accepted=0, quarantined_json="{}")
-    session.add(batch)
-    session.flush()
-    q_rows: list[dict] = []
+    # validation, deduplication and projection first: the database's write lock is taken
+    # (by the first write) only for the inserts and the audit entry
+    q_parts: list[tuple[str, Rejected, pa.Table]] = []
     accepted: dict = {"fixes": ([], np.zeros(0, np.int64)), "events": ([], [], [])}
     f_rej = Rejected.empty("fixes")
     e_rej = Rejected.empty("events")
@@ -199,7 +197,7 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
                               "ts_ms": kept.ts_ms[ok], "lat": kept.lat[ok], "lon": kept.lon[ok], "x": x, "y": y,
                               "accuracy_m": kept.accuracy_m[ok], "battery_pct": kept.battery_pct[ok]})
         accepted["fixes"] = (fix_table.column("device_id").to_pylist(), kept.ts_ms[ok])
-        q_rows += _quarantine_rows(batch.id, "fixes", f_rej, fixes)
+        q_parts.append(("fixes", f_rej, fixes))
     if n_e:
         kept, rej, bad = validate_events(events, first_row=1, name="events")
         dev, kinds = kept.device_id.to_pylist(), kept.event.to_pylist()
@@ -208,10 +206,17 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
         e_rej = Rejected.concat("events", [rej, Rejected("events", kept.row[dup], np.full(dup.size, _DUPLICATE, np.int8))])
         ok = np.flatnonzero(first).tolist()
         for i in ok:
-            ev_rows.append({"batch_id": batch.id, "row": int(kept.row[i]), "device_id": dev[i],
-                            "ts_ms": int(kept.ts_ms[i]), "event": kinds[i]})
+            ev_rows.append({"row": int(kept.row[i]), "device_id": dev[i], "ts_ms": int(kept.ts_ms[i]),
+                            "event": kinds[i]})
         accepted["events"] = ([dev[i] for i in ok], [int(kept.ts_ms[i]) for i in ok], [kinds[i] for i in ok])
-        q_rows += _quarantine_rows(batch.id, "events", e_rej, events)
+        q_parts.append(("events", e_rej, events))
+    batch = IntakeBatch(received_ms=now, source=source[:300], user_id=user.id if user else None, fix_rows=n_f,
+                        event_rows=n_e, fixes_accepted=0, events_accepted=0, quarantined_json="{}")
+    session.add(batch)
+    session.flush()
+    for r in ev_rows:
+        r["batch_id"] = batch.id
+    q_rows = [q for name, rej, table in q_parts for q in _quarantine_rows(batch.id, name, rej, table)]
     n_fixes = fix_table.num_rows if fix_table is not None else 0
     if n_fixes:
         accepted["fix_log"] = _log_fixes(session, batch.id, fix_table)
