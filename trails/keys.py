@@ -64,16 +64,24 @@ class KeyIndex:
         self._loader = loader
         self._days: dict[int, _Day] = {}
         self._devices: dict[str, int] = {}
+        self._known = pa.array([], pa.string())  # the keys of _devices, in id order
         self._events: set[tuple[str, int, str]] = set()
 
     def _gid(self, devices) -> np.ndarray:
         """Stable integer id of each row's device (new devices get the next ids)."""
         if not len(devices):
             return np.zeros(0, np.int64)
-        enc = pc.dictionary_encode(devices if isinstance(devices, pa.Array) else pa.array(devices, pa.string()))
-        ids = self._devices
-        table = np.fromiter((ids.setdefault(d, len(ids)) for d in enc.dictionary.to_pylist()), np.int64)
-        return table[enc.indices.to_numpy(zero_copy_only=False)]
+        arr = devices if isinstance(devices, pa.Array) else pa.array(devices, pa.string())
+        known = self._known
+        idx = pc.index_in(arr, value_set=known) if len(known) else pa.nulls(len(arr), pa.int32())
+        if idx.null_count:  # devices not seen before get the next ids, in order of appearance
+            new = pc.unique(arr.filter(pc.is_null(idx))).to_pylist()
+            ids = self._devices
+            for d in new:
+                ids.setdefault(d, len(ids))
+            self._known = known = pa.array(list(ids), pa.string())  # dicts keep insertion order: id = position
+            idx = pc.index_in(arr, value_set=known)
+        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def _keys(self, devices, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ts = np.asarray(ts_ms, np.int64)
