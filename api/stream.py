@@ -81,7 +81,7 @@ class StreamService:
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session], audit, *,
                  clock: Callable[[], int] | None = None, retention_ms: int = DEFAULT_RETENTION_MS,
-                 checkpoint_s: float = 30.0, compact_s: float = 60.0) -> None:
+                 checkpoint_s: float = 30.0, compact_s: float = 60.0, min_pass_s: float = 0.2) -> None:
         self.settings = settings
         self.factory = factory
         from .db import read_only_factory
@@ -92,6 +92,7 @@ class StreamService:
         self.retention_ms = retention_ms
         self.checkpoint_s = checkpoint_s
         self.compact_s = compact_s
+        self.min_pass_s = min_pass_s
         self._lock = threading.Lock()  # one pass at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -190,9 +191,14 @@ class StreamService:
             self._wake.clear()
             try:
                 while not self._stop.is_set():
+                    began = time.monotonic()
                     done = self.run_pending()
                     if not (done.fixes or done.events):
                         break
+                    # at most one pass per `min_pass_s`: a pass reruns every worn assignment (as_of
+                    # moved), so under many small batches back-to-back passes would starve intake;
+                    # what arrives meanwhile goes into the next pass
+                    self._stop.wait(max(0.0, self.min_pass_s - (time.monotonic() - began)))
                 backlog = self._watermark[0] - self._compacted[0]
                 if backlog > 200_000 or (backlog and time.monotonic() - self._last_compaction > self.compact_s):
                     self.compact()
