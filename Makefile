@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= $(if $(TAGTRAIL_HOME),$(TAGTRAIL_HOME),./data)
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv bench check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/detect.py
 	$(BIN)/python benchmarks/stream.py
+
+# The contract examples (../shared/contract/check.py runs the command from each case's
+# directory, so it needs an absolute path to tagtrail).
+check: $(STAMP)
+	$(PYTHON) ../shared/contract/check.py "$(CURDIR)/$(BIN)/tagtrail" ../shared/contract/examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache

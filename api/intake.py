@@ -187,8 +187,7 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
     ev_rows: list[dict] = []
     if n_f:
         kept, rej, bad = validate_fixes(fixes, first_row=1, name="fixes")
-        dev = kept.device_id.to_pylist()
-        first = keys.first_copies(dev, kept.ts_ms, loader=day_loader)
+        first = keys.first_copies(kept.device_id, kept.ts_ms, loader=day_loader)
         dup = np.flatnonzero(~first)
         f_rej = Rejected.concat("fixes", [rej, Rejected("fixes", kept.row[dup], np.full(dup.size, _DUPLICATE, np.int8))])
         ok = np.flatnonzero(first)
@@ -196,7 +195,7 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
         fix_table = pa.table({"row": kept.row[ok], "device_id": kept.device_id.take(pa.array(ok)),
                               "ts_ms": kept.ts_ms[ok], "lat": kept.lat[ok], "lon": kept.lon[ok], "x": x, "y": y,
                               "accuracy_m": kept.accuracy_m[ok], "battery_pct": kept.battery_pct[ok]})
-        accepted["fixes"] = (fix_table.column("device_id").to_pylist(), kept.ts_ms[ok])
+        accepted["fixes"] = (fix_table.column("device_id"), kept.ts_ms[ok])
         q_parts.append(("fixes", f_rej, fixes))
     if n_e:
         kept, rej, bad = validate_events(events, first_row=1, name="events")

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from geofence.incremental import Change, EventRows, FixRows, IncrementalDetector
 from geofence.model import Assignment, Policy
+from trails.keys import as_strings
 
 from .detections import config_version, load_assignments, load_zones_from_db
 from . import fixlog
@@ -115,14 +116,14 @@ class StreamService:
 
         self.keys = KeyIndex()  # accepted keys, for first-arrival deduplication at intake
         self.intake_lock = threading.Lock()  # dedup check, insert, commit and index update: one batch at a time
-        # fixes logged since the last compaction, as intake accepted them: (first seq, last seq, columns);
-        # compaction writes them to the store without reading them back (it reads the log if a run is missing)
-        self._logged: dict[int, tuple[int, int, int, pa.Table]] = {}  # by first seq
+        # fix chunks logged since the last compaction, as intake handed them over: (first seq, last seq,
+        # batch id, rows) by first seq; passes and compaction use them instead of decoding the log again
+        self._logged: dict[int, tuple[int, int, int, pa.Table]] = {}
         self._logged_lock = threading.Lock()
         self._events_loaded = False
 
     def accepted(self, accepted: dict, *, loader=None) -> None:
-        """After an intake transaction committed: index its keys, keep its fixes for compaction."""
+        """After an intake transaction committed: index its keys, keep its fix chunk for passes and compaction."""
         self.keys.add(*accepted["fixes"], loader=loader)
         self.keys.add_events(*accepted["events"])
         log_entry = accepted.get("fix_log")
@@ -147,18 +148,13 @@ class StreamService:
         def load(day: int):
             from trails.keys import DAY_MS
 
-            logged = [t for _, _, _, t in self._chunks(session, self._compacted[0])]
-            devs, ts = [], []
-            for t in logged:
-                t_ms = t.column("ts_ms").to_numpy()
-                on_day = np.flatnonzero((t_ms >= day * DAY_MS) & (t_ms < (day + 1) * DAY_MS))
-                devs += t.column("device_id").take(pa.array(on_day)).to_pylist()
-                ts += t_ms[on_day].tolist()
+            parts = [t.select(["device_id", "ts_ms"]) for _, _, _, t in self._chunks(session, self._compacted[0])]
             if (self.settings.home / "store").exists():
-                t = existing_keys(self.settings.home, "fixes", day, ["device_id", "ts_ms"])
-                devs += t.column("device_id").to_pylist()
-                ts += t.column("ts_ms").to_pylist()
-            return devs, np.asarray(ts, np.int64)
+                parts.append(existing_keys(self.settings.home, "fixes", day, ["device_id", "ts_ms"]))
+            t = pa.concat_tables(parts) if parts else fixlog.SCHEMA.empty_table().select(["device_id", "ts_ms"])
+            ts = t.column("ts_ms").to_numpy().astype(np.int64)
+            on_day = np.flatnonzero((ts >= day * DAY_MS) & (ts < (day + 1) * DAY_MS))
+            return t.column("device_id").take(pa.array(on_day)), ts[on_day]
 
         return load
 
@@ -285,7 +281,7 @@ class StreamService:
         if not keep.all():
             t = t.filter(pa.array(keep))
         col = lambda name: t.column(name).to_numpy()  # noqa: E731
-        fixes = FixRows(t.column("device_id").to_pylist(), col("ts_ms"), col("x"), col("y"), col("accuracy_m"),
+        fixes = FixRows(t.column("device_id").combine_chunks(), col("ts_ms"), col("x"), col("y"), col("accuracy_m"),
                         col("battery_pct"))
         qe = select(IntakeEvent.seq, IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event).order_by(IntakeEvent.seq)
         qe = qe.where(IntakeEvent.seq > max(self._compacted[1], after[1] if after is not None else 0))
@@ -354,7 +350,7 @@ class StreamService:
             devices = None if device is None else [device]
             sf = read_store_fixes(home, start_ms=since_ms, devices=devices)
             se = read_store_events(home, start_ms=since_ms, devices=devices)
-            f = _cat_fixes([f, FixRows(sf.device_id.to_pylist(), sf.ts_ms, sf.x, sf.y, sf.accuracy_m, sf.battery_pct)])
+            f = _cat_fixes([f, FixRows(sf.device_id, sf.ts_ms, sf.x, sf.y, sf.accuracy_m, sf.battery_pct)])
             e = _cat_events([e, EventRows(se.device_id.to_pylist(), se.ts_ms, se.event.to_pylist())])
         return f, e
 
@@ -491,7 +487,7 @@ class StreamService:
         The fixes come from what intake handed over (`accepted`), so nothing is
         read back; the log is read only for a run intake did not hand over
         (after a restart). The Parquet files are written without holding the
-        database, and the moved rows leave the log in short transactions
+        database, and the moved rows leave the log in one short transaction
         afterwards, so intake is never held up for long; a crash in between
         leaves rows that `_drop_compacted` removes at the next start (the store
         records which seqs it holds)."""
@@ -506,7 +502,7 @@ class StreamService:
             if hi_f > lo_f:
                 moved += write_intake_rows(self.settings.home, "fixes", self._fix_table(lo_f, hi_f), lo_f + 1, hi_f)
             if hi_e > lo_e:
-                with self.factory() as session:
+                with self._reader() as session:
                     cols = ("device_id", "ts_ms", "event", "batch_id", "row")
                     rows = session.connection().execute(select(*(getattr(IntakeEvent, c) for c in cols)).where(
                         IntakeEvent.seq > lo_e, IntakeEvent.seq <= hi_e)).all()
@@ -518,7 +514,9 @@ class StreamService:
                 moved += write_intake_rows(self.settings.home, "events", t, lo_e + 1, hi_e)
             self._compacted = (max(lo_f, hi_f), max(lo_e, hi_e))
             self._last_compaction = time.monotonic()
-        self._drop_compacted_in_steps()
+        with self.factory() as session:  # a few chunk rows and the (few) events: one short transaction
+            self._drop_compacted(session)
+            session.commit()
         return moved
 
     def _fix_table(self, lo: int, hi: int) -> pa.Table:
@@ -531,23 +529,6 @@ class StreamService:
         t = pa.concat_tables([c[3] for c in chunks]) if chunks else fixlog.SCHEMA.empty_table()
         batch = np.concatenate([np.full(c[3].num_rows, c[2], np.int64) for c in chunks]) if chunks else np.zeros(0, np.int64)
         return t.append_column("source", _batch_names(batch))
-
-    def _drop_compacted_in_steps(self, step: int = 20_000) -> None:
-        """Delete the compacted rows from the log, `step` seqs per transaction."""
-        from sqlalchemy import delete
-
-        with self.factory() as session:
-            session.execute(delete(IntakeFixChunk).where(IntakeFixChunk.seq_last <= self._compacted[0]))
-            session.commit()
-        for table, upto in ((IntakeEvent, self._compacted[1]),):
-            while True:
-                with self.factory() as session:
-                    low = session.scalar(select(func.min(table.seq)))
-                    if low is None or low > upto:
-                        session.commit()
-                        break
-                    session.execute(delete(table).where(table.seq <= min(upto, low + step - 1)))
-                    session.commit()
 
     def flush(self) -> None:
         """Process everything received and move it into the store (before reading the store)."""
@@ -665,7 +646,7 @@ def _cat_fixes(parts: list[FixRows]) -> FixRows:
     parts = [p for p in parts if len(p)]
     if not parts:
         return FixRows.empty()
-    return FixRows([d for p in parts for d in p.device_id], np.concatenate([p.ts_ms for p in parts]),
+    return FixRows(pa.concat_arrays([as_strings(p.device_id) for p in parts]), np.concatenate([p.ts_ms for p in parts]),
                    np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
                    np.concatenate([p.accuracy_m for p in parts]), np.concatenate([p.battery_pct for p in parts]))
 

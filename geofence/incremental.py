@@ -33,14 +33,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from trails.keys import as_strings
 
 from . import rules
-from .detect import AssignmentTable, EventInput, FixInput, RerunContext, detect_columns
+from .detect import AssignmentTable, EventInput, FixInput, RerunContext, _device_codes, detect_columns
 from .model import Assignment, Policy, Zone
 
 __all__ = ["FixRows", "EventRows", "Change", "IncrementalDetector"]
@@ -53,7 +54,7 @@ _MIN = -(2**62)
 class FixRows:
     """Kept fix rows (validated, deduplicated, projected), any order."""
 
-    device_id: Sequence[str]
+    device_id: "Sequence[str] | pa.Array"  # an Arrow string array saves a conversion per row
     ts_ms: np.ndarray
     x: np.ndarray
     y: np.ndarray
@@ -94,25 +95,40 @@ class Change:
     previous: dict | None
 
 
-@dataclass(frozen=True)
-class _Fixes:
-    """Fix rows of many assignments, flat and in no particular order; `owner` is the assignment index."""
+class _Rows:
+    """Flat rows of many assignments, in no particular order; `owner` is the assignment index.
+    Every field is one NumPy column, so taking and concatenating work field by field."""
 
+    owner: np.ndarray
+    ts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def cols(self) -> tuple[np.ndarray, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def take(self, sel: np.ndarray):
+        return type(self)(*(c[sel] for c in self.cols()))
+
+    @classmethod
+    def concat(cls, parts: Sequence):
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate(cs) for cs in zip(*(p.cols() for p in parts))))
+
+
+@dataclass(frozen=True)
+class _Fixes(_Rows):
     owner: np.ndarray
     ts: np.ndarray
     x: np.ndarray
     y: np.ndarray
     acc: np.ndarray
     batt: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
-
-    def cols(self) -> tuple[np.ndarray, ...]:
-        return self.owner, self.ts, self.x, self.y, self.acc, self.batt
-
-    def take(self, sel: np.ndarray) -> "_Fixes":
-        return _Fixes(*(c[sel] for c in self.cols()))
 
     @staticmethod
     def empty() -> "_Fixes":
@@ -126,29 +142,12 @@ class _Fixes:
         return _Fixes(owner[sel], np.asarray(rows.ts_ms, np.int64)[sel], col(rows.x), col(rows.y),
                       col(rows.accuracy_m), col(rows.battery_pct))
 
-    @staticmethod
-    def concat(parts: Sequence["_Fixes"]) -> "_Fixes":
-        parts = [p for p in parts if len(p)]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return _Fixes.empty()
-        return _Fixes(*(np.concatenate(cs) for cs in zip(*(p.cols() for p in parts))))
-
 
 @dataclass(frozen=True)
-class _Events:
-    """Event rows of many assignments, flat, like `_Fixes`."""
-
+class _Events(_Rows):
     owner: np.ndarray
     ts: np.ndarray
     kind: np.ndarray  # object (str)
-
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
-
-    def take(self, sel: np.ndarray) -> "_Events":
-        return _Events(self.owner[sel], self.ts[sel], self.kind[sel])
 
     @staticmethod
     def empty() -> "_Events":
@@ -159,16 +158,6 @@ class _Events:
         """Rows `sel` of `rows`, owned by `owner` (one per row of `rows`)."""
         kind = np.asarray(list(rows.event), object)[sel] if sel.size else np.zeros(0, object)
         return _Events(owner[sel], np.asarray(rows.ts_ms, np.int64)[sel], kind)
-
-    @staticmethod
-    def concat(parts: Sequence["_Events"]) -> "_Events":
-        parts = [p for p in parts if len(p)]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return _Events.empty()
-        return _Events(np.concatenate([p.owner for p in parts]), np.concatenate([p.ts for p in parts]),
-                       np.concatenate([p.kind for p in parts]))
 
 
 #: history(assignment) -> (FixRows, EventRows): every kept row of the assignment
@@ -190,23 +179,11 @@ def _public(r: dict) -> dict:
     return {k: v for k, v in r.items() if not k.startswith("_")}
 
 
-def _strings(values) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
-    return values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
-
-
-def _group_max(owner: np.ndarray, ts: np.ndarray, n: int, fill: int) -> np.ndarray:
+def _per_owner(reduce: np.ufunc, owner: np.ndarray, ts: np.ndarray, n: int, fill: int) -> np.ndarray:
+    """`reduce` (np.minimum or np.maximum) of `ts` per owner in [0, n), `fill` where an owner has none."""
     out = np.full(n, fill, np.int64)
     if owner.size:
-        np.maximum.at(out, owner, ts)
-    return out
-
-
-def _group_min(owner: np.ndarray, ts: np.ndarray, n: int, fill: int) -> np.ndarray:
-    out = np.full(n, fill, np.int64)
-    if owner.size:
-        np.minimum.at(out, owner, ts)
+        reduce.at(out, owner, ts)
     return out
 
 
@@ -284,8 +261,7 @@ class IncrementalDetector:
         """Index of the assignment holding each (device, ts), or -1."""
         if ts.shape[0] == 0:
             return np.full(0, -1, np.int64)
-        code = pc.index_in(_strings(devices), value_set=self._devices).fill_null(-1)
-        code = code.to_numpy(zero_copy_only=False).astype(np.int64)
+        code = _device_codes(as_strings(devices), self._devices)
         order = np.lexsort((ts, code))
         out = np.empty(ts.shape[0], np.int64)
         t = self._table
@@ -307,7 +283,7 @@ class IncrementalDetector:
         new_e = _Events.of(events, e_owner, ek)
         own = np.concatenate([new_f.owner, new_e.owner])
         own_ts = np.concatenate([new_f.ts, new_e.ts])
-        new_min = _group_min(own, own_ts, n, _INF)
+        new_min = _per_owner(np.minimum, own, own_ts, n, _INF)
         touched = new_min < _INF
 
         # where each touched assignment reruns from: its latest cut before the new rows (the usual
@@ -370,8 +346,8 @@ class IncrementalDetector:
         self._archive = [rows.take(np.flatnonzero(~in_tail))]
         self._archive_rows = self._archive_pruned = len(self._archive[0])
         self._events = _Events.of(events, eo, ek)
-        self._latest = np.maximum(_group_max(rows.owner, rows.ts, n, _MIN),
-                                  _group_max(self._events.owner, self._events.ts, n, _MIN))
+        self._latest = _per_owner(np.maximum, np.concatenate([rows.owner, self._events.owner]),
+                                  np.concatenate([rows.ts, self._events.ts]), n, _MIN)
 
     def reconfigure(self, assignments: Sequence[Assignment], zones: Sequence[Zone]) -> list[Change]:
         """New subjects or zones: re-evaluate only the assignments they touch.

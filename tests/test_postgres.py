@@ -127,7 +127,7 @@ def test_stream_on_postgres_equals_batch(pg_url, name, tmp_path, monkeypatch):
     from sqlalchemy import create_engine, text
 
     from test_incremental import _example, batch
-    from test_stream_api import _db_records, _post_all, _setup
+    from test_stream_api import _db_records, _example_home, _post_all, _setup
 
     monkeypatch.setenv("TAGTRAIL_DATABASE_URL", pg_url)
     eng = create_engine(pg_url)  # a fresh schema per case: the module's cluster is shared
@@ -136,10 +136,7 @@ def test_stream_on_postgres_equals_batch(pg_url, name, tmp_path, monkeypatch):
         conn.execute(text("CREATE SCHEMA public"))
     eng.dispose()
     fixes, events, assignments, zones, policy = _example(name)
-    home = tmp_path / "home"
-    if (EXAMPLES / name / "policy.json").exists():
-        home.mkdir()
-        (home / "policy.json").write_text((EXAMPLES / name / "policy.json").read_text())
+    home = _example_home(name, tmp_path)
     app, client, tokens = _setup(home, assignments, zones, tmp_path)
     assert app.state.engine.dialect.name == "postgresql"
     app, client, arr_f, arr_e = _post_all(client, tokens, app, np.random.default_rng(3), fixes, events,

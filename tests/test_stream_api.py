@@ -48,6 +48,15 @@ def _setup(home, assignments, zones, tmp_path):
     return _app(home)
 
 
+def _example_home(name, tmp_path):
+    """A home directory for contract example `name`, with its POLICY.json if it has one."""
+    home = tmp_path / "home"
+    if (EXAMPLES / name / "policy.json").exists():
+        home.mkdir()
+        (home / "policy.json").write_text((EXAMPLES / name / "policy.json").read_text())
+    return home
+
+
 def _app(home, tokens=None):
     app = create_app(Settings.from_home(home))
     if tokens is None:
@@ -130,10 +139,7 @@ def _post_all(client, tokens, app, rng, fixes, events, *, restart_at=None, home=
                                   "tamper_out_of_contact", "dst_changes", "exclusion_hole"])
 def test_examples_over_http_equal_batch(name, tmp_path):
     fixes, events, assignments, zones, policy = _example(name)
-    home = tmp_path / "home"
-    if (EXAMPLES / name / "policy.json").exists():
-        home.mkdir()
-        (home / "policy.json").write_text((EXAMPLES / name / "policy.json").read_text())
+    home = _example_home(name, tmp_path)
     app, client, tokens = _setup(home, assignments, zones, tmp_path)
     app, client, arr_f, arr_e = _post_all(client, tokens, app, np.random.default_rng(7), fixes, events)
     assert _db_records(app) == batch(arr_f, arr_e, assignments, zones, policy)

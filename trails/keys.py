@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["KeyIndex", "DAY_MS"]
+__all__ = ["KeyIndex", "DAY_MS", "as_strings"]
 
 DAY_MS = 86_400_000
 _MS_BITS = 27
@@ -50,6 +50,13 @@ class _Day:
             self.extra = set()
 
 
+def as_strings(devices) -> pa.Array:
+    """Device ids as one Arrow string array (they may come as one, chunked, or as a list)."""
+    if isinstance(devices, pa.ChunkedArray):
+        return devices.combine_chunks()
+    return devices if isinstance(devices, pa.Array) else pa.array(list(devices), pa.string())
+
+
 class KeyIndex:
     """Accepted fix keys by day, and accepted event keys.
 
@@ -63,24 +70,18 @@ class KeyIndex:
     def __init__(self, loader: DayLoader | None = None) -> None:
         self._loader = loader
         self._days: dict[int, _Day] = {}
-        self._devices: dict[str, int] = {}
-        self._known = pa.array([], pa.string())  # the keys of _devices, in id order
+        self._known = pa.array([], pa.string())  # every device seen; its position is its id
         self._events: set[tuple[str, int, str]] = set()
 
     def _gid(self, devices) -> np.ndarray:
         """Stable integer id of each row's device (new devices get the next ids)."""
         if not len(devices):
             return np.zeros(0, np.int64)
-        arr = devices if isinstance(devices, pa.Array) else pa.array(devices, pa.string())
-        known = self._known
-        idx = pc.index_in(arr, value_set=known) if len(known) else pa.nulls(len(arr), pa.int32())
+        arr = as_strings(devices)
+        idx = pc.index_in(arr, value_set=self._known)
         if idx.null_count:  # devices not seen before get the next ids, in order of appearance
-            new = pc.unique(arr.filter(pc.is_null(idx))).to_pylist()
-            ids = self._devices
-            for d in new:
-                ids.setdefault(d, len(ids))
-            self._known = known = pa.array(list(ids), pa.string())  # dicts keep insertion order: id = position
-            idx = pc.index_in(arr, value_set=known)
+            self._known = pa.concat_arrays([self._known, pc.unique(arr.filter(pc.is_null(idx)))])
+            idx = pc.index_in(arr, value_set=self._known)
         return idx.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def _keys(self, devices, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +108,7 @@ class KeyIndex:
         key in this batch (positions in input order). Adds nothing. `loader`
         overrides the constructor's for days not seen yet (e.g. to read through
         the caller's own database session)."""
-        devices = list(devices)
+        devices = as_strings(devices)
         n = len(devices)
         out = np.zeros(n, bool)
         if n == 0:
@@ -122,8 +123,8 @@ class KeyIndex:
 
     def add(self, devices, ts_ms: np.ndarray, *, loader: DayLoader | None = None) -> None:
         """Record accepted fixes (call after they are durable)."""
-        devices = list(devices)
-        if not devices:
+        devices = as_strings(devices)
+        if not len(devices):
             return
         day, keys = self._keys(devices, ts_ms)
         for d in np.unique(day).tolist():
