@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under `api.commands` and exposes
 ``register(subparsers)``, which adds a parser whose ``func`` default takes the
 parsed arguments and returns an exit code. Input errors (`InputError`) become
-one line on stderr and exit code 2, never a traceback.
+one line on stderr and exit code 2, never a traceback. The umask is 077 and a
+command's HOME is made private (`trails.home.secure_home`) before it runs.
 """
 from __future__ import annotations
 
@@ -54,12 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything tagtrail creates is its account's alone (trails.home): files 0600,
+    # folders 0700, whichever command and library call creates them.
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "home"):  # every command that opens a home makes it private first
+            from trails.home import secure_home
+
+            from .commands.common import resolve_home
+
+            secure_home(resolve_home(args.home))
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"tagtrail {args.command}: error: {exc}", file=sys.stderr)

@@ -87,10 +87,18 @@ def read_only_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
-    """Create HOME if needed, migrate, and return (engine, session factory)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    """Create HOME if needed (0700), migrate, and return (engine, session factory).
+
+    HOME is made private after the migration (`trails.home.secure_home`), so a
+    SQLite database (and its -wal/-shm files) created just now with the
+    process's umask ends 0600 too; SQLite gives the files it creates later the
+    database file's mode."""
+    from trails.home import private_dir, secure_home
+
+    private_dir(settings.home)
     engine = make_engine(settings.database_url)
     migrate(engine)
+    secure_home(settings.home)
     return engine, session_factory(engine)
 
 

@@ -9,8 +9,9 @@ Aliases (full-stack-fastapi-template style):
   unknown or revoked tokens are 401 with ``WWW-Authenticate: Bearer``.
 - `AuditDep`, `SettingsDep`, `ClockDep`: what `create_app` put on app.state.
 
-Every `/v1` router depends on `authorize`, which checks the caller's role
-against `api.permissions.PERMISSIONS` for the route's operation id.
+Every `/v1` router uses `api.guard.GuardedRoute`, which authenticates the
+caller and checks the role before the body is read; `current_user` loads
+that user, and `authorize` (every router's dependency) checks the role again.
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def get_session(request: Request) -> Iterator[Session]:
     is left uncommitted (an error, a denied call) is rolled back here."""
     factory = request.app.state.session_factory
     session = factory()
+    # api.guard rolls it back itself before it records a refused call (the cleanup below runs
+    # only after the response, and until then this session may hold the write lock)
+    request.scope.setdefault("state", {})["tagtrail_session"] = session
     try:
         yield session
     finally:
@@ -69,21 +73,20 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ClockDep = Annotated[Callable[[], int], Depends(_clock)]
 
 
-def current_user(session: SessionDep,
+def current_user(request: Request, session: SessionDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
-    """The user behind the bearer token, or 401."""
-    from .users import authenticate
-
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer TOKEN'")
-    token = credentials.credentials
-    if len(token) > 512:
-        raise Unauthorized("invalid or revoked token")
-    user = authenticate(session, token)
+    """The user `api.guard.GuardedRoute` authenticated before the body was read,
+    loaded into this request's session (and checked again: a token revoked
+    meanwhile is refused). `credentials` is declared for the OpenAPI document
+    only; the guard has already checked it."""
+    user_id = request.scope.get("state", {}).get("tagtrail_user_id")
+    if user_id is None:  # a route outside the guard is never reachable
+        raise Forbidden("this operation is not behind the access guard (api.guard.GuardedRoute)")
+    user = session.get(User, user_id)
     if user is None or user.revoked_ms is not None:
         raise Unauthorized("invalid or revoked token")
-    # end the read: every transaction holds the database's one write lock (`api.db`), and a
-    # request should not hold it while it parses its body; the endpoint's work is its own transaction
+    # end the read: every transaction holds the database's one write lock (`api.db`), and the
+    # endpoint's work is its own transaction
     session.commit()
     return user
 
@@ -92,7 +95,8 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 
 def authorize(request: Request, user: CurrentUser) -> User:
-    """Router-level role check: the route's operation id must allow the caller's role."""
+    """Router-level check, behind the guard's: the route's operation id must
+    allow the caller's role (`api.permissions.PERMISSIONS`)."""
     route = request.scope.get("route")
     op = getattr(route, "operation_id", None)
     roles = PERMISSIONS.get(op or "")
@@ -108,10 +112,15 @@ def commit(session: Session, audit) -> None:
     checkpoint of the audit log (outside the database). A failed checkpoint
     is logged, not raised: the entries are committed, and the next checkpoint
     covers them."""
+    from .audit import AuditIntegrityError
+
     session.commit()
     try:
         audit.write_checkpoint(session)
         session.commit()  # end the transaction the checkpoint opened (it only reads)
+    except AuditIntegrityError as exc:  # recorded by the audit log; api.guard refuses what it must
+        session.rollback()
+        log.warning("audit checkpoint refused: %s", exc)
     except Exception:  # pragma: no cover - disk full and the like
         session.rollback()
         log.exception("audit checkpoint not written")

@@ -8,18 +8,17 @@ an episode updates it in place.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geofence.model import Assignment, Zone
-from geofence.zones import parse_zones
+from geofence.zones import DEFAULT_CRS
 from trails.timestamps import parse_timestamp
 
-from .models import AssignmentRow, BreachRow, ZoneRow
+from .models import BreachRow
 
 __all__ = ["save_detection", "load_assignments", "load_zones_from_db", "bump_config_version", "config_version"]
 
@@ -51,17 +50,14 @@ def _now_ms() -> int:
 
 def save_detection(session: Session, *, assignments: Sequence[Assignment], zone_features: Sequence[dict],
                    zones: Sequence[Zone], records: Sequence[dict]) -> dict[str, int]:
-    """Replace stored assignments and zones; upsert records. Returns counts."""
+    """Replace stored assignments and zones (the files state the conditions for their
+    whole period: `api.conditions.replace_all`, every zone version kept); upsert
+    records. Returns counts."""
+    from .conditions import replace_all
+
     now = _now_ms()
     bump_config_version(session)
-    session.execute(delete(AssignmentRow))
-    session.add_all(AssignmentRow(subject_id=a.subject_id, device_id=a.device_id, start_ms=a.start_ms,
-                                  end_ms=a.end_ms, zones_json=json.dumps(list(a.zones)))
-                    for a in assignments)
-    session.execute(delete(ZoneRow))
-    kinds = {z.zone_id: z.kind for z in zones}
-    session.add_all(ZoneRow(zone_id=f["id"], kind=kinds[f["id"]], feature_json=json.dumps(f, sort_keys=True))
-                    for f in zone_features)
+    replace_all(session, assignments, zone_features, zones, at_ms=now)
     existing = {b.breach_id: b for b in session.scalars(
         select(BreachRow).where(BreachRow.breach_id.in_([r["breach_id"] for r in records])))} if records else {}
     inserted = updated = 0
@@ -82,18 +78,21 @@ def save_detection(session: Session, *, assignments: Sequence[Assignment], zone_
 
 
 def load_assignments(session: Session, subject_id: str | None = None) -> tuple[Assignment, ...]:
-    q = select(AssignmentRow).order_by(AssignmentRow.subject_id, AssignmentRow.start_ms)
-    if subject_id is not None:
-        q = q.where(AssignmentRow.subject_id == subject_id)
-    return tuple(Assignment(r.subject_id, r.device_id, r.start_ms, r.end_ms, tuple(json.loads(r.zones_json)))
-                 for r in session.scalars(q))
+    """Every assignment segment, its zones as versioned keys (`api.conditions.load_assignments`)."""
+    from .conditions import load_assignments as segments
+
+    return segments(session, subject_id)
 
 
-def load_zones_from_db(session: Session, zone_ids: Sequence[str] | None = None) -> tuple[Zone, ...]:
-    q = select(ZoneRow).order_by(ZoneRow.zone_id)
-    if zone_ids is not None:
-        q = q.where(ZoneRow.zone_id.in_(list(zone_ids)))
-    features = [json.loads(r.feature_json) for r in session.scalars(q)]
-    if not features:
-        return ()
-    return parse_zones({"type": "FeatureCollection", "features": features}, source="database zones")
+def load_zones_from_db(session: Session, zone_ids: Sequence[str] | None = None, *,
+                       crs: str = DEFAULT_CRS) -> tuple[Zone, ...]:
+    """The zone versions that `zone_ids` name (versioned keys or plain ids, meaning
+    version 1; default: every version an assignment uses), validated as
+    ZONES.geojson is (`api.conditions.load_zones`).
+
+    `crs` is the policy CRS whose area of use every position must lie in
+    (`geofence.zones.parse_zones`); the default is the policy default, EPSG:27700.
+    """
+    from .conditions import load_zones
+
+    return load_zones(session, zone_ids, crs=crs)

@@ -14,15 +14,21 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["ApiError", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Gone", "Unprocessable",
-           "BadRequest", "install_handlers", "INTERNAL_ERROR"]
+           "BadRequest", "PayloadTooLarge", "UriTooLong", "UnsupportedMediaType", "ServiceUnavailable",
+           "install_handlers", "is_storage_full", "INTERNAL_ERROR", "STORAGE_FULL"]
 
 log = logging.getLogger("tagtrail.api")
 
 #: The only thing a client learns about an unexpected failure.
 INTERNAL_ERROR = "internal error: the request was not completed; the server log has the details"
+#: What every call gets while the disk is full. Reads too: each read is recorded in the audit
+#: log before anything is released, and a read that cannot be recorded is not served.
+STORAGE_FULL = ("the server's storage is full: nothing was changed or released (every call, reads included, "
+                "is recorded in the audit log first); an operator must free space")
 
 
 class ApiError(Exception):
@@ -72,6 +78,46 @@ class Unprocessable(ApiError):
     status_code = 422
 
 
+class PayloadTooLarge(HTTPException):
+    """413; an HTTPException so that FastAPI passes it through when it is raised while
+    the body is being read (anything else raised there becomes a generic 400)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)
+
+
+class UriTooLong(ApiError):
+    status_code = 414
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+
+
+class ServiceUnavailable(ApiError):
+    """The service refuses work it could not do safely (the audit log failed a check)."""
+
+    status_code = 503
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is the disk or the database being full:
+    ENOSPC/EDQUOT from the OS, SQLITE_FULL, PostgreSQL's disk_full (53100)."""
+    import errno
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "database or disk is full" in text or getattr(exc, "sqlstate", None) == "53100" \
+                or getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100":
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
     """Pydantic's errors reduced to loc/msg/type: never the raw input (which
     may be large or personal) nor `ctx` (which may hold exception objects)."""
@@ -97,6 +143,18 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        if not is_storage_full(exc):
+            raise exc  # not ours: the catch-all below logs it and answers 500
+        log.error("storage full on %s %s: %s", request.method, request.scope.get("route").path
+                  if request.scope.get("route") else "?", exc)
+        return JSONResponse({"detail": STORAGE_FULL}, status_code=507)
+
+    from sqlalchemy.exc import OperationalError
+
+    app.add_exception_handler(OSError, _storage)
+    app.add_exception_handler(OperationalError, _storage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - never in tests

@@ -51,10 +51,12 @@ Rules written down here (CONTRACT.md leaves them to us):
   are ``zone_episodes`` with the policy's curfew grace and missed fraction.
 - Bytes are deterministic for the same inputs: fixed key order, floats by
   ``repr`` (shortest round-trip), no generation timestamp.
+- CSV is written through `api.csvsafe`: a text cell starting with
+  ``= + - @``, TAB or CR (a zone id from an admin, say) gets a leading ``'``
+  so a spreadsheet never runs it as a formula; numbers stay numbers.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -68,11 +70,13 @@ import numpy as np
 from geofence import rules
 from geofence.classify import IN, UNCERTAIN, classify_points
 from geofence.compile import compile_zones
-from geofence.model import Assignment, Policy, Zone
+from geofence.model import Assignment, Policy, Zone, zone_label
 from geofence.schedule import active_intervals
 from trails.projection import project_lonlat
 from trails.store import read_store_fixes
 from trails.timestamps import format_ms
+
+from . import csvsafe
 
 __all__ = [
     "TRAIL_FORMATS",
@@ -81,6 +85,7 @@ __all__ = [
     "EXTENSIONS_NS",
     "Extract",
     "ExtractError",
+    "clip_assignments",
     "trail_extract",
     "attendance_extract",
 ]
@@ -141,25 +146,39 @@ class _Clipped:
     accuracy_m: np.ndarray  # NaN = not given
 
 
-def _subject_fixes(home, subject_id: str, assignments: Sequence[Assignment], policy: Policy,
-                   start_ms: int, end_ms: int, as_of_ms: int | None) -> _Clipped:
+def clip_assignments(assignments: Sequence[Assignment], subject_id: str, start_ms: int,
+                     end_ms: int) -> tuple[Assignment, ...]:
+    """The assignments of `subject_id` clipped to ``[start_ms, end_ms)``, by start.
+
+    Assignments of other subjects, and those that do not meet the period, are
+    left out; each one kept gets ``start = max(start, start_ms)`` and
+    ``end = min(end, end_ms)`` (never None). Clipping twice changes nothing,
+    so a decision can store its clipped assignments and the extract clip them
+    again. Inputs are not modified.
+    """
     start_ms, end_ms = int(start_ms), int(end_ms)
-    own = sorted((a for a in assignments if a.subject_id == subject_id), key=lambda a: a.start_ms)
-    clipped: list[Assignment] = []
-    t_end: list[int] = []
-    parts: list[tuple[np.ndarray, ...]] = []
-    for a in own:
+    out = []
+    for a in sorted((a for a in assignments if a.subject_id == subject_id), key=lambda a: a.start_ms):
         lo = max(int(a.start_ms), start_ms)
         hi = min(_POS_INF_MS if a.end_ms is None else int(a.end_ms), end_ms)
-        if lo >= hi:
-            continue
+        if lo < hi:
+            out.append(Assignment(a.subject_id, a.device_id, lo, hi, tuple(a.zones)))
+    return tuple(out)
+
+
+def _subject_fixes(home, subject_id: str, assignments: Sequence[Assignment], policy: Policy,
+                   start_ms: int, end_ms: int, as_of_ms: int | None) -> _Clipped:
+    clipped = clip_assignments(assignments, subject_id, start_ms, end_ms)
+    t_end: list[int] = []
+    parts: list[tuple[np.ndarray, ...]] = []
+    for a in clipped:
+        lo, hi = a.start_ms, a.end_ms
         cap = hi if as_of_ms is None else min(hi, int(as_of_ms))
         f = read_store_fixes(home, start_ms=lo, end_ms=hi, devices=[a.device_id])
         keep = np.ones(len(f), np.bool_) if as_of_ms is None else f.ts_ms <= int(as_of_ms)
         order = np.argsort(f.ts_ms[keep], kind="stable")  # one device: already by time; be explicit
         parts.append(tuple(np.asarray(col)[keep][order] for col in
                            (f.ts_ms, f.lat, f.lon, f.x, f.y, f.accuracy_m)))
-        clipped.append(Assignment(a.subject_id, a.device_id, lo, hi, tuple(a.zones)))
         t_end.append(cap)
     counts = [p[0].shape[0] for p in parts]
     fix_offsets = np.zeros(len(parts) + 1, np.int64)
@@ -172,7 +191,7 @@ def _subject_fixes(home, subject_id: str, assignments: Sequence[Assignment], pol
                                cat(3, np.float64), cat(4, np.float64), cat(5, np.float64))
     if policy.crs != _STORE_CRS:
         x, y = project_lonlat(lon, lat, policy.crs)
-    return _Clipped(tuple(clipped), np.asarray(t_end, np.int64), fix_offsets, ts, lat, lon, x, y, acc)
+    return _Clipped(clipped, np.asarray(t_end, np.int64), fix_offsets, ts, lat, lon, x, y, acc)
 
 
 def _zone_table(zones: Sequence[Zone], clipped: _Clipped) -> dict[str, Zone]:
@@ -307,11 +326,11 @@ def _trail_geojson(items, subject_id: str, start_ms: int, end_ms: int) -> bytes:
 
 
 def _trail_csv(items) -> bytes:
+    # numbers go in as floats (written by repr, like `_num`), so only text cells are neutralised
     buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csvsafe.writer(buf, lineterminator="\r\n")
     w.writerow(TRAIL_CSV_HEADER)
-    for ts, lat, lon, acc, q in items:
-        w.writerow((ts, _num(lat), _num(lon), "" if acc is None else _num(acc), q))
+    w.writerows((ts, float(lat), float(lon), "" if acc is None else float(acc), q) for ts, lat, lon, acc, q in items)
     return buf.getvalue().encode("utf-8")
 
 
@@ -382,7 +401,7 @@ def attendance_extract(home, *, subject_id: str, assignments: Sequence[Assignmen
         content = (json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
     else:
         buf = io.StringIO(newline="")
-        wr = csv.writer(buf, lineterminator="\r\n")
+        wr = csvsafe.writer(buf, lineterminator="\r\n")  # zone ids are text from admins: neutralised
         wr.writerow(ATTENDANCE_KEYS)
         wr.writerows(windows)
         content = buf.getvalue().encode("utf-8")
@@ -472,7 +491,7 @@ def _attendance_windows(clipped: _Clipped, zones_by_id: dict[str, Zone], policy:
                 status = "home"
             else:
                 status = "unknown"
-            out.append((zid, format_ms(ws), format_ms(we), status,
+            out.append((zone_label(zid), format_ms(ws), format_ms(we), status,
                         _seconds(home_ms), _seconds(absent_ms), _seconds(unknown_ms), ws))
     out.sort(key=lambda r: (r[7], r[0]))
     return [r[:7] for r in out]

@@ -23,30 +23,36 @@ Bodies:
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import rfc8785
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from trails.errors import InputError
 from trails.keys import KeyIndex
 from trails.projection import project_lonlat
-from trails.quarantine import REASON_CODE, REASONS, Rejected
+from trails.quarantine import REASON_CODE, REASONS, Rejected, bounded_text
+from trails.timestamps import format_ms
 from trails.readers import iter_raw_batches
 from trails.validate import validate_events, validate_fixes
 
 from . import fixlog
 from .models import DetectorState, IntakeBatch, IntakeEvent, IntakeFixChunk, IntakeQuarantine, User
 
-__all__ = ["MAX_ROWS", "IntakeResult", "accept_batch", "parse_json_body", "parse_csv_body", "BatchError"]
+__all__ = ["MAX_ROWS", "IntakeContext", "IntakeResult", "accept_batch", "batch_summary", "parse_json_body",
+           "parse_csv_body", "BatchError", "INLINE_DEVICES", "take_batch"]
 
 #: Rows (fixes + events) one batch may carry.
 MAX_ROWS = 50_000
@@ -54,6 +60,7 @@ STORE_CRS = "EPSG:27700"
 _FIX_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "battery_pct")
 _EVENT_FIELDS = ("device_id", "ts", "event")
 _DUPLICATE = REASON_CODE["duplicate"]
+_FUTURE = REASON_CODE["future_timestamp"]
 
 
 class BatchError(InputError):
@@ -115,19 +122,45 @@ def _column(values: list, numeric: bool) -> pa.Array:
     return pa.array([_text(v) for v in values], pa.string())
 
 
+def _surrogate(values: list) -> tuple[int, str] | None:
+    """(position, the lone surrogate) of the first value that is not valid Unicode text, or None.
+
+    JSON may spell a lone surrogate (``"\\ud800"``), which no UTF-8 text can hold:
+    like a CSV file that is not valid UTF-8, such a batch cannot be read at all."""
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return i, v[exc.start]
+    return None
+
+
 def _table(rows: list, fields: tuple[str, ...], what: str) -> pa.Table:
     if not isinstance(rows, list):
         raise BatchError(f"{what} must be a list of objects")
     if not all(isinstance(r, dict) for r in rows):
         i = next(i for i, r in enumerate(rows) if not isinstance(r, dict))
         raise BatchError(f"{what}[{i}] must be an object")
-    return pa.table({f: _column([r.get(f) for r in rows], f in _NUMERIC) for f in fields})
+    columns = {}
+    for f in fields:
+        values = [r.get(f) for r in rows]
+        try:
+            columns[f] = _column(values, f in _NUMERIC)
+        except UnicodeEncodeError:
+            i, char = _surrogate(values)
+            raise BatchError(f"{what}[{i}].{f} holds a lone surrogate (\\u{ord(char):04x}): not valid Unicode text, "
+                             f"so the batch cannot be read (as a CSV file that is not valid UTF-8)") from None
+    return pa.table(columns)
 
 
 def parse_json_body(raw: bytes) -> tuple[pa.Table | None, pa.Table | None]:
     """(fixes table, events table) of string columns from a JSON body."""
     try:
         doc = json.loads(raw)
+    except RecursionError:
+        raise BatchError("body is nested too deeply to be a batch (JSON arrays or objects inside each other "
+                         "hundreds of levels deep)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BatchError(f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not set(doc) <= {"fixes", "events"} or not doc:
@@ -158,19 +191,76 @@ def parse_csv_body(raw: bytes, kind: str, tmp_dir: Path) -> pa.Table:
 
 
 # --------------------------------------------------------------------------- accepting
+@dataclass(frozen=True)
+class IntakeContext:
+    """What intake needs from the running service for one batch (`api.stream.StreamService.intake_context`).
+
+    keys: accepted keys, for first-arrival deduplication; day_loader: loads one
+    UTC day's accepted keys on first use; max_ahead_ms: the policy's
+    ``max_clock_ahead_s`` in ms; assignments: device id -> its (start_ms,
+    end_ms or None, subject_id) assignments, to name the wearers a batch
+    concerns in the audit log."""
+
+    keys: KeyIndex
+    day_loader: Callable | None = None
+    max_ahead_ms: int = 300_000
+    assignments: dict[str, list[tuple[int, int | None, str]]] = field(default_factory=dict)
+
+
 def _counts(n: int, rejected: Rejected) -> dict:
     return {"received": n, "accepted": n - len(rejected), "quarantined": rejected.counts()}
 
 
-def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | None, events: pa.Table | None,
-                 source: str, user: User | None, now_ms: int | None = None, day_loader=None) -> tuple[IntakeResult, dict]:
+def _screen(kept, rej: Rejected, source: str, first: np.ndarray, future: np.ndarray) -> tuple[Rejected, np.ndarray]:
+    """Rejected rows of one source (reasons 1-7, then future_timestamp, then duplicate) and the kept positions."""
+    dup = np.flatnonzero(~first & ~future)
+    fut = np.flatnonzero(future)
+    parts = [rej, Rejected(source, kept.row[fut], np.full(fut.size, _FUTURE, np.int8)),
+             Rejected(source, kept.row[dup], np.full(dup.size, _DUPLICATE, np.int8))]
+    return Rejected.concat(source, parts), np.flatnonzero(first & ~future)
+
+
+def _accept_fixes(fixes: pa.Table, ctx: IntakeContext, now: int) -> tuple[Rejected, pa.Table]:
+    """Validated, not from the future, first copies, projected: (rejected rows, the fix table to log)."""
+    kept, rej, _ = validate_fixes(fixes, first_row=1, name="fixes")
+    future = kept.ts_ms > now + ctx.max_ahead_ms
+    first = np.ones(len(kept), bool)
+    ahead = np.flatnonzero(~future)  # a row from the future is quarantined before it is looked up or indexed
+    first[ahead] = ctx.keys.first_copies(kept.device_id.take(pa.array(ahead)), kept.ts_ms[ahead], loader=ctx.day_loader)
+    f_rej, ok = _screen(kept, rej, "fixes", first, future)
+    x, y = project_lonlat(kept.lon[ok], kept.lat[ok], STORE_CRS)
+    table = pa.table({"row": kept.row[ok], "device_id": kept.device_id.take(pa.array(ok)),
+                      "ts_ms": kept.ts_ms[ok], "lat": kept.lat[ok], "lon": kept.lon[ok], "x": x, "y": y,
+                      "accuracy_m": kept.accuracy_m[ok], "battery_pct": kept.battery_pct[ok]})
+    return f_rej, table
+
+
+def _accept_events(events: pa.Table, ctx: IntakeContext, now: int) -> tuple[Rejected, list[dict]]:
+    kept, rej, _ = validate_events(events, first_row=1, name="events")
+    future = kept.ts_ms > now + ctx.max_ahead_ms
+    dev, kinds = kept.device_id.to_pylist(), kept.event.to_pylist()
+    first = np.ones(len(kept), bool)
+    ahead = np.flatnonzero(~future)
+    first[ahead] = ctx.keys.first_events([dev[i] for i in ahead.tolist()], kept.ts_ms[ahead],
+                                         [kinds[i] for i in ahead.tolist()])
+    e_rej, ok = _screen(kept, rej, "events", first, future)
+    rows = [{"row": int(kept.row[i]), "device_id": dev[i], "ts_ms": int(kept.ts_ms[i]), "event": kinds[i]}
+            for i in ok.tolist()]
+    return e_rej, rows
+
+
+def accept_batch(session: Session, audit, ctx: IntakeContext, *, fixes: pa.Table | None, events: pa.Table | None,
+                 source: str, user: User | None, now_ms: int | None = None) -> tuple[IntakeResult, dict]:
     """Validate, deduplicate, project and log one batch in the caller's transaction.
 
-    Returns (result, accepted) where ``accepted`` is what to hand to
-    `api.stream.StreamService.accepted` once the transaction has committed
-    (the keys for deduplication, and the logged fixes with their seqs for
-    compaction): the index must never claim a row that a rolled-back
-    transaction did not keep.
+    `now_ms` is the batch's receipt time: a row dated more than
+    ``ctx.max_ahead_ms`` after it is quarantined ``future_timestamp`` (a tag
+    clock running ahead must not move time for every wearer; CONTRACT.md
+    "Continuous intake"). Returns (result, accepted) where ``accepted`` is
+    what to hand to `api.stream.StreamService.accepted` once the transaction
+    has committed (the keys for deduplication, and the logged fixes with
+    their seqs for compaction): the index must never claim a row that a
+    rolled-back transaction did not keep.
     """
     n_f = fixes.num_rows if fixes is not None else 0
     n_e = events.num_rows if events is not None else 0
@@ -179,44 +269,23 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     # validation, deduplication and projection first: the database's write lock is taken
     # (by the first write) only for the inserts and the audit entry
-    q_parts: list[tuple[str, Rejected, pa.Table]] = []
-    accepted: dict = {"fixes": ([], np.zeros(0, np.int64)), "events": ([], [], [])}
-    f_rej = Rejected.empty("fixes")
-    e_rej = Rejected.empty("events")
-    fix_table: pa.Table | None = None
-    ev_rows: list[dict] = []
-    if n_f:
-        kept, rej, bad = validate_fixes(fixes, first_row=1, name="fixes")
-        first = keys.first_copies(kept.device_id, kept.ts_ms, loader=day_loader)
-        dup = np.flatnonzero(~first)
-        f_rej = Rejected.concat("fixes", [rej, Rejected("fixes", kept.row[dup], np.full(dup.size, _DUPLICATE, np.int8))])
-        ok = np.flatnonzero(first)
-        x, y = project_lonlat(kept.lon[ok], kept.lat[ok], STORE_CRS)
-        fix_table = pa.table({"row": kept.row[ok], "device_id": kept.device_id.take(pa.array(ok)),
-                              "ts_ms": kept.ts_ms[ok], "lat": kept.lat[ok], "lon": kept.lon[ok], "x": x, "y": y,
-                              "accuracy_m": kept.accuracy_m[ok], "battery_pct": kept.battery_pct[ok]})
-        accepted["fixes"] = (fix_table.column("device_id"), kept.ts_ms[ok])
-        q_parts.append(("fixes", f_rej, fixes))
-    if n_e:
-        kept, rej, bad = validate_events(events, first_row=1, name="events")
-        dev, kinds = kept.device_id.to_pylist(), kept.event.to_pylist()
-        first = keys.first_events(dev, kept.ts_ms, kinds)
-        dup = np.flatnonzero(~first)
-        e_rej = Rejected.concat("events", [rej, Rejected("events", kept.row[dup], np.full(dup.size, _DUPLICATE, np.int8))])
-        ok = np.flatnonzero(first).tolist()
-        for i in ok:
-            ev_rows.append({"row": int(kept.row[i]), "device_id": dev[i], "ts_ms": int(kept.ts_ms[i]),
-                            "event": kinds[i]})
-        accepted["events"] = ([dev[i] for i in ok], [int(kept.ts_ms[i]) for i in ok], [kinds[i] for i in ok])
-        q_parts.append(("events", e_rej, events))
+    f_rej, fix_table = _accept_fixes(fixes, ctx, now) if n_f else (Rejected.empty("fixes"), None)
+    e_rej, ev_rows = _accept_events(events, ctx, now) if n_e else (Rejected.empty("events"), [])
+    summary = batch_summary(fix_table, ev_rows, ctx.assignments)
+    summary_text = rfc8785.dumps(summary).decode("utf-8")
     batch = IntakeBatch(received_ms=now, source=source[:300], user_id=user.id if user else None, fix_rows=n_f,
-                        event_rows=n_e, fixes_accepted=0, events_accepted=0, quarantined_json="{}")
+                        event_rows=n_e, fixes_accepted=0, events_accepted=0, quarantined_json="{}",
+                        summary_json=summary_text)
     session.add(batch)
     session.flush()
     for r in ev_rows:
         r["batch_id"] = batch.id
-    q_rows = [q for name, rej, table in q_parts for q in _quarantine_rows(batch.id, name, rej, table)]
+    q_rows = _quarantine_rows(batch.id, now, "fixes", f_rej, fixes) + _quarantine_rows(batch.id, now, "events", e_rej, events)
     n_fixes = fix_table.num_rows if fix_table is not None else 0
+    accepted: dict = {"fixes": (fix_table.column("device_id"), fix_table.column("ts_ms").to_numpy()) if n_fixes
+                      else ([], np.zeros(0, np.int64)),
+                      "events": tuple(list(c) for c in zip(*((r["device_id"], r["ts_ms"], r["event"]) for r in ev_rows)))
+                      or ([], [], [])}
     if n_fixes:
         accepted["fix_log"] = _log_fixes(session, batch.id, fix_table)
     if ev_rows:
@@ -227,10 +296,78 @@ def accept_batch(session: Session, audit, keys: KeyIndex, *, fixes: pa.Table | N
                           accepted_fixes=n_fixes, accepted_events=len(ev_rows))
     batch.fixes_accepted, batch.events_accepted = n_fixes, len(ev_rows)
     batch.quarantined_json = json.dumps({"fixes": result.fixes["quarantined"], "events": result.events["quarantined"]})
-    # DPA 2018 s.62: collection is logged; counts only, never a position or a wearer
     audit.append(session, action="fixes.intake", actor=user, now_ms=now,
-                 detail={"batch_id": batch.id, "source": source[:200], "fixes": result.fixes, "events": result.events})
+                 detail=_audit_detail(audit, batch.id, source, result, summary, summary_text))
     return result, accepted
+
+
+#: A batch touching at most this many devices is described device by device in its audit entry;
+#: a larger one by counts and the SHA-256 of its summary (kept with the batch: `intake_batches.summary_json`).
+INLINE_DEVICES = 20
+
+
+def batch_summary(fix_table: pa.Table | None, ev_rows: list[dict],
+                  assignments: dict[str, list[tuple[int, int | None, str]]]) -> list[dict]:
+    """Per device a batch added rows for: its rows, first and last instant, and the
+    wearers whose assignment of it covers those instants, in device order.
+
+    This is what an audit of "who added evidence about this wearer" needs: the
+    batch's entry in the audit log commits to it (by SHA-256, or inline)."""
+    parts = []
+    if fix_table is not None and fix_table.num_rows:
+        parts.append(fix_table.select(["device_id", "ts_ms"]))
+    if ev_rows:
+        parts.append(pa.table({"device_id": pa.array([r["device_id"] for r in ev_rows], pa.string()),
+                               "ts_ms": pa.array([r["ts_ms"] for r in ev_rows], pa.int64())}))
+    if not parts:
+        return []
+    t = pa.concat_tables(parts).group_by("device_id").aggregate([("ts_ms", "min"), ("ts_ms", "max"), ("ts_ms", "count")])
+    t = t.sort_by("device_id")
+    out = []
+    for dev, lo, hi, n in zip(*(t.column(c).to_pylist() for c in ("device_id", "ts_ms_min", "ts_ms_max", "ts_ms_count"))):
+        subjects = sorted({s for start, end, s in assignments.get(dev, ()) if start <= hi and (end is None or end > lo)})
+        out.append({"device_id": dev, "rows": n, "from": format_ms(lo), "to": format_ms(hi), "subjects": subjects})
+    return out
+
+
+def _audit_detail(audit, batch_id: int, source: str, result: IntakeResult, summary: list[dict],
+                  summary_text: str) -> dict:
+    """DPA 2018 s.62: collection is logged: which devices, which wearers (by pseudonym), which
+    period; never a position."""
+    detail = {"batch_id": batch_id, "source": source[:200], "fixes": result.fixes, "events": result.events,
+              "devices": len(summary), "summary_sha256": hashlib.sha256(summary_text.encode("utf-8")).hexdigest()}
+    if summary:
+        detail["from"] = min(d["from"] for d in summary)
+        detail["to"] = max(d["to"] for d in summary)
+        subjects = sorted({audit.pseudonym(s) for d in summary for s in d["subjects"]})
+        detail["subjects"] = len(subjects)
+    if 0 < len(summary) <= INLINE_DEVICES:
+        detail["by_device"] = [{"device_id": d["device_id"], "rows": d["rows"], "from": d["from"], "to": d["to"],
+                                "subjects": [audit.pseudonym(s) for s in d["subjects"]]} for d in summary]
+    return detail
+
+
+def take_batch(stream, session: Session, audit, *, fixes: pa.Table | None, events: pa.Table | None, source: str,
+               user: User | None, now_ms: int | None = None) -> IntakeResult:
+    """The intake protocol, one batch, for every way in (POST /v1/fixes, `tagtrail watch`):
+    under the service's intake lock, accept the batch in `session`'s transaction, commit it
+    with its audit entry, hand what was accepted to the detector, write an audit checkpoint,
+    and wake the detector. When this returns, the accepted rows are durable."""
+    with stream.intake_lock:
+        ctx = stream.intake_context(session)
+        result, accepted = accept_batch(session, audit, ctx, fixes=fixes, events=events, source=source, user=user,
+                                        now_ms=now_ms)
+        session.commit()
+        stream.accepted(accepted, loader=ctx.day_loader)
+    try:
+        audit.write_checkpoint(session)
+        session.commit()  # end the transaction the checkpoint opened (it only reads)
+    except Exception:  # the entries are committed; the next checkpoint covers them
+        session.rollback()
+        logging.getLogger("tagtrail.intake").exception("audit checkpoint not written")
+    if result.accepted_fixes or result.accepted_events:
+        stream.notify()
+    return result
 
 
 def _log_fixes(session: Session, batch_id: int, table: pa.Table) -> tuple[int, int, int, pa.Table]:
@@ -253,11 +390,14 @@ def _log_fixes(session: Session, batch_id: int, table: pa.Table) -> tuple[int, i
     return first, last, batch_id, table
 
 
-def _quarantine_rows(batch_id: int, source: str, rej: Rejected, table: pa.Table) -> list[dict]:
-    if len(rej) == 0:
+def _quarantine_rows(batch_id: int, received_ms: int, source: str, rej: Rejected, table: pa.Table | None) -> list[dict]:
+    """Rows for `intake_quarantine`: reason, receipt time, and at most a bounded
+    prefix of the raw device id and timestamp (`trails.quarantine.bounded_text`)."""
+    if len(rej) == 0 or table is None:
         return []
     idx = pa.array(rej.row - 1)
-    dev = table.column("device_id").take(idx).to_pylist()
-    ts = table.column("ts").take(idx).to_pylist()
-    return [{"batch_id": batch_id, "source": source, "row": int(r), "reason": REASONS[int(c)],
-             "device_id": d, "ts": t} for r, c, d, t in zip(rej.row.tolist(), rej.reason.tolist(), dev, ts)]
+    dev = bounded_text(table.column("device_id").take(idx)).to_pylist()
+    ts = bounded_text(table.column("ts").take(idx)).to_pylist()
+    return [{"batch_id": batch_id, "received_ms": received_ms, "source": source, "row": int(r),
+             "reason": REASONS[int(c)], "device_id": d, "ts": t}
+            for r, c, d, t in zip(rej.row.tolist(), rej.reason.tolist(), dev, ts)]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "BreachRow", "AccessRequest", "AuditEntry",
+__all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "ZoneVersion", "Correction", "BreachRow", "BreachEvent",
+           "AccessRequest", "AuditEntry",
            "IntakeBatch", "IntakeFixChunk", "IntakeEvent", "IntakeQuarantine", "DetectorState",
            "ROLES", "KINDS", "OUTCOMES", "BREACH_STATUSES"]
 
@@ -32,11 +33,19 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """An API user. Only the SHA-256 of the token is stored."""
+    """An API user (an account). Only the SHA-256 of the token is stored.
+
+    `person` says who is behind the account: the name, normalised
+    (`api.users.person_key`). Accounts come and go (a revoked caseworker may
+    come back as an approver); the person stays, and the two-person rule
+    compares persons, so nobody decides a request they made from another
+    account.
+    """
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    person: Mapped[str] = mapped_column(String(200), index=True)
     role: Mapped[str] = mapped_column(String(20))
     org: Mapped[str | None] = mapped_column(String(100), nullable=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -45,7 +54,17 @@ class User(Base):
 
 
 class AssignmentRow(Base):
-    """An assignment from the SUBJECTS.json last loaded by `detect --db`."""
+    """One segment of an assignment: the subject wears the device during
+    [start_ms, end_ms) under these zones, each at the version in
+    `zone_versions_json` ({zone id: version}).
+
+    A condition applies from when it is imposed: when an admin changes an
+    assignment's zones, or a zone it uses, the assignment is split at that
+    instant (`api.conditions`); detection judges each segment as an assignment
+    of its own (CONTRACT.md handles assignment boundaries), so the past is
+    never re-evaluated against conditions that did not hold then.
+    `chain_start_ms` is the start of the assignment the segment belongs to
+    (its first segment's start), by which admins address it."""
 
     __tablename__ = "assignments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -54,15 +73,57 @@ class AssignmentRow(Base):
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     zones_json: Mapped[str] = mapped_column(Text, default="[]")
+    chain_start_ms: Mapped[int] = mapped_column(BigInteger)
+    zone_versions_json: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class ZoneRow(Base):
-    """A zone as its GeoJSON feature, from the ZONES.geojson last loaded."""
+    """A zone's current version (its GeoJSON feature); every version is in `zone_versions`."""
 
     __tablename__ = "zones"
     zone_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     feature_json: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ZoneVersion(Base):
+    """Every version a zone ever had, kept for as long as a record may rest on it.
+
+    `sha256`: of the feature's canonical JSON (RFC 8785), also in the audit
+    entry of the change. `effective_from_ms`: from when an admin's change
+    applies (None for a version loaded from a file by an operator, which
+    applies wherever the file's assignments say)."""
+
+    __tablename__ = "zone_versions"
+    zone_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(20))
+    feature_json: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    effective_from_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    correction_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Correction(Base):
+    """A change to conditions in the past (an assignment that began earlier than
+    it was registered, a zone that was wrong all along): proposed by one admin
+    with a reason, applied only when a second admin approves it with a reason."""
+
+    __tablename__ = "corrections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # assignment | zone
+    payload_json: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[int] = mapped_column(Integer)
+    proposed_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | applied | rejected
+    decided_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    decided_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class BreachRow(Base):
@@ -87,6 +148,24 @@ class BreachRow(Base):
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     withdrawn_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The last intake batch of the detection pass that withdrew it (None: not withdrawn by new data).
+    withdrawn_batch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class BreachEvent(Base):
+    """One change a person made to a record on the work list: its status, its
+    assignee and the note they wrote. Free text stays here, in a business
+    table; the audit entry of the change holds only the note's SHA-256."""
+
+    __tablename__ = "breach_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    breach_id: Mapped[str] = mapped_column(String(16), index=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(Integer)
+    from_status: Mapped[str] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IntakeBatch(Base):
@@ -102,6 +181,9 @@ class IntakeBatch(Base):
     fixes_accepted: Mapped[int] = mapped_column(Integer)
     events_accepted: Mapped[int] = mapped_column(Integer)
     quarantined_json: Mapped[str] = mapped_column(Text)
+    #: Per device: rows added, first and last instant, the wearers concerned (`api.intake.batch_summary`);
+    #: the batch's audit entry holds its SHA-256.
+    summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IntakeFixChunk(Base):
@@ -139,6 +221,7 @@ class IntakeQuarantine(Base):
     __tablename__ = "intake_quarantine"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     batch_id: Mapped[int] = mapped_column(Integer, index=True)
+    received_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the batch's receipt time
     source: Mapped[str] = mapped_column(String(10))
     row: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(30))
@@ -189,6 +272,11 @@ class AccessRequest(Base):
     decided_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     guidance_version: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    #: The wearer's assignments when the data was approved, clipped to the approved
+    #: period: JSON ``[{"device_id", "start_ms", "end_ms", "zones"}]``. The extract
+    #: reads exactly these, so changing assignments later cannot redirect it.
+    #: None for decisions without data and for those made before migration 0004.
+    bound_assignments_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     withdrawn_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -198,8 +286,12 @@ class AuditEntry(Base):
     refuses UPDATE and DELETE on this table (triggers from the migration).
 
     `entry` is the canonical JSON (RFC 8785) that was hashed; the other
-    columns repeat its fields for querying. No coordinates, ever; subjects
-    appear only as keyed pseudonyms.
+    columns repeat its fields for querying (`tagtrail audit verify` checks
+    each against the entry). No coordinates, ever; subjects appear only as
+    keyed pseudonyms. `mac` is HMAC-SHA256 of the entry under
+    HOME/keys/audit-mac.key: the service wrote this row, so a row INSERTed
+    by someone who can write the database but not HOME/keys is never signed
+    into a checkpoint. None for rows written before migration 0005.
     """
 
     __tablename__ = "audit_log"
@@ -217,6 +309,7 @@ class AuditEntry(Base):
     extract_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     entry: Mapped[str] = mapped_column(Text)
     leaf_hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 Index("ix_breaches_subject_start", BreachRow.subject_id, BreachRow.start_ms)

@@ -15,8 +15,11 @@ The roles (api/models.py ROLES):
 - ``approver``: decides requests and confirms external requesters' identity;
   never decides a request they made (governance.md, dual authorisation).
 - ``auditor``: reads everything, including the audit log and its proofs.
-- ``admin``: like the auditor, for running the service; may also send fixes.
+- ``admin``: like the auditor, for running the service (assignments, zones).
 - ``feed``: the monitoring supplier's system: sends fixes and events, nothing else.
+  Only the feed sends fixes: an admin who could also post fixes could fabricate
+  evidence or erase a gap, so that power stays with one machine account whose
+  every batch is audited.
 
 This is the in-process, table-tested decision function governance.md asks
 for (no OPA/Cerbos server).
@@ -27,7 +30,7 @@ from types import MappingProxyType
 
 from .models import ROLES
 
-__all__ = ["PERMISSIONS", "is_allowed", "roles_for"]
+__all__ = ["PERMISSIONS", "PERSONAL_DATA_OPS", "WHILE_AUDIT_FAILED", "is_allowed", "roles_for"]
 
 _ALL = frozenset(ROLES)
 _PEOPLE = _ALL - {"feed"}  # every role but the supplier's system
@@ -51,7 +54,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
     # continuous operation: intake and the breach queue
-    "post_fixes": frozenset({"admin", "feed"}),
+    "post_fixes": frozenset({"feed"}),
     "breach_queue": _STAFF,
     "set_breach_status": frozenset({"caseworker"}),
     "stream_status": frozenset({"admin", "auditor", "feed"}),
@@ -59,6 +62,11 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "list_assignments": frozenset({"admin"}),
     "upsert_assignment": frozenset({"admin"}),
     "upsert_zone": frozenset({"admin"}),
+    "list_zone_versions": frozenset({"admin", "auditor"}),
+    # changes to conditions in the past: proposed by one admin, decided by another
+    "propose_correction": frozenset({"admin"}),
+    "list_corrections": frozenset({"admin", "auditor"}),
+    "decide_correction": frozenset({"admin"}),
     # audit log
     "audit_checkpoint": frozenset({"auditor", "admin"}),
     "audit_inclusion_proof": frozenset({"auditor", "admin"}),
@@ -66,6 +74,22 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
 })
 
 assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PERMISSIONS"
+
+#: Operations whose inputs or answers concern a wearer: a refused or failed call to
+#: one of these is audited, and an external requester gets only a generic refusal.
+PERSONAL_DATA_OPS: frozenset[str] = frozenset({
+    "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
+    "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
+    "breach_queue", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
+    "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home
+})
+
+#: What may still be called while the audit log is in a failed state (tampering
+#: detected): only what helps investigate it. Everything else is refused (503).
+WHILE_AUDIT_FAILED: frozenset[str] = frozenset({
+    "audit_checkpoint", "audit_inclusion_proof", "audit_consistency_proof", "stream_status",
+})
+assert PERSONAL_DATA_OPS <= set(PERMISSIONS) and WHILE_AUDIT_FAILED <= set(PERMISSIONS)
 
 
 def roles_for(operation_id: str) -> frozenset[str]:

@@ -4,19 +4,23 @@
   shape of the 2022 inspection report's Figure 9 (outcomes include
   ``withdrawn`` and ``pending``), and the same by requester organisation.
 - `breach_report`: breaches (kind ``breach``, alerts left out) by type x
-  UTC month of their start, with row and column totals (Figure 6).
+  UTC month of their start, with row and column totals (Figure 6). Records
+  that continuous detection withdrew (later data removed them) are not
+  breaches: they are left out of the rows and totals and counted on their
+  own, by month, under ``withdrawn``, so the figures stay honest and the
+  corrections stay visible.
 
 Both take an optional half-open period [from_ms, to_ms): requests by when
 they were made, breaches by when they started.
 """
 from __future__ import annotations
 
-import csv
 import io
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import csvsafe
 from .models import KINDS, OUTCOMES, AccessRequest, BreachRow, User
 
 __all__ = ["REPORT_OUTCOMES", "access_request_report", "breach_report", "report_csv"]
@@ -68,38 +72,52 @@ def access_request_report(session: Session, *, from_ms: int | None = None, to_ms
 
 
 def breach_report(session: Session, *, from_ms: int | None = None, to_ms: int | None = None) -> dict:
-    """Breaches starting in [from_ms, to_ms) counted by type x UTC month.
+    """Breaches starting in [from_ms, to_ms) counted by type x UTC month; withdrawn ones apart.
 
     The month is the first seven characters of the record's `start`, which
     the contract writes in UTC (``YYYY-MM-DDTHH:MM:SS.mmmZ``). Returns
     ``{"months": [...], "rows": [{"type", "months": {month: n}, "total"}],
-    "totals": {"months": {month: n}, "total": n}}``.
+    "totals": {"months": {month: n}, "total": n},
+    "withdrawn": {"months": {month: n}, "total": n}}``: rows and totals count
+    live records only (status other than ``withdrawn``); `months` covers both.
     """
     month = func.substr(BreachRow.start, 1, 7)
-    q = (select(BreachRow.type, month, func.count())
+    is_withdrawn = BreachRow.status == "withdrawn"
+    q = (select(BreachRow.type, month, is_withdrawn, func.count())
          .where(BreachRow.kind == "breach", *_window(BreachRow.start_ms, from_ms, to_ms))
-         .group_by(BreachRow.type, month))
-    cells = {(t, m): n for t, m, n in session.execute(q)}
-    months = sorted({m for _, m in cells})
+         .group_by(BreachRow.type, month, is_withdrawn))
+    cells: dict[tuple[str, str], int] = {}
+    gone: dict[str, int] = {}
+    for t, m, withdrawn, n in session.execute(q):
+        if withdrawn:
+            gone[m] = gone.get(m, 0) + n
+        else:
+            cells[(t, m)] = n
+    months = sorted({m for _, m in cells} | set(gone))
     types = sorted({t for t, _ in cells})
     rows = []
     for t in types:
         per = {m: cells.get((t, m), 0) for m in months}
         rows.append({"type": t, "months": per, "total": sum(per.values())})
     col = {m: sum(r["months"][m] for r in rows) for m in months}
-    return {"months": months, "rows": rows, "totals": {"months": col, "total": sum(col.values())}}
+    withdrawn_col = {m: gone.get(m, 0) for m in months}
+    return {"months": months, "rows": rows, "totals": {"months": col, "total": sum(col.values())},
+            "withdrawn": {"months": withdrawn_col, "total": sum(withdrawn_col.values())}}
 
 
 def report_csv(report: dict) -> str:
-    """Either report as CSV: one row per outcome/type, then a total row."""
+    """Either report as CSV: one row per outcome/type, then a total row (and, for
+    breaches, a ``withdrawn`` row after it: not part of the total). Cells pass
+    through `api.csvsafe`."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvsafe.writer(buf, lineterminator="\n")
     if "months" in report:
         months = report["months"]
         w.writerow(["type", *months, "total"])
         for r in report["rows"]:
             w.writerow([r["type"], *(r["months"][m] for m in months), r["total"]])
-        w.writerow(["total", *(report["totals"]["months"][m] for m in months), report["totals"]["total"]])
+        for label, part in (("total", report["totals"]), ("withdrawn", report["withdrawn"])):
+            w.writerow([label, *(part["months"][m] for m in months), part["total"]])
     else:
         cols = report["columns"]
         w.writerow(["outcome", *cols])

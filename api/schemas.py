@@ -4,12 +4,14 @@ gets back) models, validated once at the edge.
 Timestamps travel as RFC 3339 strings with an offset and are parsed with
 `trails.timestamps.parse_timestamp` (a naive timestamp is a 422, never
 guessed at); they come back in the contract's form ``...T..:..:..mmmZ``.
-Free text must be "non-trivial" (`MIN_TEXT_CHARS` non-space characters) where
-governance.md asks for a reason, and every string must be encodable UTF-8
+Free text must be "non-trivial" (`MIN_TEXT_CHARS` letters or digits: Unicode
+categories L* and N*, so invisible or punctuation-only padding does not count)
+where governance.md asks for a reason, and every string must be encodable UTF-8
 (JSON allows lone surrogates; databases and canonical JSON do not).
 """
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -19,11 +21,12 @@ from trails.timestamps import NaiveTimestampError, format_ms, parse_timestamp
 from .models import KINDS, OUTCOMES
 from .settings import GROUNDS
 
-__all__ = ["MIN_TEXT_CHARS", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate", "DecisionCreate",
-           "AccessRequestPublic", "AccessRequestList", "BreachPublic", "BreachList", "Health",
-           "IntakeResponse", "AssignmentIn", "AssignmentPublic", "AssignmentList", "QueueItem", "QueuePage", "BreachStatusChange", "parse_ts", "fmt_ts"]
+__all__ = ["MIN_TEXT_CHARS", "count_letters", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate",
+           "DecisionCreate", "AccessRequestPublic", "AccessRequestList", "BreachPublic", "SubjectBreach",
+           "BreachList", "Health", "IntakeResponse", "AssignmentIn", "AssignmentPublic", "AssignmentList",
+           "QueueItem", "QueuePage", "BreachStatusChange", "parse_ts", "fmt_ts"]
 
-#: Non-space characters a justification, necessity statement or decision reason needs.
+#: Letters or digits (Unicode L*, N*) a justification, necessity statement or decision reason needs.
 MIN_TEXT_CHARS = 20
 #: Earliest and latest instants accepted (years 1970..9999): keeps every
 #: millisecond value well inside a 64-bit integer.
@@ -45,10 +48,20 @@ def _utf8(value: str) -> str:
     return value
 
 
+def count_letters(value: str) -> int:
+    """Letters and digits in `value` (Unicode categories L* and N*).
+
+    What a reader can read: spaces, punctuation, symbols and invisible
+    format characters (zero-width spaces, joiners, direction marks) are not
+    explanation, so 30 zero-width spaces count 0, not 30.
+    """
+    return sum(1 for c in value if unicodedata.category(c)[0] in "LN")
+
+
 def _non_trivial(value: str) -> str:
-    n = sum(1 for c in value if not c.isspace())
+    n = count_letters(value)
     if n < MIN_TEXT_CHARS:
-        raise ValueError(f"needs at least {MIN_TEXT_CHARS} non-space characters of explanation (got {n})")
+        raise ValueError(f"needs at least {MIN_TEXT_CHARS} letters or digits of explanation (got {n})")
     return value
 
 
@@ -76,7 +89,7 @@ def _timestamp(value: str) -> str:
 
 Text = Annotated[str, Field(max_length=10_000), AfterValidator(_utf8)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_utf8)]
-Reason = Annotated[str, Field(max_length=10_000, description=f"at least {MIN_TEXT_CHARS} non-space characters"),
+Reason = Annotated[str, Field(max_length=10_000, description=f"at least {MIN_TEXT_CHARS} letters or digits"),
                    AfterValidator(_utf8), AfterValidator(_non_trivial)]
 Timestamp = Annotated[str, Field(max_length=40, description="RFC 3339 with a UTC offset, e.g. 2024-03-25T18:00:00Z",
                                  examples=["2024-03-25T18:00:00Z"]),
@@ -170,13 +183,22 @@ class BreachPublic(BaseModel):
     priority: int
 
 
+class SubjectBreach(BreachPublic):
+    """A wearer's record with its standing: ``withdrawn`` records (removed by
+    data received later) are listed only on request, and say why."""
+
+    status: str = Field(description="new, in_review, actioned or withdrawn")
+    withdrawn_reason: str | None
+
+
 class BreachList(BaseModel):
-    items: list[BreachPublic]
+    items: list[SubjectBreach]
     count: int
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or audit_failed: data is neither released nor changed until an operator acts")
+    audit: str = Field(description="ok, or what the audit log's integrity check found, and when")
 
 
 class IntakeCounts(BaseModel):
@@ -221,11 +243,17 @@ class AssignmentIn(_In):
 
 
 class AssignmentPublic(BaseModel):
+    """One segment of an assignment (`api.conditions`): `start` names the
+    assignment, `segment_start`..`end` is the part with these zones, each at
+    the version in `zone_versions`."""
+
     subject_id: str
     device_id: str
     start: str
+    segment_start: str
     end: str | None
     zones: list[str]
+    zone_versions: dict[str, int]
 
 
 class AssignmentList(BaseModel):

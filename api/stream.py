@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from geofence.incremental import Change, EventRows, FixRows, IncrementalDetector
 from geofence.model import Assignment, Policy
 from trails.keys import as_strings
+from trails.timestamps import format_ms
 
 from .detections import config_version, load_assignments, load_zones_from_db
 from . import fixlog
@@ -121,6 +122,7 @@ class StreamService:
         self._logged: dict[int, tuple[int, int, int, pa.Table]] = {}
         self._logged_lock = threading.Lock()
         self._events_loaded = False
+        self._intake_cache = None  # ((config version, policy text), clock allowance ms, device -> assignments)
 
     def accepted(self, accepted: dict, *, loader=None) -> None:
         """After an intake transaction committed: index its keys, keep its fix chunk for passes and compaction."""
@@ -130,6 +132,22 @@ class StreamService:
         if log_entry is not None:
             with self._logged_lock:
                 self._logged[log_entry[0]] = log_entry
+
+    def intake_context(self, session: Session):
+        """What intake needs for one batch (`api.intake.IntakeContext`), read through `session`:
+        the dedup index and its day loader, the policy's clock allowance, and who wears which
+        device (cached until the subjects, zones or policy change)."""
+        from .intake import IntakeContext
+
+        key = (config_version(session), self._policy_text())
+        if self._intake_cache is None or self._intake_cache[0] != key:
+            by_device: dict[str, list[tuple[int, int | None, str]]] = {}
+            for a in load_assignments(session):
+                by_device.setdefault(a.device_id, []).append((a.start_ms, a.end_ms, a.subject_id))
+            self._intake_cache = (key, self._policy().max_clock_ahead_ms, by_device)
+        _, ahead_ms, by_device = self._intake_cache
+        return IntakeContext(keys=self.keys, day_loader=self.day_loader(session), max_ahead_ms=ahead_ms,
+                             assignments=by_device)
 
     def day_loader(self, session: Session):
         """Loader of one UTC day's accepted fix keys (store and intake log), through `session`."""
@@ -160,12 +178,17 @@ class StreamService:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Take the home's service lock (`trails.store.ServiceLock`) and run passes in a thread."""
-        if self._thread is None:
-            from trails.store import ServiceLock
+        """Hold the home's store lock (`trails.store.StoreLock`) and run passes in a thread.
 
-            self._service_lock = ServiceLock(self.settings.home)
-            self._service_lock.acquire()
+        `tagtrail serve`/`watch` take the lock before anything else and hold it for
+        the service's life; then it is used as it is (compaction writes under it),
+        else (an app started by other code) the service takes it here until `stop`."""
+        if self._thread is None:
+            from trails.store import StoreLock
+
+            held = StoreLock.held_here(self.settings.home)
+            self._store_lock = None if held is not None and held.role == "service" else \
+                StoreLock(self.settings.home, "service").acquire()
             self._thread = threading.Thread(target=self._loop, name="tagtrail-detect", daemon=True)
             self._thread.start()
 
@@ -175,7 +198,9 @@ class StreamService:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-            self._service_lock.release()
+            if self._store_lock is not None:
+                self._store_lock.release()
+                self._store_lock = None
 
     def notify(self) -> None:
         self.idle.clear()
@@ -198,6 +223,7 @@ class StreamService:
                 backlog = self._watermark[0] - self._compacted[0]
                 if backlog > 200_000 or (backlog and time.monotonic() - self._last_compaction > self.compact_s):
                     self.compact()
+                self._sign_if_due()
                 self.last_error = None
             except Exception as exc:  # pragma: no cover - logged; retried on the next wake-up
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -207,6 +233,19 @@ class StreamService:
                 if not self._wake.is_set():
                     self.idle.set()
 
+    def _sign_if_due(self) -> None:
+        """Sign an audit checkpoint when the cadence says so, also while no request commits
+        (an idle service must not leave its last entries unsigned for long)."""
+        from .audit import AuditIntegrityError
+
+        with self._reader() as session:
+            try:
+                self.audit.write_checkpoint(session)
+            except AuditIntegrityError as exc:  # recorded; the API refuses what it must
+                log.warning("audit checkpoint refused: %s", exc)
+            finally:
+                session.rollback()
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until everything notified so far has been processed."""
         return self.idle.wait(timeout)
@@ -215,6 +254,10 @@ class StreamService:
     def _policy_text(self) -> str:
         path = self.settings.home / "policy.json"
         return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def policy(self) -> Policy:
+        """The home's policy (HOME/policy.json, defaults without one)."""
+        return self._policy()
 
     def _policy(self) -> Policy:
         from geofence.policy import load_policy
@@ -283,7 +326,8 @@ class StreamService:
         col = lambda name: t.column(name).to_numpy()  # noqa: E731
         fixes = FixRows(t.column("device_id").combine_chunks(), col("ts_ms"), col("x"), col("y"), col("accuracy_m"),
                         col("battery_pct"))
-        qe = select(IntakeEvent.seq, IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event).order_by(IntakeEvent.seq)
+        qe = select(IntakeEvent.seq, IntakeEvent.device_id, IntakeEvent.ts_ms, IntakeEvent.event,
+                    IntakeEvent.batch_id).order_by(IntakeEvent.seq)
         qe = qe.where(IntakeEvent.seq > max(self._compacted[1], after[1] if after is not None else 0))
         if upto is not None:
             qe = qe.where(IntakeEvent.seq <= upto[1])
@@ -296,11 +340,13 @@ class StreamService:
         if limit is not None:
             qe = qe.limit(limit)
         e = session.connection().execute(qe).all()  # Core rows: no ORM bookkeeping
-        ec = list(zip(*e)) if e else [()] * 4
+        ec = list(zip(*e)) if e else [()] * 5
         events = EventRows(list(ec[1]), np.array(ec[2], np.int64), list(ec[3]))
         last = (chunks[-1][1] if chunks else None, e[-1][0] if e else None)
         if chunks:
             self._read_batch = max(self._read_batch, chunks[-1][2])
+        if e and after is not None:  # a pass (not a history read): the batches it covers
+            self._read_batch = max(self._read_batch, max(ec[4]))
         return fixes, events, last
 
     def _history(self, a: Assignment) -> tuple[FixRows, EventRows]:
@@ -318,7 +364,7 @@ class StreamService:
     def _build(self, session: Session) -> None:
         """(Re)build the detector from the database: fresh, or resumed from saved cuts."""
         assignments = load_assignments(session)
-        zones = load_zones_from_db(session)
+        zones = load_zones_from_db(session, crs=self.policy().crs)
         from .models import ZoneRow
 
         zone_rows = [(z.zone_id, z.feature_json) for z in session.scalars(select(ZoneRow).order_by(ZoneRow.zone_id))]
@@ -430,7 +476,7 @@ class StreamService:
             self._config_version = version
             if self._detector is not None and config != self._config and self._policy_key == self._policy_text():
                 # new subjects or zones: only the assignments they touch are re-evaluated
-                changes = self._detector.reconfigure(assignments, load_zones_from_db(session))
+                changes = self._detector.reconfigure(assignments, load_zones_from_db(session, crs=self.policy().crs))
                 self._apply(session, changes, reason_default="re-evaluated after the subjects or zones changed")
                 self._put(session, "config", config)
                 self._put(session, "as_of_ms", self._detector.as_of)
@@ -451,7 +497,7 @@ class StreamService:
         try:
             changes, _, _ = self._detector.add(f, e)
             with self.factory() as session:
-                counts = self._apply(session, changes)
+                counts = self._apply(session, changes, batches=(self.processed_batch + 1, self._read_batch))
                 stats.inserted, stats.updated, stats.withdrawn = counts
                 watermark = (last[0] if last[0] is not None else self._watermark[0],
                              last[1] if last[1] is not None else self._watermark[1])
@@ -545,8 +591,13 @@ class StreamService:
             self._save_cuts(session)
             session.commit()
 
-    def _apply(self, session: Session, changes: list[Change], *, reason_default: str | None = None) -> tuple[int, int, int]:
-        """Write record changes to the breach queue; returns (inserted, updated, withdrawn)."""
+    def _apply(self, session: Session, changes: list[Change], *, reason_default: str | None = None,
+               batches: tuple[int, int] | None = None) -> tuple[int, int, int]:
+        """Write record changes to the breach queue; returns (inserted, updated, withdrawn).
+
+        `batches`: the intake batches whose rows caused the changes (first, last); a
+        withdrawal names the last of them, and the audit entry the range, so every
+        withdrawal can be traced to the data that caused it."""
         if not changes:
             return 0, 0, 0
         now = self.clock()
@@ -567,7 +618,9 @@ class StreamService:
                     continue
                 reason = reason_default or _withdraw_reason(row, new_by_subject.get(row.subject_id, []))
                 row.status, row.status_ms, row.withdrawn_reason, row.updated_ms = "withdrawn", now, reason, now
-                withdrawals.append({"breach_id": row.breach_id, "type": row.type, "reason": reason})
+                row.withdrawn_batch = batches[1] if batches is not None else None
+                withdrawals.append({"breach_id": row.breach_id, "type": row.type, "reason": reason,
+                                    "batch": row.withdrawn_batch})
                 withdrawn += 1
                 continue
             r = c.record
@@ -584,12 +637,13 @@ class StreamService:
                     setattr(row, k, v)
                 row.updated_ms = now
                 if row.status == "withdrawn":  # produced again by later data
-                    row.status, row.status_ms, row.withdrawn_reason = "new", now, None
+                    row.status, row.status_ms, row.withdrawn_reason, row.withdrawn_batch = "new", now, None, None
                 updated += 1
         session.flush()
-        self.audit.append(session, action="breaches.update", actor=None, now_ms=now,
-                          detail={"inserted": inserted, "updated": updated, "withdrawn": withdrawn,
-                                  "withdrawals": withdrawals[:1000]})
+        detail = {"inserted": inserted, "updated": updated, "withdrawn": withdrawn, "withdrawals": withdrawals[:1000]}
+        if batches is not None:
+            detail["batches"] = list(batches)
+        self.audit.append(session, action="breaches.update", actor=None, now_ms=now, detail=detail)
         return inserted, updated, withdrawn
 
     def status(self, session: Session) -> dict:
@@ -605,7 +659,20 @@ class StreamService:
         return {"pending_fixes": int(pf or 0), "pending_events": int(pe or 0),
                 "as_of": None if as_of is None else format_ms(as_of), "last_error": self.last_error,
                 "processed_batch": self.processed_batch,
-                "running": self._thread is not None}
+                "running": self._thread is not None, "failed_assignments": self.failures()}
+
+    def failures(self) -> list[dict]:
+        """Assignments whose detection failed at the last try (each keeps its previous records
+        and is retried at every pass that reaches it); wearers by audit pseudonym only."""
+        det = self._detector
+        if det is None:
+            return []
+        out = []
+        for i, error in sorted(det.failures.items()):
+            a = det.assignments[i]
+            out.append({"subject": self.audit.pseudonym(a.subject_id), "device_id": a.device_id,
+                        "start": format_ms(a.start_ms), "error": error[:300]})
+        return out
 
     def as_of(self) -> int | None:
         return None if self._detector is None else self._detector.as_of

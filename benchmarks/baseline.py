@@ -5,8 +5,11 @@ This is the peer the detect benchmark compares against: the contract's rules
 the standard PyData stack, without Numba:
 
 - pandas reads and validates the rows (``read_csv`` / ``read_parquet``, regex
-  checks with the ``str`` accessor, ``pd.to_datetime(utc=True,
-  format="ISO8601", errors="coerce")``, ``pd.to_numeric``);
+  checks with the ``str`` accessor, ``pd.to_datetime(utc=True, errors="coerce")``
+  with an explicit format, which parses at microsecond resolution and so
+  covers the contract's years 0001..9999, ``pd.to_numeric``); device ids are
+  checked with ``str.len`` and one regex character class of every Cc, Cf and
+  Cs code point (built from `unicodedata` once);
 - fixes and zones are projected with pyproj / ``GeoSeries.to_crs``;
 - each (assignment, zone) pair is classified with vectorised shapely 2
   (``shapely.distance(points, zone.boundary)`` and ``shapely.contains_xy``);
@@ -26,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -45,12 +49,36 @@ WS = " \t\r\n"
 OUT, UNCERTAIN, IN = 0, 1, 2
 NEG_INF = -(2**62)
 POS_INF = 2**62
-REASONS = ["missing_device", "bad_timestamp", "naive_timestamp", "bad_coordinates", "bad_accuracy",
+REASONS = ["missing_device", "bad_device", "bad_timestamp", "naive_timestamp", "bad_coordinates", "bad_accuracy",
            "bad_battery", "unknown_event", "after_as_of", "unassigned", "duplicate"]
 NUMBER_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _TS_BODY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
 TS_AWARE_RE = _TS_BODY + r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 TS_NAIVE_RE = _TS_BODY
+#: the parts of a timestamp: date, time, fraction digits, offset
+TS_PARTS_RE = (r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+               r"([Zz]|[+-][0-9]{2}:[0-9]{2})?")
+#: 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z as epoch ms
+FIRST_MS, LAST_MS = -62_135_596_800_000, 253_402_300_799_999
+MAX_ID_CHARS = 128
+
+
+def _bad_id_char_class() -> str:
+    """A regex character class of every code point of general category Cc or Cf.
+
+    Written as literal characters (both Python's `re` and pandas' Arrow-backed
+    RE2 read them). Cs (surrogates) cannot occur: text read as UTF-8 holds none.
+    """
+    cps = [c for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cc", "Cf")]
+    ranges, start = [], cps[0]
+    for a, b in zip(cps, cps[1:] + [None]):
+        if b != a + 1:
+            ranges.append(chr(start) + ("-" + chr(a) if a > start else ""))
+            start = b
+    return "[" + "".join(ranges) + "]"
+
+
+BAD_ID_CHAR_RE = _bad_id_char_class()
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 POLICY_DEFAULTS = {
@@ -209,13 +237,37 @@ def _text(col: pd.Series) -> pd.Series:
     return col.astype(str).str.strip(WS)
 
 
+def _epoch_ms(t: pd.Series) -> np.ndarray:
+    """Datetimes (UTC, any unit) -> int64 epoch ms, floored; NaT -> 0."""
+    epoch = pd.Timestamp(0, tz="UTC").as_unit(t.dt.unit)
+    return ((t - epoch) // pd.Timedelta(1, "ms")).fillna(0).to_numpy(np.int64, copy=True)
+
+
+def _parse_wide(s: pd.Series, *, aware: bool) -> pd.Series:
+    """Timestamps outside pandas' nanosecond range (years 1677..2262), parsed at
+    microsecond resolution through one canonical form (fraction floored to ms)."""
+    parts = s.str.extract("^" + TS_PARTS_RE + "$")
+    canon = parts[0] + "T" + parts[1] + "." + parts[2].fillna("").str.ljust(3, "0").str[:3]
+    if not aware:
+        return pd.to_datetime(canon, format="%Y-%m-%dT%H:%M:%S.%f", errors="coerce")
+    offset = parts[3].str.upper().replace("Z", "+00:00")
+    return pd.to_datetime(canon + offset, format="%Y-%m-%dT%H:%M:%S.%f%z", utc=True, errors="coerce")
+
+
 def _parse_ts(col: pd.Series, nulls) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (epoch ms, bad, naive) for a ts column (CSV text or Parquet timestamp/text)."""
+    """-> (epoch ms, bad, naive) for a ts column (CSV text or Parquet timestamp/text).
+
+    An instant outside 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z is not
+    a timestamp (CONTRACT.md, "Time"). ``format="ISO8601"`` parses at nanosecond
+    resolution (years 1677..2262); the rows it cannot place are parsed again at
+    microsecond resolution (`_parse_wide`), so year 10000 after the offset is seen.
+    """
     n = len(col)
     if isinstance(col.dtype, pd.DatetimeTZDtype):
         missing = col.isna().to_numpy()
-        ms = ((col - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")).fillna(0).to_numpy(np.int64)
-        return ms, missing, np.zeros(n, bool)
+        ms = _epoch_ms(col)
+        bad = missing | (ms < FIRST_MS) | (ms > LAST_MS)
+        return np.where(bad, 0, ms), bad, np.zeros(n, bool)
     if pd.api.types.is_datetime64_dtype(col.dtype):  # no time zone: every row is naive
         missing = col.isna().to_numpy()
         return np.zeros(n, np.int64), missing, ~missing
@@ -226,14 +278,24 @@ def _parse_ts(col: pd.Series, nulls) -> tuple[np.ndarray, np.ndarray, np.ndarray
     naive = s.str.fullmatch(TS_NAIVE_RE).to_numpy(bool)
     iso = s.where(aware, None).str.upper().str.replace(" ", "T", n=1)
     t = pd.to_datetime(iso, utc=True, format="ISO8601", errors="coerce")
-    ok = t.notna().to_numpy()
-    ms = ((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")).fillna(0).to_numpy(np.int64)
+    ok = t.notna().to_numpy().copy()
+    ms = _epoch_ms(t).copy()
+    wide = aware & ~ok
+    if wide.any():
+        tw = _parse_wide(s[wide], aware=True)
+        ms[wide] = _epoch_ms(tw)
+        ok[wide] = tw.notna().to_numpy()
+    ok &= (ms >= FIRST_MS) & (ms <= LAST_MS)
     # an impossible date/time is not a timestamp, naive or not
     if naive.any():
         tn = pd.to_datetime(s.where(naive, None).str.replace(" ", "T", n=1).str.upper(),
                             format="ISO8601", errors="coerce")
-        naive = naive & tn.notna().to_numpy()
-    return ms, ~(ok | naive), naive & ~ok
+        valid = tn.notna().to_numpy().copy()
+        retry = naive & ~valid
+        if retry.any():
+            valid[retry] = _parse_wide(s[retry], aware=False).notna().to_numpy()
+        naive = naive & valid
+    return np.where(ok, ms, 0), ~(ok | naive), naive & ~ok
 
 
 def _parse_number(col: pd.Series, nulls) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,6 +323,11 @@ def _device(col: pd.Series, nulls) -> pd.Series:
     return s
 
 
+def _bad_device(device: pd.Series) -> np.ndarray:
+    """Longer than 128 code points, or holding a Cc, Cf or Cs character."""
+    return ((device.str.len() > MAX_ID_CHARS) | device.str.contains(BAD_ID_CHAR_RE, regex=True)).to_numpy(bool)
+
+
 def read_fixes(path, policy: dict) -> pd.DataFrame:
     raw, nulls = _read_raw(path, ["device_id", "ts", "lat", "lon", "accuracy_m", "battery_pct"])
     n = len(raw)
@@ -283,8 +350,9 @@ def read_fixes(path, policy: dict) -> pd.DataFrame:
     else:
         bat, bad_bat = np.full(n, np.nan), np.zeros(n, bool)
     df["ts_ms"], df["lat"], df["lon"], df["accuracy_m"], df["battery_pct"] = ts, lat, lon, acc, bat
-    conds = [(df["device_id"] == "").to_numpy(), bad_ts, naive_ts, bad_coord, bad_acc, bad_bat]
-    df["reason"] = np.select(conds, REASONS[:6], default="")
+    conds = [(df["device_id"] == "").to_numpy(), _bad_device(df["device_id"]), bad_ts, naive_ts, bad_coord,
+             bad_acc, bad_bat]
+    df["reason"] = np.select(conds, REASONS[:7], default="")
     return df
 
 
@@ -296,8 +364,10 @@ def read_events(path) -> pd.DataFrame:
     ts, bad_ts, naive_ts = _parse_ts(raw["ts"], nulls.get("ts"))
     df["ts_ms"] = ts
     df["event"] = _device(raw["event"], nulls.get("event")).to_numpy()
-    conds = [(df["device_id"] == "").to_numpy(), bad_ts, naive_ts, (df["event"] != "strap_tamper").to_numpy()]
-    df["reason"] = np.select(conds, ["missing_device", "bad_timestamp", "naive_timestamp", "unknown_event"], default="")
+    conds = [(df["device_id"] == "").to_numpy(), _bad_device(df["device_id"]), bad_ts, naive_ts,
+             (df["event"] != "strap_tamper").to_numpy()]
+    df["reason"] = np.select(conds, ["missing_device", "bad_device", "bad_timestamp", "naive_timestamp",
+                                     "unknown_event"], default="")
     return df
 
 

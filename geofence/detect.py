@@ -31,7 +31,7 @@ from . import rules
 from .classify import classify_assignments
 from .compile import CompiledZones, compile_zones
 from .layout import IGNORED, lay_out_fixes, scatter, scatter_chunk
-from .model import Assignment, Policy, Zone
+from .model import Assignment, Policy, Zone, zone_label
 from .records import RECORD_TYPES, TYPE_CODE, RecordColumns, quarantine_rows, to_dicts_ordered
 from .schedule import active_intervals
 
@@ -182,7 +182,7 @@ class AssignmentTable:
     pair_zone: np.ndarray
     zone_group: np.ndarray  # per zone: index of its (windows, timezone) among the distinct ones
     zone_kind: np.ndarray  # per zone: rules.KIND_*
-    zone_ids: list[str]
+    zone_ids: list[str]  # as records name them: a versioned zone's key without its version (`model.zone_label`)
 
     def __len__(self) -> int:
         return int(self.a_start.shape[0])
@@ -206,7 +206,8 @@ class AssignmentTable:
             pair_offsets=offsets,
             pair_zone=np.array([zone_pos[zid] for a in assignments for zid in a.zones], np.int64),
             zone_group=zone_group,
-            zone_kind=np.array([_KIND_CODE[z.kind] for z in zones], np.int8), zone_ids=[z.zone_id for z in zones])
+            zone_kind=np.array([_KIND_CODE[z.kind] for z in zones], np.int8),
+            zone_ids=[zone_label(z.zone_id) for z in zones])
 
     def take(self, idx: np.ndarray, start_ms: np.ndarray | None = None) -> "AssignmentTable":
         """The assignments `idx` (in that order), starting at `start_ms` if given."""

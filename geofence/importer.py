@@ -20,6 +20,10 @@ Rules:
   its own CRS, and valid again in WGS84 after reprojection. A layer without a
   CRS is refused rather than guessed at.
 - Output rings follow RFC 7946 (exterior counter-clockwise, holes clockwise).
+- The result must lie inside the area of use of the policy CRS the zones will
+  be used with (`crs`, default EPSG:27700; `parse_zones`): a layer whose
+  coordinates were mislabelled (a wrong .prj, swapped axes) is refused here
+  rather than at the first `tagtrail detect`.
 - Other attributes are kept as properties (values that are not JSON
   scalars are written as text), except that ``kind``, ``schedule``,
   ``timezone`` and ``radius_m`` always come from the options. After a
@@ -40,7 +44,7 @@ import shapely
 
 from .errors import ZoneError
 from .model import ZONE_KINDS, Zone
-from .zones import check_timezone, load_zones, parse_schedule, parse_zones, read_json
+from .zones import DEFAULT_CRS, check_timezone, load_zones, parse_schedule, parse_zones, read_json
 
 __all__ = ["import_zones", "write_zones", "read_schedule_option"]
 
@@ -131,6 +135,7 @@ def import_zones(
     dissolve_by: str | None = None,
     timezone: str | None = None,
     layer: str | int | None = None,
+    crs: str = DEFAULT_CRS,
 ) -> dict[str, Any]:
     """Read a polygon layer and return a valid ZONES.geojson FeatureCollection.
 
@@ -153,6 +158,9 @@ def import_zones(
         Europe/London).
     layer
         Layer name or index for multi-layer sources (default: the first).
+    crs
+        The policy CRS the zones are for: every position must lie inside its
+        area of use (`parse_zones`).
 
     Returns
     -------
@@ -249,16 +257,17 @@ def import_zones(
             properties["timezone"] = timezone
         features.append({"type": "Feature", "id": zid, "properties": properties, "geometry": _geometry_json(geom)})
     collection = {"type": "FeatureCollection", "features": features}
-    parse_zones(collection, source=name)  # the result must be a valid ZONES.geojson
+    parse_zones(collection, source=name, crs=crs)  # the result must be a valid ZONES.geojson
     return collection
 
 
-def write_zones(collection: dict[str, Any], out: str | os.PathLike[str]) -> tuple[Zone, ...]:
+def write_zones(collection: dict[str, Any], out: str | os.PathLike[str], *,
+                crs: str = DEFAULT_CRS) -> tuple[Zone, ...]:
     """Write a FeatureCollection to `out` atomically, re-validated from disk.
 
     The file is written beside `out` under a temporary name, read back with
-    `load_zones`, and only then renamed to `out`; on any error `out` is left
-    as it was.
+    `load_zones` (against `crs`'s area of use), and only then renamed to
+    `out`; on any error `out` is left as it was.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +283,7 @@ def write_zones(collection: dict[str, Any], out: str | os.PathLike[str]) -> tupl
                 fh.write(json.dumps(feature, ensure_ascii=False, allow_nan=False))
                 fh.write(",\n" if i + 1 < len(feats) else "\n")
             fh.write("]}\n")
-        zones = load_zones(tmp)
+        zones = load_zones(tmp, crs=crs)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

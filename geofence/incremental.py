@@ -228,6 +228,8 @@ class IncrementalDetector:
         self._archive_rows = 0
         self._archive_pruned = 0
         self._events = _Events.empty()
+        #: assignment index -> why its last rerun failed (it keeps its previous records meanwhile)
+        self.failures: dict[int, str] = {}
 
     def _set_config(self, assignments: list[Assignment], zones: tuple[Zone, ...]) -> None:
         self.assignments = assignments
@@ -420,6 +422,7 @@ class IncrementalDetector:
         self._events = _Events(eo, ev.ts, ev.kind)
         self._cuts, self._cut_last, self._complete, self._latest = cuts, cut_last, complete, latest
         self._live, self._frozen = live, frozen
+        self.failures = {int(old_to_new[i]): e for i, e in self.failures.items() if old_to_new[i] >= 0}
         self._set_config(assignments, tuple(zones))
         if rebuild:
             self._rebuild(rebuild)
@@ -542,9 +545,30 @@ class IncrementalDetector:
 
     def _rerun(self, R: np.ndarray, start_all: np.ndarray, from_cut_all: np.ndarray) -> list[Change]:
         """Rerun assignments `R` (ascending), each from `start_all[i]` (a cut if `from_cut_all[i]`,
-        else A.start) to as_of, in one `detect_columns` call, and diff their records."""
+        else A.start) to as_of, and diff their records.
+
+        One bad assignment never holds up the rest: if detection fails, the
+        group is split in halves and each half retried, down to the single
+        assignments that fail; those keep their previous records and state,
+        are listed in `failures` (with the error) and are retried whenever
+        they are rerun again."""
+        try:
+            res = self._detect(R, start_all[R], from_cut_all[R])
+        except Exception as exc:  # noqa: BLE001 - isolated, reported, retried
+            if R.size == 1:
+                self.failures[int(R[0])] = f"{type(exc).__name__}: {exc}"
+                return []
+            half = R.size // 2
+            return self._rerun(R[:half], start_all, from_cut_all) + self._rerun(R[half:], start_all, from_cut_all)
+        for i in R.tolist():
+            self.failures.pop(i, None)
+        changes = self._diff(R, start_all[R], from_cut_all[R], res)
+        self._settle(R, res)
+        return changes
+
+    def _detect(self, R: np.ndarray, start: np.ndarray, from_cut: np.ndarray):
+        """`detect_columns` on assignments `R` from `start` to as_of (no state changes)."""
         n = len(self.assignments)
-        start, from_cut = start_all[R], from_cut_all[R]
         pos = np.full(n, -1, np.int64)
         pos[R] = np.arange(R.size, dtype=np.int64)
         s_of = np.full(n, _INF, np.int64)
@@ -574,8 +598,13 @@ class IncrementalDetector:
             self._compiled = compile_zones(self.zones, self.policy.crs) if self.zones else None
         # each rerun's device code points at its own device, so rows of a device worn in two
         # reruns go to the right one by time, as always
-        res = detect_columns(fixes, events, sub, self.zones, self.policy, as_of_ms=self.as_of,
-                             context=self._context(R, start, from_cut), find_cuts=True, compiled=self._compiled)
+        return detect_columns(fixes, events, sub, self.zones, self.policy, as_of_ms=self.as_of,
+                              context=self._context(R, start, from_cut), find_cuts=True, compiled=self._compiled)
+
+    def _diff(self, R: np.ndarray, start: np.ndarray, from_cut: np.ndarray, res) -> list[Change]:
+        """Replace the live records of assignments `R` by the rerun's, reporting what changed."""
+        pos = np.full(len(self.assignments), -1, np.int64)
+        pos[R] = np.arange(R.size, dtype=np.int64)
         per: dict[int, list[int]] = {}
         for k, j in enumerate(res.record_assignment.tolist()):
             per.setdefault(j, []).append(k)
@@ -603,6 +632,10 @@ class IncrementalDetector:
                 self._live[i] = new
             else:
                 self._live.pop(i, None)
+        return changes
+
+    def _settle(self, R: np.ndarray, res) -> None:
+        """After a rerun of `R`: advance their cuts, archive rows before them, freeze what they settle."""
         self._advance_cuts(R, res.cut_ms if res.cut_ms.size else np.full(R.size, -1, np.int64))
         # rows of the rerun before the (new) latest cut move from the tail to the archive
         tail = self._tail
@@ -615,7 +648,9 @@ class IncrementalDetector:
             if self.retention_ms is not None and self._archive_rows > max(1_000_000, 2 * self._archive_pruned):
                 self._prune_archive()
         # what is settled before the oldest retained cut can only change by a rebuild
-        for i in [i for i in self._live if pos[i] >= 0 and self._cuts[i]]:
+        in_r = np.zeros(len(self.assignments), np.bool_)
+        in_r[R] = True
+        for i in [i for i in self._live if in_r[i] and self._cuts[i]]:
             done = _settled(self._live[i], self._cuts[i][0])
             if done:
                 self._frozen.setdefault(i, {}).update(done)
@@ -624,7 +659,6 @@ class IncrementalDetector:
                     self._live[i] = rest
                 else:
                     del self._live[i]
-        return changes
 
     def _advance_cuts(self, R: np.ndarray, cut: np.ndarray) -> None:
         adv = (cut >= 0) & (cut > self._cut_last[R])

@@ -39,8 +39,12 @@ _NEG_INF = np.iinfo(np.int64).min
 
 @njit_parallel
 def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, has_as_of,
-            lo_ms, hi_ms, unknown_code, perm, reason, dest, fix_offsets, dev_max):
+            lo_ms, hi_ms, unknown_code, codes, perm, reason, dest, fix_offsets, dev_max):
     """All of `lay_out_fixes` in one compiled function (one cache entry to load).
+
+    `codes` = (after_as_of, unassigned, duplicate) reason codes, passed in rather
+    than read as globals: Numba freezes globals into its on-disk cache, which
+    is not invalidated when `trails.quarantine.REASONS` changes.
 
     1. stable counting sort of row indices by device into `perm` (chunked:
        chunk c writes its rows of device d from its own cursor);
@@ -94,6 +98,7 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
             for k in range(hi - lo):
                 perm[lo + k] = block[order[k]]
 
+    after_code, unassigned_code, duplicate_code = codes[0], codes[1], codes[2]
     a_count = np.zeros(n_a, np.int64)
     for d in prange(n_dev):
         j = da_off[d]
@@ -108,13 +113,13 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
                 reason[i] = IGNORED
                 continue
             if has_as_of and t > as_of:
-                reason[i] = _AFTER_AS_OF
+                reason[i] = after_code
                 continue
             while j < j1 and a_end[a_order[j]] <= t:
                 j += 1
             if j < j1 and a_start[a_order[j]] <= t:
                 if prev_kept and prev_t == t:
-                    reason[i] = _DUPLICATE
+                    reason[i] = duplicate_code
                 else:
                     reason[i] = OK
                     a_count[a_order[j]] += 1
@@ -123,12 +128,12 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
                     if t > mx:
                         mx = t
             else:
-                reason[i] = _UNASSIGNED
+                reason[i] = unassigned_code
         dev_max[d] = mx
     for k in prange(dev_off[n_dev], dev_off[n_dev + 1]):  # rows of no known device
         i = perm[k]
         if unknown_code != IGNORED and has_as_of and ts[i] > as_of:
-            reason[i] = _AFTER_AS_OF
+            reason[i] = after_code
         else:
             reason[i] = unknown_code
         dest[i] = -1
@@ -256,6 +261,7 @@ def lay_out_fixes(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
             as_of_ms is not None, np.int64(_NEG_INF if lo is None else lo),
             np.int64(np.iinfo(np.int64).max if hi is None else hi),
             np.int8(IGNORED if unknown_device == "ignore" else _UNASSIGNED),
+            np.array([_AFTER_AS_OF, _UNASSIGNED, _DUPLICATE], np.int8),
             perm, reason, dest, fix_offsets, dev_max)
     del perm
     latest = int(dev_max.max()) if n_dev and dev_max.max() > _NEG_INF else None

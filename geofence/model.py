@@ -10,10 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Window", "Zone", "Assignment", "Policy", "ZONE_KINDS", "DAY_NAMES"]
+__all__ = ["Window", "Zone", "Assignment", "Policy", "ZONE_KINDS", "DAY_NAMES", "VERSION_SEP", "zone_key",
+           "zone_label"]
 
 ZONE_KINDS: tuple[str, ...] = ("curfew", "inclusion", "exclusion")
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+#: Joins a zone id and a version into one key (`zone_key`). A control character, which
+#: the contract forbids in zone ids, so a key can never be mistaken for an id.
+VERSION_SEP = "\x1f"
+
+
+def zone_key(zone_id: str, version: int) -> str:
+    """The key of one version of a zone, for detection runs that hold several versions
+    of it at once (the service: a condition changes from a given instant on, so the
+    assignment is split there and each part is judged against its own version)."""
+    return f"{zone_id}{VERSION_SEP}{int(version)}"
+
+
+def zone_label(key: str) -> str:
+    """The zone id a record carries: a versioned key without its version; an id unchanged."""
+    return key.partition(VERSION_SEP)[0]
 
 
 @dataclass(frozen=True)
@@ -81,3 +99,6 @@ class Policy:
     accumulated_window_ms: int = 604_800_000
     out_of_contact_ms: int = 604_800_000
     default_accuracy_m: float = 0.0
+    #: Continuous intake only: how far a row's ts may run ahead of its receipt time
+    #: (CONTRACT.md, "Continuous intake"); `tagtrail detect` ignores it.
+    max_clock_ahead_ms: int = 300_000

@@ -48,6 +48,7 @@ _DURATIONS = {
     "accumulated_battery_s": "accumulated_battery_ms",
     "accumulated_window_s": "accumulated_window_ms",
     "out_of_contact_s": "out_of_contact_ms",
+    "max_clock_ahead_s": "max_clock_ahead_ms",  # continuous intake only (CONTRACT "Continuous intake")
 }
 _FLOATS = ("battery_critical_pct", "battery_low_pct", "default_accuracy_m", "curfew_missed_fraction")
 _BATTERY_POLICIES = ("per_episode", "accumulated")

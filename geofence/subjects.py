@@ -2,8 +2,11 @@
 
 CONTRACT.md, "Subjects": an object with a list ``subjects`` of objects, each an
 assignment: ``subject_id`` and ``device_id`` non-empty strings (taken exactly
-as written), ``start`` a timestamp, ``end`` null/absent or a timestamp after
-``start``, ``zones`` a list of distinct zone ids (may be empty or absent);
+as written) of at most 128 characters with no Cc, Cf or Cs character
+(`trails.validate.id_problem`, the rule rows' device ids follow), ``start`` a
+timestamp (an instant in 0001..9999 UTC, `trails.timestamps.parse_timestamp`),
+``end`` null/absent or a timestamp after ``start``, ``zones`` a list of
+distinct zone ids (may be empty or absent; each obeys the id rule too);
 other keys are ignored. Input errors: anything not of this shape, two
 assignments of one device or of one subject that overlap in time (intervals
 are half-open, so one ending exactly when the next starts is fine; a null end
@@ -20,7 +23,8 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from trails.timestamps import NaiveTimestampError, parse_timestamp
+from trails.timestamps import NaiveTimestampError, TimestampRangeError, parse_timestamp
+from trails.validate import id_problem
 
 from .errors import SubjectsError
 from .model import Assignment
@@ -36,7 +40,7 @@ def _describe(value: Any) -> str:
 
 def _label(i: int, entry: Any) -> str:
     sid = entry.get("subject_id") if isinstance(entry, dict) else None
-    if isinstance(sid, str) and sid:
+    if isinstance(sid, str) and sid and id_problem(sid) is None:  # a bad id is named by its index only
         return f"subjects[{i}] (subject_id {sid!r})"
     return f"subjects[{i}]"
 
@@ -47,9 +51,12 @@ def _timestamp(value: Any, where: str) -> int:
     try:
         return parse_timestamp(value)
     except NaiveTimestampError:
-        raise SubjectsError(f"{where} {value!r} has no UTC offset (add Z or +HH:MM; it is never guessed)") from None
+        raise SubjectsError(f"{where} {_describe(value)} has no UTC offset (add Z or +HH:MM; it is never guessed)") from None
+    except TimestampRangeError:
+        raise SubjectsError(f"{where} {_describe(value)} is not a timestamp: its instant in UTC lies outside "
+                            f"0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z") from None
     except ValueError:
-        raise SubjectsError(f"{where} {value!r} is not an RFC 3339 timestamp") from None
+        raise SubjectsError(f"{where} {_describe(value)} is not an RFC 3339 timestamp") from None
 
 
 def _parse_one(i: int, entry: Any, zone_ids: Collection[str]) -> Assignment:
@@ -60,6 +67,9 @@ def _parse_one(i: int, entry: Any, zone_ids: Collection[str]) -> Assignment:
         value = entry.get(key)
         if not isinstance(value, str) or not value:
             raise SubjectsError(f"{label}: {key} must be a non-empty string, got {_describe(value)}")
+        problem = id_problem(value)
+        if problem is not None:
+            raise SubjectsError(f"{label}: {key} {_describe(value)} {problem}")
     if "start" not in entry:
         raise SubjectsError(f"{label}: start is missing")
     start_ms = _timestamp(entry["start"], f"{label}: start")
@@ -76,6 +86,9 @@ def _parse_one(i: int, entry: Any, zone_ids: Collection[str]) -> Assignment:
     for zid in zones:
         if not isinstance(zid, str) or not zid:
             raise SubjectsError(f"{label}: zones: {_describe(zid)} is not a zone id (a non-empty string)")
+        problem = id_problem(zid)
+        if problem is not None:
+            raise SubjectsError(f"{label}: zones: zone id {_describe(zid)} {problem}")
         if zid in seen:
             raise SubjectsError(f"{label}: zones lists {zid!r} twice")
         seen.add(zid)

@@ -1,11 +1,15 @@
 """ZONES.geojson -> validated `Zone` objects.
 
 CONTRACT.md, "Zones": a GeoJSON FeatureCollection in WGS84; each feature has a
-non-empty string `id` unique in the file, a `Polygon`/`MultiPolygon` geometry
+non-empty string `id` unique in the file (at most 128 characters, no Cc, Cf or
+Cs character), a `Polygon`/`MultiPolygon` geometry
 valid in the OGC Simple Features sense as given (never repaired) or a `Point`
 with `properties.radius_m` > 0, `properties.kind` in curfew/inclusion/exclusion,
 an optional weekly `properties.schedule` (required for curfew) and an optional
-IANA `properties.timezone` (default Europe/London).
+IANA `properties.timezone` (default Europe/London). Every position (each
+vertex; a circle's centre) lies inside the area of use pyproj reports for the
+policy CRS (`parse_zones`'s ``crs``; a CRS without one sets no bound): a zone
+with latitude and longitude swapped is refused rather than silently never entered.
 
 Every violation raises `ZoneError` with one line naming the zone (its id, or
 ``features[i]`` when it has no usable id) and what is wrong.
@@ -22,6 +26,9 @@ Rules written down here where the contract is silent:
 - A null ``properties.timezone`` means the default, like an absent one.
 - ``properties.radius_m`` on a polygon zone is ignored.
 - An empty ``features`` list is valid (no zones).
+- An area of use whose west bound is east of its east bound crosses the
+  antimeridian (e.g. EPSG:3832): a longitude is inside when it is >= west *or*
+  <= east (read literally, ``west <= lon <= east`` would admit nothing).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,11 +45,13 @@ from typing import Any
 import shapely
 
 from trails.errors import InputError
+from trails.validate import id_problem
 
 from .errors import ZoneError
-from .model import DAY_NAMES, ZONE_KINDS, Window, Zone
+from .model import DAY_NAMES, ZONE_KINDS, Policy, Window, Zone
 
 __all__ = [
+    "DEFAULT_CRS",
     "DEFAULT_TIMEZONE",
     "load_zones",
     "parse_zones",
@@ -51,6 +61,9 @@ __all__ = [
 ]
 
 DEFAULT_TIMEZONE = "Europe/London"
+#: The policy's default CRS (CONTRACT.md, "Policy"): zones are checked against
+#: its area of use when no other CRS is given.
+DEFAULT_CRS: str = Policy.crs
 
 _HHMM = re.compile(r"[0-9]{2}:[0-9]{2}")
 _WINDOW_KEYS = frozenset({"days", "start", "end"})
@@ -197,7 +210,47 @@ def parse_schedule(value: Any, label: str, *, error: type[InputError] = ZoneErro
 
 
 # ------------------------------------------------------------------- geometry
-def _position(pos: Any, where: str) -> tuple[float, float]:
+@dataclass(frozen=True)
+class _Area:
+    """Where positions may lie: the policy CRS's area of use, in WGS84 degrees."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+    label: str  # names the CRS and its bounds in messages
+
+    @property
+    def fast(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) for the inline check; crossing the antimeridian takes the full check."""
+        if self.west > self.east:
+            return (math.inf, math.inf, -math.inf, -math.inf)  # nothing passes: see `holds`
+        return (self.west, self.south, self.east, self.north)
+
+    def holds(self, lon: float, lat: float) -> bool:
+        inside_lon = (self.west <= lon <= self.east) if self.west <= self.east else (lon >= self.west or lon <= self.east)
+        return inside_lon and self.south <= lat <= self.north
+
+
+_WORLD = _Area(-180.0, -90.0, 180.0, 90.0, "WGS84")
+
+
+@lru_cache(maxsize=8)
+def _area_of_use(crs: str) -> _Area:
+    """`pyproj.CRS(crs).area_of_use` as an `_Area` (the whole world when the CRS has none)."""
+    from pyproj import CRS
+
+    try:
+        area = CRS.from_user_input(crs).area_of_use
+    except Exception as exc:  # pyproj raises CRSError, a plain Exception subclass
+        raise ZoneError(f"crs {crs!r} is not a CRS pyproj accepts: {exc}") from None
+    if area is None:
+        return _WORLD
+    return _Area(area.west, area.south, area.east, area.north,
+                 f"the area of use of {crs} (lon {area.west:g} .. {area.east:g}, lat {area.south:g} .. {area.north:g})")
+
+
+def _position(pos: Any, where: str, area: _Area = _WORLD) -> tuple[float, float]:
     if not isinstance(pos, list) or not 2 <= len(pos) <= 3:
         raise ZoneError(f"{where} must be [lon, lat] (optionally a third value), got {_describe(pos)}")
     lon, lat = pos[0], pos[1]
@@ -208,33 +261,37 @@ def _position(pos: Any, where: str) -> tuple[float, float]:
         raise ZoneError(f"{where}: lon {lon!r} is outside [-180, 180]")
     if not -90.0 <= lat <= 90.0:
         raise ZoneError(f"{where}: lat {lat!r} is outside [-90, 90]")
+    if not area.holds(lon, lat):
+        hint = ": are latitude and longitude swapped?" if area.holds(lat, lon) else ""
+        raise ZoneError(f"{where}: position [{lon!r}, {lat!r}] (lon, lat) lies outside {area.label}{hint}")
     return lon, lat
 
 
-def _ring(value: Any, where: str) -> Ring:
+def _ring(value: Any, where: str, area: _Area = _WORLD) -> Ring:
     if not isinstance(value, list):
         raise ZoneError(f"{where} must be a list of positions, got {_describe(value)}")
     if len(value) < 4:
         raise ZoneError(f"{where} has {len(value)} positions; a ring needs at least 4")
+    west, south, east, north = area.fast
     out = []
     for j, pos in enumerate(value):
-        # fast path for the usual [lon, lat] of two in-range JSON numbers; anything else gets
-        # the full check and its message
+        # fast path for the usual [lon, lat] of two JSON numbers inside the area; anything else
+        # gets the full check and its message
         if (type(pos) is list and len(pos) in (2, 3) and type(pos[0]) in _NUMBER_TYPES
-                and type(pos[1]) in _NUMBER_TYPES and -180.0 <= pos[0] <= 180.0 and -90.0 <= pos[1] <= 90.0):
+                and type(pos[1]) in _NUMBER_TYPES and west <= pos[0] <= east and south <= pos[1] <= north):
             out.append((float(pos[0]), float(pos[1])))
         else:
-            out.append(_position(pos, f"{where}[{j}]"))
+            out.append(_position(pos, f"{where}[{j}]", area))
     ring = tuple(out)
     if ring[0] != ring[-1]:
         raise ZoneError(f"{where} is not closed: first position {list(ring[0])} != last {list(ring[-1])}")
     return ring
 
 
-def _polygon(value: Any, where: str) -> tuple[Ring, ...]:
+def _polygon(value: Any, where: str, area: _Area) -> tuple[Ring, ...]:
     if not isinstance(value, list) or not value:
         raise ZoneError(f"{where} must be a non-empty list of rings, got {_describe(value)}")
-    return tuple(_ring(r, f"{where}[{k}]") for k, r in enumerate(value))
+    return tuple(_ring(r, f"{where}[{k}]", area) for k, r in enumerate(value))
 
 
 def _check_valid(polygons: tuple[tuple[Ring, ...], ...], multi: bool, label: str) -> None:
@@ -251,7 +308,8 @@ def _readable_reason(reason: str) -> str:
 
 
 # ---------------------------------------------------------------------- zones
-def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, ...]] | None = None) -> Zone:
+def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, ...]] | None = None,
+                   area: _Area = _WORLD) -> Zone:
     if feature.get("type") != "Feature":
         raise ZoneError(f"{label}: type must be 'Feature', got {_describe(feature.get('type'))}")
     props = feature.get("properties")
@@ -270,15 +328,15 @@ def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, 
     coords = geometry["coordinates"]
     polygons = center = radius = None
     if gtype == "Polygon":
-        polygons = (_polygon(coords, f"{label}: coordinates"),)
+        polygons = (_polygon(coords, f"{label}: coordinates", area),)
         _check_valid(polygons, False, label)
     elif gtype == "MultiPolygon":
         if not isinstance(coords, list) or not coords:
             raise ZoneError(f"{label}: MultiPolygon coordinates must be a non-empty list of polygons")
-        polygons = tuple(_polygon(p, f"{label}: coordinates[{k}]") for k, p in enumerate(coords))
+        polygons = tuple(_polygon(p, f"{label}: coordinates[{k}]", area) for k, p in enumerate(coords))
         _check_valid(polygons, True, label)
     elif gtype == "Point":
-        center = _position(coords, f"{label}: coordinates")
+        center = _position(coords, f"{label}: coordinates", area)
         radius = props.get("radius_m")
         if not _is_number(radius) or not math.isfinite(radius) or radius <= 0:
             raise ZoneError(f"{label}: a Point zone needs properties.radius_m, a finite number > 0, got {_describe(radius)}")
@@ -312,14 +370,26 @@ def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, 
     )
 
 
-def parse_zones(obj: Any, *, source: str = "ZONES.geojson") -> tuple[Zone, ...]:
+def parse_zones(obj: Any, *, source: str = "ZONES.geojson", crs: str = DEFAULT_CRS) -> tuple[Zone, ...]:
     """Validate a decoded ZONES.geojson document; zones in file order.
+
+    Parameters
+    ----------
+    obj
+        The decoded document.
+    source
+        Names the document in messages about the whole of it.
+    crs
+        The policy CRS: every position must lie inside its area of use
+        (``pyproj.CRS(crs).area_of_use``; a CRS without one sets no bound).
+        Callers that have a policy pass ``policy.crs``.
 
     Raises
     ------
     ZoneError
         One line naming the zone (or ``features[i]``) and what is wrong.
     """
+    area = _area_of_use(crs)
     if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
         raise ZoneError(f"{source}: not a GeoJSON FeatureCollection")
     features = obj.get("features")
@@ -334,16 +404,23 @@ def parse_zones(obj: Any, *, source: str = "ZONES.geojson") -> tuple[Zone, ...]:
         zid = feature.get("id")
         if not isinstance(zid, str) or not zid:
             raise ZoneError(f"features[{i}]: id must be a non-empty string, got {_describe(zid)}")
+        problem = id_problem(zid)
+        if problem is not None:
+            raise ZoneError(f"features[{i}]: id {_describe(zid)} {problem}")
         label = f"zone {zid!r}"
         if zid in seen:
             raise ZoneError(f"{label}: duplicate id (features[{seen[zid]}] and features[{i}])")
         seen[zid] = i
-        zones.append(_parse_feature(feature, label, schedules))
+        zones.append(_parse_feature(feature, label, schedules, area))
     return tuple(zones)
 
 
-def load_zones(path: str | os.PathLike[str]) -> tuple[Zone, ...]:
+def load_zones(path: str | os.PathLike[str], *, crs: str = DEFAULT_CRS) -> tuple[Zone, ...]:
     """Read and validate ZONES.geojson (CONTRACT.md, "Zones"); zones in file order.
+
+    `crs` is the policy CRS whose area of use every position must lie in
+    (see `parse_zones`): `tagtrail detect` loads the policy first and passes
+    ``policy.crs``.
 
     Raises
     ------
@@ -357,4 +434,4 @@ def load_zones(path: str | os.PathLike[str]) -> tuple[Zone, ...]:
 
         ZoneError: zone 'EXC-bowtie': invalid geometry: Self-intersection at or near point -0.11507 51.45926
     """
-    return parse_zones(read_json(path, error=ZoneError), source=os.fspath(path))
+    return parse_zones(read_json(path, error=ZoneError), source=os.fspath(path), crs=crs)

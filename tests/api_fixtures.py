@@ -31,6 +31,7 @@ USERS: dict[str, tuple[str, str, str | None]] = {
     "approver2": ("ap-2", "approver", "home office"),
     "auditor": ("au-1", "auditor", "home office"),
     "admin": ("ad-1", "admin", "home office"),
+    "admin2": ("ad-2", "admin", "home office"),
     "requester": ("police-1", "requester", "police"),
     "probation": ("probation-1", "requester", "probation"),
     "feed": ("feed-1", "feed", "supplier"),

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shlex
+import unicodedata
 from datetime import date
 
 from geofence.model import Assignment, Policy, Window, Zone
@@ -37,6 +38,16 @@ class NotATimestamp(ValueError):
 
 class NaiveTimestamp(ValueError):
     """'A string of this form without the offset is a *naive* timestamp.'"""
+
+
+# "neither is one whose instant in UTC falls outside 0001-01-01T00:00:00.000Z ..
+# 9999-12-31T23:59:59.999Z" (as epoch ms, from datetime.date: independent of trails)
+FIRST_MS = (date(1, 1, 1) - date(1970, 1, 1)).days * 86_400_000
+LAST_MS = (date(9999, 12, 31) - date(1970, 1, 1)).days * 86_400_000 + 86_400_000 - 1
+
+
+def in_range(ms: int) -> bool:
+    return FIRST_MS <= ms <= LAST_MS
 
 
 def _is_leap(y: int) -> bool:
@@ -84,7 +95,10 @@ def parse_ts(text: str) -> int:
         raise NaiveTimestamp(text)
     millis = int((frac or "").ljust(3, "0")[:3])  # floor to the millisecond
     local_ms = ((_epoch_days(y, mo, d) * 24 + hh) * 60 + mi) * 60_000 + ss * 1000 + millis
-    return local_ms - offset_min * 60_000
+    utc_ms = local_ms - offset_min * 60_000
+    if not in_range(utc_ms):
+        raise NotATimestamp(text)
+    return utc_ms
 
 
 # ---------------------------------------------------------------- numbers
@@ -138,7 +152,9 @@ def _ts_cell(cell):
         return "bad", None
     if isinstance(cell, tuple):
         kind, ms = cell
-        return ("ok", ms) if kind == "tz" else ("naive", None)
+        if kind == "naive":
+            return "naive", None
+        return ("ok", ms) if in_range(ms) else ("bad", None)  # "a value outside the range above is bad_timestamp"
     s = _field(cell)
     if s is None:
         return "bad", None
@@ -158,11 +174,20 @@ def _device_cell(cell) -> str | None:
     return _field(cell)
 
 
+def is_bad_device(device: str) -> bool:
+    """'`device_id` (after trimming) longer than 128 characters (Unicode code points), or
+    holding a control, format or surrogate character (Unicode general category `Cc`,
+    `Cf` or `Cs`)'."""
+    return len(device) > 128 or any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in device)
+
+
 def check_fix_row(row_no: int, cells: dict):
     """Reasons 1-6 for one fix row. Returns (fix_dict, None) or (None, reason)."""
     device = _device_cell(cells.get("device_id"))
     if device is None:
         return None, "missing_device"
+    if is_bad_device(device):
+        return None, "bad_device"
     ts_kind, ts_ms = _ts_cell(cells.get("ts"))
     if ts_kind == "bad":
         return None, "bad_timestamp"
@@ -198,6 +223,8 @@ def check_event_row(row_no: int, cells: dict):
     device = _device_cell(cells.get("device_id"))
     if device is None:
         return None, "missing_device"
+    if is_bad_device(device):
+        return None, "bad_device"
     ts_kind, ts_ms = _ts_cell(cells.get("ts"))
     if ts_kind == "bad":
         return None, "bad_timestamp"

@@ -80,10 +80,29 @@ def _call(env, op: str, who: str):
         return "GET", "/v1/breaches/stream-status", None
     if op == "list_assignments":
         return "GET", "/v1/admin/assignments", None
-    if op == "upsert_assignment":
+    if op == "upsert_assignment":  # from now on (a start in the past takes a correction)
         n = next(_COUNTER)
         return "PUT", "/v1/admin/assignments", {"subject_id": f"S-NEW-{n}", "device_id": f"D-NEW-{n}",
-                                                "start": ts(0), "zones": []}
+                                                "start": "2099-01-01T00:00:00Z", "zones": []}
+    if op == "list_zone_versions":
+        with env.session() as s:
+            from sqlalchemy import select
+
+            from api.models import ZoneRow
+            zid = s.scalars(select(ZoneRow.zone_id)).first()
+        return "GET", f"/v1/admin/zones/{zid}/versions", None
+    if op in ("propose_correction", "decide_correction", "list_corrections"):
+        n = next(_COUNTER)
+        body = {"kind": "assignment", "reason": "Fitted the day before it was registered, per the fitting record.",
+                "assignment": {"subject_id": f"S-COR-{n}", "device_id": f"D-COR-{n}", "start": ts(0), "zones": []}}
+        if op == "propose_correction":
+            return "POST", "/v1/admin/corrections", body
+        if op == "list_corrections":
+            return "GET", "/v1/admin/corrections", None
+        r = env.client.post("/v1/admin/corrections", json=body, headers=env.h("admin2"))  # a second admin decides
+        assert r.status_code == 201, r.text
+        return "POST", f"/v1/admin/corrections/{r.json()['id']}/decision", {
+            "approve": False, "reason": "The fitting record does not support an earlier start."}
     if op == "upsert_zone":
         n = next(_COUNTER)
         return "PUT", f"/v1/admin/zones/Z-NEW-{n}", {"type": "Feature", "properties": {"kind": "exclusion", "radius_m": 50},
@@ -156,7 +175,7 @@ def test_docstrings_state_the_roles(env):
 
 def test_healthz_needs_no_token(env):
     r = env.client.get("/healthz")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json() == {"status": "ok", "audit": "ok"}
 
 
 # record-level rules on top of the role table
@@ -165,8 +184,8 @@ def test_requester_sees_only_own_requests(env):
     mine = create_request(env, "requester")
     theirs = create_request(env, "probation")
     r = env.client.get(f"/v1/access-requests/{theirs['id']}", headers=env.h("requester"))
-    assert r.status_code == 403
-    assert r.json() == {"detail": f"requesters may read only their own requests; {theirs['id']} is not yours"}
+    assert r.status_code == 403  # an external requester gets the generic refusal (api.guard), audited with the reason
+    assert r.json()["detail"].startswith("this request was refused; the EM Hub can tell you why: quote reference A-")
     listed = env.client.get("/v1/access-requests", headers=env.h("requester")).json()
     ids = {i["id"] for i in listed["items"]}
     assert mine["id"] in ids and theirs["id"] not in ids

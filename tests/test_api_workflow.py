@@ -113,7 +113,7 @@ def test_end_to_end(api_template, tmp_path):
     assert all(parse_timestamp(ts(1, 6)) <= t < parse_timestamp(ts(1, 12)) for t in times)
     (dl,) = _audit_rows(env, action="extract.download")
     assert (dl.extract_sha256, dl.request_id, dl.ground, dl.justification_ref, dl.actor_id) == (
-        sha, rid, "breach_allegation", "POL-2024-0042", env.user_ids["requester"])
+        sha, rid, "breach_allegation", f"request:{rid}", env.user_ids["requester"])  # the reference stays in the table
     for fmt in ("csv", "gpx"):
         r = c.get(f"/v1/access-requests/{rid}/extract?format={fmt}", headers=env.h("requester"))
         assert r.status_code == 200 and r.headers["X-Extract-SHA256"] == hashlib.sha256(r.content).hexdigest()
@@ -239,8 +239,9 @@ def test_end_to_end(api_template, tmp_path):
     assert brep["totals"]["total"] == sum(by_type.values())
     assert brep["months"] == ["2024-03"]
     assert sum(brep["totals"]["months"].values()) == brep["totals"]["total"]
+    assert brep["withdrawn"] == {"months": {"2024-03": 0}, "total": 0}
     r = c.get("/v1/reports/breaches?format=csv", headers=env.h("auditor"))
-    assert r.text.splitlines()[-1] == f"total,{brep['totals']['total']},{brep['totals']['total']}"
+    assert r.text.splitlines()[-2:] == [f"total,{brep['totals']['total']},{brep['totals']['total']}", "withdrawn,0,0"]
 
     # 13. every step is in the audit log, without coordinates or subject ids
     actions = Counter(e.action for e in _audit_rows(env))
@@ -288,7 +289,7 @@ def test_bail_breach_needs_the_breach(api_env):
     assert r.status_code == 201, r.text
     assert r.json()["justification"] == VALID_TEXT
     (entry,) = _audit_rows(env, action="request.create")
-    assert entry.justification_ref == b.breach_id and entry.ground == "bail_breach"
+    assert entry.justification_ref == f"breach:{b.breach_id}" and entry.ground == "bail_breach"
 
 
 def test_period_rules(api_env):
@@ -324,9 +325,10 @@ def test_breaches_for_subject(api_env):
     items = r.json()["items"]
     with env.session() as s:
         n = s.scalar(select(func.count()).select_from(BreachRow).where(BreachRow.subject_id == sid))
-    assert len(items) == r.json()["count"] == n
-    fields = {"breach_id", "kind", "type", "subject_id", "device_id", "zone_id", "start", "end", "duration_s", "priority"}
-    assert all(set(i) == fields and i["subject_id"] == sid for i in items)
+    assert len(items) == r.json()["count"] == n  # none withdrawn in the simulated home
+    fields = {"breach_id", "kind", "type", "subject_id", "device_id", "zone_id", "start", "end", "duration_s", "priority",
+              "status", "withdrawn_reason"}
+    assert all(set(i) == fields and i["subject_id"] == sid and i["status"] == "new" for i in items)
     if items:
         t, p = items[0]["type"], items[0]["priority"]
         r = env.client.get(f"/v1/subjects/{sid}/breaches", params={"type": t, "priority": p},

@@ -2,11 +2,16 @@
 the API wrote, and fails, naming the first bad entry, on every kind of
 tampering someone with write access to the database (and with the triggers
 dropped) could do: an edited row, an edited row with its hash recomputed, a
-deleted row, two rows swapped, truncation, a forged checkpoint. The database
-itself refuses UPDATE and DELETE on the log."""
+deleted row, two rows swapped, truncation, a forged checkpoint. Each case is
+checked twice: where HOME/keys is present (entry MACs checked) and as a DPO
+holding only the public key sees it (checkpoints alone). The database itself
+refuses UPDATE and DELETE on the log. More tamper cases (query columns,
+forged rows, deleted checkpoints, exported copies) are in
+tests/test_audit_integrity.py."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -20,14 +25,30 @@ from api.cli import main
 from api.db import open_database
 from api.models import AuditEntry
 from api.settings import Settings
-from api_fixtures import api_template, close_env, copy_env, create_request, decide  # noqa: F401
+from api_fixtures import api_template, close_env, create_request, decide, make_env  # noqa: F401
+
+
+def list_checkpoints(folder) -> list[tuple[int, object]]:
+    """(size, path) of the checkpoint files under `folder` (any depth), by size:
+    found by name here, not through the code under test."""
+    return sorted((int(p.stem), p) for p in folder.rglob("*.json") if p.stem.isdigit() and len(p.stem) == 12)
+
+
+def sign_every_commit(home) -> None:
+    """HOME/settings.json: a checkpoint after every commit (audit_checkpoint_s 0),
+    so each API call's entries get a checkpoint of their own."""
+    cfg = home / "settings.json"
+    doc = json.loads(cfg.read_text()) if cfg.exists() else {}
+    cfg.write_text(json.dumps({**doc, "audit_checkpoint_s": 0}))
 
 
 @pytest.fixture()
 def served(api_template, tmp_path):
     """A home whose audit log the API wrote: user setup, requests, a decision,
     reads and reports, each call committed with its own checkpoint."""
-    env = copy_env(api_template, tmp_path / "home")
+    shutil.copytree(api_template, tmp_path / "home")
+    sign_every_commit(tmp_path / "home")
+    env = make_env(tmp_path / "home")
     rid = create_request(env, "caseworker")["id"]
     assert decide(env, rid).status_code == 200
     assert env.client.get(f"/v1/access-requests/{rid}", headers=env.h("auditor")).status_code == 200
@@ -38,8 +59,8 @@ def served(api_template, tmp_path):
     return home
 
 
-def _verify(home, capsys) -> tuple[int, str]:
-    code = main(["audit", "verify", "--home", str(home)])
+def _verify(home, capsys, *extra) -> tuple[int, str]:
+    code = main(["audit", "verify", "--home", str(home), *extra])
     cap = capsys.readouterr()
     return code, (cap.out + cap.err).strip()
 
@@ -62,9 +83,10 @@ def test_real_log_verifies(served, capsys):
     con = sqlite3.connect(served / "tagtrail.db")
     n = con.execute("SELECT count(*) FROM audit_log").fetchone()[0]
     con.close()
-    n_cp = len(list((served / "audit" / "checkpoints").glob("*.json")))
+    n_cp = len(list_checkpoints(served / "audit" / "checkpoints"))
     assert n >= 15 and n_cp >= 6
     assert out.startswith(f"OK: {n} entries match {n_cp} signed checkpoint(s)")
+    assert out.endswith("; entry MACs checked")
 
 
 def test_database_refuses_update_and_delete(served):
@@ -104,15 +126,20 @@ def _delete(con, k):
 
 
 def _delete_and_renumber(con, k):
-    """Delete entry k and shift the later ones down, rewriting their idx and hashes."""
-    rows = _rows(con)
+    """Delete entry k and shift the later ones down, rewriting their idx and
+    hashes, every query column kept and each row's old MAC copied along."""
+    cols = ("ts_ms", "actor_id", "actor", "role", "org", "action", "request_id", "subject_pseudonym", "ground",
+            "justification_ref", "extract_sha256", "mac")
+    rows = con.execute(f"SELECT idx, entry, {', '.join(cols)} FROM audit_log WHERE idx > ? ORDER BY idx",
+                       (k,)).fetchall()
     con.execute("DELETE FROM audit_log WHERE idx>=?", (k,))
-    for idx, entry, _ in rows[k + 1:]:
+    for idx, entry, *values in rows:
         doc = json.loads(entry)
         doc["idx"] = idx - 1
         new = rfc8785.dumps(doc)
-        con.execute("INSERT INTO audit_log (idx, ts_ms, action, entry, leaf_hash) VALUES (?, ?, ?, ?, ?)",
-                    (idx - 1, doc["ts_ms"], doc["action"], new.decode(), merkle.leaf_hash(new).hex()))
+        con.execute(f"INSERT INTO audit_log (idx, entry, leaf_hash, {', '.join(cols)}) "
+                    f"VALUES (?, ?, ?{', ?' * len(cols)})",
+                    (idx - 1, new.decode(), merkle.leaf_hash(new).hex(), *values))
 
 
 def _swap(con, k):
@@ -127,20 +154,27 @@ def _truncate(con, k):
     con.execute("DELETE FROM audit_log WHERE idx>=?", (k,))
 
 
-#: name -> (tamper(con, k), expected message fragment with {k})
+_MAC_FORGED = "entry {k}: MAC does not match its content (forged, or edited without the service's key?)"
+
+#: name -> (tamper(con, k), expected message fragment with {k}: with HOME/keys here, with the public key only)
 TAMPERING = {
-    "edited": (_edit_keep_hash, "entry {k}: hash does not match its content (edited?)"),
-    "edited and rehashed": (_edit_rehash, "entry {k} does not match checkpoint"),
-    "deleted": (_delete, "entry {k} missing (deleted?)"),
-    "deleted and renumbered": (_delete_and_renumber, "entry {k} does not match checkpoint"),
-    "swapped": (_swap, "entries {k} and {k1} out of order (swapped?)"),
-    "truncated": (_truncate, "entries but checkpoint"),
+    "edited": (_edit_keep_hash, "entry {k}: hash does not match its content (edited?)",
+               "entry {k}: hash does not match its content (edited?)"),
+    "edited and rehashed": (_edit_rehash, _MAC_FORGED, "entry {k} does not match checkpoint"),
+    "deleted": (_delete, "entry {k} missing (deleted?)", "entry {k} missing (deleted?)"),
+    "deleted and renumbered": (_delete_and_renumber, _MAC_FORGED, "entry {k} does not match checkpoint"),
+    "swapped": (_swap, "entries {k} and {k1} out of order (swapped?)", "entries {k} and {k1} out of order (swapped?)"),
+    "truncated": (_truncate, "entries but checkpoint", "entries but checkpoint"),
 }
 
 
+@pytest.mark.parametrize("keys", ["with MAC key", "public key only"])
 @pytest.mark.parametrize("name", list(TAMPERING))
-def test_tampering_is_caught_and_named(served, capsys, name):
-    tamper, fragment = TAMPERING[name]
+def test_tampering_is_caught_and_named(served, capsys, name, keys):
+    tamper, with_key, public_only = TAMPERING[name]
+    fragment = with_key if keys == "with MAC key" else public_only
+    if keys == "public key only":
+        (served / "keys" / "audit-mac.key").unlink()
     con = sqlite3.connect(served / "tagtrail.db")
     n = con.execute("SELECT count(*) FROM audit_log").fetchone()[0]
     con.close()
@@ -155,18 +189,18 @@ def test_tampering_is_caught_and_named(served, capsys, name):
     assert out.startswith("FAILED: ")
     assert fragment.format(k=k, k1=k + 1) in out, out
     if name == "truncated":  # the first checkpoint beyond the cut is named
-        first = min(int(p.stem) for p in (served / "audit" / "checkpoints").glob("*.json") if int(p.stem) > k)
+        first = min(size for size, _ in list_checkpoints(served / "audit" / "checkpoints") if size > k)
         assert out == f"FAILED: log has {k} entries but checkpoint {first:012d} commits to {first} (truncated?)"
 
 
 def test_forged_or_altered_checkpoint_is_caught(served, capsys):
-    cps = sorted((served / "audit" / "checkpoints").glob("*.json"))
-    cp = json.loads(cps[-1].read_text())
+    size, path = list_checkpoints(served / "audit" / "checkpoints")[-1]
+    cp = json.loads(path.read_text())
     cp["root"] = "00" * 32
-    cps[-1].write_text(json.dumps(cp))
+    path.write_text(json.dumps(cp))
     code, out = _verify(served, capsys)
     assert code == 1
-    assert f"checkpoint {cps[-1].stem}: signature does not verify" in out
+    assert f"checkpoint {size:012d}: signature does not verify" in out
 
 
 def test_service_refuses_to_sign_over_tampering(served):

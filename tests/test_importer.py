@@ -185,3 +185,52 @@ def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["zones", "import", "--help"])
     assert "tagtrail zones import wards.geojson --kind exclusion" in capsys.readouterr().out
+
+
+# ----------------------------------------------------- area of use of the policy CRS
+# A square near Westminster written (lat, lon) instead of (lon, lat) and labelled WGS84.
+SWAPPED = Polygon([(51.50, -0.12), (51.50, -0.11), (51.505, -0.11), (51.505, -0.12), (51.50, -0.12)])
+BNG_AREA = "the area of use of EPSG:27700 (lon -9.01 .. 2.01, lat 49.75 .. 61.01)"
+# Wellington, in New Zealand Transverse Mercator metres
+WLG = box(1_748_000, 5_427_000, 1_748_100, 5_427_100)
+
+
+def test_import_of_swapped_axes_is_refused(tmp_path):
+    path = layer(tmp_path, [SWAPPED], name="swapped.geojson", crs="EPSG:4326", id=["HOME-1"])
+    with pytest.raises(ZoneError) as info:
+        import_zones(path, kind="exclusion")
+    assert str(info.value) == (f"zone 'HOME-1': coordinates[0][0]: position [51.5, -0.12] (lon, lat) lies outside "
+                               f"{BNG_AREA}: are latitude and longitude swapped?")
+
+
+def test_import_checks_against_the_given_policy_crs(tmp_path):
+    path = layer(tmp_path, [WLG], crs="EPSG:2193", id=["WLG"])
+    with pytest.raises(ZoneError, match="lies outside the area of use of EPSG:27700"):
+        import_zones(path, kind="exclusion")  # the default policy CRS
+    fc = import_zones(path, kind="exclusion", crs="EPSG:2193")
+    (z,) = write_zones(fc, tmp_path / "zones.geojson", crs="EPSG:2193")
+    assert z.zone_id == "WLG" and 174 < z.polygons[0][0][0][0] < 175
+
+
+def test_cli_import_and_check_use_the_policy_crs(tmp_path, capsys):
+    path = layer(tmp_path, [WLG], crs="EPSG:2193", id=["WLG"])
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"crs": "EPSG:2193"}))
+    out = tmp_path / "zones.geojson"
+    assert main(["zones", "import", str(path), "--kind", "exclusion", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "zone 'WLG': coordinates[0][0]: position [" in err and BNG_AREA in err and not out.exists()
+    assert main(["zones", "import", str(path), "--kind", "exclusion", "--policy", str(policy), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["zones", "check", str(out), "--policy", str(policy)]) == 0
+    assert capsys.readouterr().out.strip().endswith("1 zone(s) valid")
+    assert main(["zones", "check", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "zone 'WLG': coordinates[0][0]: position [" in err and BNG_AREA in err
+
+
+def test_cli_check_zone_swapped_example(capsys):
+    rc = main(["zones", "check", str(SHARED / "contract" / "examples" / "zone_swapped" / "zones.geojson")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.endswith(f"zone 'S1-home': coordinates: position [51.458827028, -0.115807189] (lon, lat) "
+                                    f"lies outside {BNG_AREA}: are latitude and longitude swapped?\n")

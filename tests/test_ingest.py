@@ -185,10 +185,30 @@ def test_batches_dedup_first_row_wins_and_files_sorted(tmp_path, batch_rows):
 
 
 def test_second_concurrent_ingest_is_refused(tmp_path):
-    from trails.errors import InputError
-    from trails.store import Transaction
+    import os
+    import re
 
-    with Transaction(tmp_path):
-        with pytest.raises(InputError, match="another ingest"):
+    from trails.errors import InputError
+    from trails.store import StoreLock
+
+    with StoreLock(tmp_path, "ingest"):
+        with pytest.raises(InputError, match=re.escape(f"an ingest is running on {str(tmp_path)!r} (pid {os.getpid()})")):
             ingest(QR / "fixes.csv", home=tmp_path)
     assert ingest(QR / "fixes.csv", home=tmp_path).fixes_stored == 34
+
+
+def test_quarantine_keeps_a_bounded_prefix_of_a_long_bad_value(tmp_path):
+    """A bad device_id or ts of any length is stored as its first 256 characters and a
+    marker saying how many were cut; short values are stored as read."""
+    long_id, long_ts = "D" * 1000, "9" * 300
+    p = tmp_path / "f.csv"
+    p.write_text("device_id,ts,lat,lon\n"
+                 f"{long_id},2024-06-01T10:00:00Z,51.5,-0.1\n"
+                 f"D1,{long_ts},51.5,-0.1\n"
+                 "D\u200b2,yesterday,51.5,-0.1\n", encoding="utf-8")
+    s = ingest(p, home=tmp_path / "h")
+    assert s.quarantined == {"bad_device": 2, "bad_timestamp": 1}
+    q = {r["row"]: r for r in read_store_quarantine(tmp_path / "h").to_pylist()}
+    assert q[1]["reason"] == "bad_device" and q[1]["device_id"] == "D" * 256 + "…[+744 characters]"
+    assert q[2]["reason"] == "bad_timestamp" and q[2]["ts"] == "9" * 256 + "…[+44 characters]"
+    assert (q[3]["device_id"], q[3]["ts"]) == ("D\u200b2", "yesterday")

@@ -57,9 +57,10 @@ def test_csv_header_any_order_bom_quotes_blank_lines(tmp_path):
         "y,-0.1,51.5,2024-06-01T10:02:00Z,\"  \"\r\n"
     ))
     fixes, rej = read_fixes(p)
-    assert fixes.row.tolist() == [1, 2]
-    assert fixes.device_id.to_pylist() == ["D1", "D\n2"]
-    assert rej.row.tolist() == [3] and rej.reason_names() == ["missing_device"]
+    assert fixes.row.tolist() == [1]
+    assert fixes.device_id.to_pylist() == ["D1"]
+    # the quoted newline is read into the field (RFC 4180), and an id holding one is bad_device
+    assert rej.row.tolist() == [2, 3] and rej.reason_names() == ["bad_device", "missing_device"]
     assert np.isnan(fixes.accuracy_m).all()
 
 
@@ -158,3 +159,70 @@ def test_whitespace_only_line_is_blank_but_ragged_row_is_unreadable(tmp_path):
     p = write(tmp_path / "g.csv", "device_id,ts,lat,lon\nD1,2024-06-01T10:00:00Z,51\n")
     with pytest.raises(InputError, match="g.csv"):
         read_fixes(p)
+
+
+# --------------------------------------------------------------------------- header messages
+def test_doubled_bom_is_named_not_reported_as_a_missing_column(tmp_path):
+    p = write(tmp_path / "f.csv", b"\xef\xbb\xbf\xef\xbb\xbfdevice_id,ts,lat,lon\nD1,2024-06-01T10:00:00Z,51,0\n")
+    with pytest.raises(InputError) as exc:
+        read_fixes(p)
+    assert str(exc.value) == (
+        f"fixes file {str(p)!r}: missing required column 'device_id': the file starts with two byte-order "
+        "marks (U+FEFF), so the first column is named '\\ufeffdevice_id', not 'device_id'; save the file as "
+        "UTF-8 with at most one BOM; the header holds ['\\ufeffdevice_id', 'ts', 'lat', 'lon']")
+
+
+@pytest.mark.parametrize("header,hint", [
+    ("device_id;ts;lat;lon", "the header looks semicolon-separated (';'); columns must be separated by commas"),
+    ("device_id\tts\tlat\tlon", "the header looks tab-separated ('\\t'); columns must be separated by commas"),
+    ("Device_ID,ts,lat,lon", "column 'Device_ID' differs only in letter case (column names are case-sensitive)"),
+    ('"""device_id""",ts,lat,lon', "column '\"device_id\"' has quote marks inside its name (names are written without them)"),
+], ids=["semicolon", "tab", "case", "quoted"])
+def test_missing_column_message_says_what_the_header_holds(tmp_path, header, hint):
+    p = write(tmp_path / "f.csv", header + "\n")
+    with pytest.raises(InputError) as exc:
+        read_fixes(p)
+    names = next(csv.reader([header]))
+    assert str(exc.value) == f"fixes file {str(p)!r}: missing required column 'device_id': {hint}; the header holds {names!r}"
+
+
+def test_missing_column_without_a_likely_cause_lists_the_header(tmp_path):
+    p = write(tmp_path / "f.csv", "tag,ts,lat,lon\n")
+    with pytest.raises(InputError) as exc:
+        read_fixes(p)
+    assert str(exc.value) == f"fixes file {str(p)!r}: missing required column 'device_id'; the header holds ['tag', 'ts', 'lat', 'lon']"
+
+
+# --------------------------------------------------------------------------- Parquet memory bounds
+def test_dictionary_encoded_parquet_strings_are_read_as_dictionaries(tmp_path):
+    from trails.readers import iter_raw_batches
+
+    n = 1000
+    dev = pa.DictionaryArray.from_arrays(pa.array(np.arange(n) % 3, pa.int32()), pa.array(["D1", "D" * 5000, "D\u200b2"]))
+    t = pa.table({"device_id": dev, "ts": pa.array(["2024-06-01T10:00:00Z"] * n), "lat": np.full(n, 51.5), "lon": np.zeros(n)})
+    pq.write_table(t, tmp_path / "f.parquet")
+    (raw,) = list(iter_raw_batches(tmp_path / "f.parquet"))
+    assert pa.types.is_dictionary(raw.column("device_id").type)
+    fixes, rej = read_fixes(tmp_path / "f.parquet")
+    assert fixes.row.tolist() == list(range(1, n + 1, 3)) and set(fixes.device_id.to_pylist()) == {"D1"}
+    assert rej.reason_names() == ["bad_device"] * (n - len(fixes))
+
+
+def test_parquet_chunk_too_large_once_decoded_is_refused(tmp_path, monkeypatch):
+    import trails.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(readers, "MAX_CHUNK_BYTES_PER_ROW", 1024)
+    n = 100
+    t = pa.table({"device_id": ["D" * 65536] * n, "ts": pa.array(["2024-06-01T10:00:00Z"] * n), "lat": np.full(n, 51.5),
+                  "lon": np.zeros(n)})
+    p = tmp_path / "f.parquet"
+    pq.write_table(t, p, use_dictionary=False, compression="zstd")
+    size = pq.ParquetFile(p).metadata.row_group(0).column(0).total_uncompressed_size
+    assert size > 100 * 65536 > p.stat().st_size * 100  # compressed, the column is small
+    with pytest.raises(InputError) as exc:
+        read_fixes(p)
+    assert str(exc.value) == (
+        f"fixes file {str(p)!r}: column 'device_id' in row group 0 would take {size:,} bytes for 100 rows once "
+        "decoded, more than the limit of 1,048,576 (the larger of 1,048,576 bytes and 1,024 bytes per row): "
+        "refusing to read it")

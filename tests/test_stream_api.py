@@ -261,7 +261,10 @@ def test_queue_order_status_and_withdrawal(tmp_path):
     assert "breach.status" in actions and "breach.queue.read" in actions and "breaches.update" in actions
 
 
-def test_admin_changes_reevaluate_and_are_audited(tmp_path):
+def test_corrections_reevaluate_and_are_audited(tmp_path):
+    """Changing the past takes a correction (a second admin approves it): then the
+    affected assignments are re-evaluated and the queue equals batch detection on
+    the corrected conditions. (Changes from now on: tests/test_conditions.py.)"""
     from dataclasses import replace
 
     fixes, events, assignments, zones, policy = _example("curfew_basic")
@@ -269,42 +272,53 @@ def test_admin_changes_reevaluate_and_are_audited(tmp_path):
     app, client, tokens = _setup(home, assignments, zones, tmp_path)
     with app.state.session_factory() as s:
         tokens["admin"] = add_user(s, app.state.audit, name="ad-1", role="admin", org="home office")[1]
+        tokens["admin2"] = add_user(s, app.state.audit, name="ad-2", role="admin", org="home office")[1]
         s.commit()
     assert client.post("/v1/fixes", json={"fixes": [_fix_json(r) for r in fixes]}, headers=_h(tokens, "feed")).status_code == 200
     app.state.stream.run_pending()
     before = _db_records(app)
     assert before == batch(fixes, [], assignments, zones, policy)
-    # widen the curfew circle: the absences shrink or vanish
+
+    def correct(body):
+        r = client.post("/v1/admin/corrections", json=body, headers=_h(tokens, "admin"))
+        assert r.status_code == 201, r.text
+        r = client.post(f"/v1/admin/corrections/{r.json()['id']}/decision", headers=_h(tokens, "admin2"),
+                        json={"approve": True, "reason": "Verified against the fitting record and the order."})
+        assert r.status_code == 200, r.text
+        app.state.stream.run_pending()
+
+    # widen the curfew circle over the whole period: the absences shrink or vanish
     z = zones[0]
+    assert z.is_circle
     feature = {"type": "Feature", "properties": {"kind": z.kind, "radius_m": z.radius_m * 30,
                                                  "schedule": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
                                                                "start": "19:00", "end": "07:00"}]},
-               "geometry": {"type": "Point", "coordinates": list(z.center_lonlat)}} if z.is_circle else None
-    if feature is None:
-        pytest.skip("example zone is not a circle")
-    r = client.put(f"/v1/admin/zones/{z.zone_id}", json=feature, headers=_h(tokens, "admin"))
-    assert r.status_code == 200, r.text
-    app.state.stream.run_pending()
+               "geometry": {"type": "Point", "coordinates": list(z.center_lonlat)}}
+    correct({"kind": "zone", "zone_id": z.zone_id, "feature": feature, "from": format_ms(assignments[0].start_ms),
+             "reason": "The order gives the whole estate as the curfew address, not the flat."})
     from geofence.zones import parse_zones
 
     new_zone = parse_zones({"type": "FeatureCollection", "features": [{**feature, "id": z.zone_id}]})[0]
     want = batch(fixes, [], assignments, [new_zone], policy)
     assert _db_records(app) == want
     assert want != before
-    # a second assignment for a new device, and its fixes
+    # a second assignment for a new device, from its fitting, and its fixes
     a2 = replace(assignments[0], subject_id="S-2", device_id="D-2")
-    r = client.put("/v1/admin/assignments", json={"subject_id": "S-2", "device_id": "D-2", "start": format_ms(a2.start_ms),
-                                                   "zones": list(a2.zones)}, headers=_h(tokens, "admin"))
-    assert r.status_code == 200, r.text
+    correct({"kind": "assignment", "reason": "Fitted at the same time as S1's tag and registered a day late.",
+             "assignment": {"subject_id": "S-2", "device_id": "D-2", "start": format_ms(a2.start_ms),
+                            "zones": list(a2.zones)}})
     moved = [{**f, "device_id": "D-2"} for f in fixes[: len(fixes) // 2]]
     assert client.post("/v1/fixes", json={"fixes": [_fix_json(f) for f in moved]}, headers=_h(tokens, "feed")).status_code == 200
     app.state.stream.run_pending()
     assert _db_records(app) == batch(fixes + moved, [], [assignments[0], a2], [new_zone], policy)
     # refused changes say why
-    r = client.put("/v1/admin/assignments", json={"subject_id": "S-2", "device_id": "D-9", "start": format_ms(a2.start_ms)},
+    later = "2030-01-01T00:00:00Z"
+    assert client.put("/v1/admin/assignments", json={"subject_id": "S-3", "device_id": "D-3", "start": later},
+                      headers=_h(tokens, "admin")).status_code == 200
+    r = client.put("/v1/admin/assignments", json={"subject_id": "S-3", "device_id": "D-9", "start": later},
                    headers=_h(tokens, "admin"))
     assert r.status_code == 422 and "overlaps" in r.json()["detail"]
-    r = client.put("/v1/admin/assignments", json={"subject_id": "S-3", "device_id": "D-3", "start": format_ms(a2.start_ms),
+    r = client.put("/v1/admin/assignments", json={"subject_id": "S-4", "device_id": "D-4", "start": later,
                                                    "zones": ["NOPE"]}, headers=_h(tokens, "admin"))
     assert r.status_code == 422 and "NOPE" in r.json()["detail"]
     r = client.put("/v1/admin/zones/bad", json={"type": "Feature", "properties": {"kind": "curfew"},
@@ -312,4 +326,4 @@ def test_admin_changes_reevaluate_and_are_audited(tmp_path):
     assert r.status_code == 422
     with app.state.session_factory() as s:
         actions = [e.action for e in s.scalars(select(AuditEntry).order_by(AuditEntry.idx))]
-    assert "zone.change" in actions and "assignment.add" in actions
+    assert "correction.apply" in actions and "assignment.add" in actions

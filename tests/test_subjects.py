@@ -32,7 +32,9 @@ def write(tmp_path, obj):
 @pytest.mark.parametrize("example", sorted(p.parent.name for p in EXAMPLES.glob("*/subjects.json")))
 def test_contract_examples_load(example):
     folder = EXAMPLES / example
-    zone_ids = {z.zone_id for z in load_zones(folder / "zones.geojson")} if example != "bad_zone" else {"EXC-bowtie"}
+    # the zone ids of the two examples whose zones file is the error they show
+    bad_zone_ids = {"bad_zone": {"EXC-bowtie"}, "zone_swapped": {"S1-home"}}
+    zone_ids = bad_zone_ids.get(example) or {z.zone_id for z in load_zones(folder / "zones.geojson")}
     raw = json.loads((folder / "subjects.json").read_text())
     got = load_subjects(folder / "subjects.json", zone_ids)
     assert [a.subject_id for a in got] == [s["subject_id"] for s in raw["subjects"]]
@@ -122,3 +124,36 @@ def test_file_errors_name_the_file(tmp_path, content, fragment):
     with pytest.raises(SubjectsError) as info:
         load_subjects(path, ZONES)
     assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------- ids and the timestamp range
+@pytest.mark.parametrize("doc,message", [
+    ({"subjects": [entry(dev="D" * 129)]},
+     "subjects[0] (subject_id 'S-001'): device_id '" + "D" * 56 + "... is 129 characters long (at most 128)"),
+    ({"subjects": [entry(dev="D\u202e1")]},
+     "subjects[0] (subject_id 'S-001'): device_id 'D\\u202e1' holds U+202E (RIGHT-TO-LEFT OVERRIDE) at character 2: "
+     "control, format and surrogate characters are not allowed"),
+    ({"subjects": [entry(sid="S\x001")]},
+     "subjects[0]: subject_id 'S\\x001' holds U+0000 (category Cc) at character 2: "
+     "control, format and surrogate characters are not allowed"),
+    ({"subjects": [entry(zones=("Z1", "Z\u200b2"))]},
+     "subjects[0] (subject_id 'S-001'): zones: zone id 'Z\\u200b2' holds U+200B (ZERO WIDTH SPACE) at character 2: "
+     "control, format and surrogate characters are not allowed"),
+    ({"subjects": [entry(start="9999-12-31T23:59:59-23:59")]},
+     "subjects[0] (subject_id 'S-001'): start '9999-12-31T23:59:59-23:59' is not a timestamp: its instant in UTC lies "
+     "outside 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z"),
+    ({"subjects": [entry(end="0001-01-01T00:30:00+01:00", start="0001-01-01T00:00:00+01:00")]},
+     "subjects[0] (subject_id 'S-001'): start '0001-01-01T00:00:00+01:00' is not a timestamp: its instant in UTC lies "
+     "outside 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z"),
+], ids=["device-129", "device-rlo", "subject-nul", "zone-id-zwsp", "start-year-10000", "start-year-0"])
+def test_ids_and_timestamp_range_are_input_errors(tmp_path, doc, message):
+    with pytest.raises(SubjectsError) as info:
+        load_subjects(write(tmp_path, doc), ZONES | {"Z\u200b2"})
+    assert str(info.value) == message
+
+
+def test_ids_of_128_characters_and_the_range_ends_are_fine(tmp_path):
+    doc = {"subjects": [entry(sid="S" * 128, dev="D\u00e9" * 64, start="0001-01-01T00:00:00Z", end="9999-12-31T23:59:59.999Z")]}
+    (a,) = load_subjects(write(tmp_path, doc), ZONES)
+    assert (a.subject_id, a.device_id) == ("S" * 128, "D\u00e9" * 64)
+    assert (a.start_ms, a.end_ms) == (-62_135_596_800_000, 253_402_300_799_999)

@@ -36,7 +36,8 @@ def test_add_prints_token_alone_and_stores_its_hash(tmp_path, capsys):
 
     assert stored == hashlib.sha256(token.encode()).hexdigest()
     assert [e["action"] for e in entries] == ["user.add"]
-    assert entries[0]["detail"] == {"user_id": 1, "name": "pc-4021", "role": "requester", "org": "police"}
+    assert entries[0]["detail"] == {"user_id": 1, "name": "pc-4021", "role": "requester", "org": "police",
+                                    "previous_accounts": []}
 
     # the token works against the API, and a second user gets a different one
     code, out2, _ = _add(home, capsys, "--name", "cw", "--role", "caseworker")
@@ -78,3 +79,33 @@ def test_bad_users_exit_2_naming_the_value(tmp_path, capsys):
     # after revoking, the name may be given to a new user
     assert main(["users", "revoke", "--home", str(home), "--name", "ap"]) == 0
     assert _add(home, capsys, "--name", "ap", "--role", "approver")[0] == 0
+
+
+def test_users_add_refuses_an_active_name_in_any_spelling(tmp_path, capsys):
+    home = tmp_path / "home"
+    assert _add(home, capsys, "--name", "alice", "--role", "caseworker")[0] == 0
+    for spelling in ("Alice", " alice ", "al\u200bice", "ＡＬＩＣＥ"):
+        code, out, err = _add(home, capsys, "--name", spelling, "--role", "approver")
+        assert code == 2 and out == ""
+        assert err == (f"tagtrail users: error: an active user named {spelling!r} already exists (as 'alice': names "
+                       f"are compared as persons): user 1, caseworker; revoke it first\n")
+    code, _, err = _add(home, capsys, "--name", "\u200b\u200b", "--role", "approver")
+    assert code == 2 and "at least one of them visible, got '\\u200b\\u200b'" in err
+
+
+def test_users_add_of_a_revoked_name_is_the_same_person(tmp_path, capsys):
+    home = tmp_path / "home"
+    assert _add(home, capsys, "--name", "alice", "--role", "caseworker")[0] == 0
+    assert main(["users", "revoke", "--home", str(home), "--name", "alice"]) == 0
+    capsys.readouterr()
+    code, out, err = _add(home, capsys, "--name", "Alice", "--role", "approver")
+    assert code == 0 and re.fullmatch(r"[A-Za-z0-9_-]{43}\n", out)
+    assert err.splitlines()[1] == ("note: 'Alice' is the same person as revoked user(s) 1 (alice, caseworker): they may "
+                                   "never decide or confirm a request made from those accounts")
+    con = sqlite3.connect(home / "tagtrail.db")
+    users = con.execute("SELECT id, name, person, revoked_ms IS NOT NULL FROM users ORDER BY id").fetchall()
+    entries = [json.loads(e) for (e,) in con.execute("SELECT entry FROM audit_log WHERE action = 'user.add' "
+                                                     "ORDER BY idx")]
+    con.close()
+    assert users == [(1, "alice", "alice", 1), (2, "Alice", "alice", 0)]
+    assert [e["detail"]["previous_accounts"] for e in entries] == [[], [1]]

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from trails.quarantine import OK, REASON_CODE
 from trails.timestamps import NaiveTimestampError, parse_timestamp
-from trails.validate import parse_numbers, parse_timestamps, timestamps_to_ms, validate_events, validate_fixes
+from trails.validate import (device_ids, id_problem, parse_numbers, parse_timestamps, timestamps_to_ms, validate_events,
+                             validate_fixes)
 
 BAD, NAIVE = REASON_CODE["bad_timestamp"], REASON_CODE["naive_timestamp"]
 
@@ -54,6 +55,10 @@ EDGE = [
     "2024-06-01T10:00:00ZZ", "2024-06-01T10:00:00+01:00Z", "2024-06-01X10:00:00Z",
     "2024/06/01T10:00:00Z", "+2024-06-01T10:00:00Z", "-001-06-01T10:00:00Z", "", "   ", None,
     "2024-06-01T10:00:00.123+05:30", "2024-06-01T10:00:00.123-05:30", "yesterday",
+    # the range 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z, after the offset
+    "9999-12-31T23:59:59-23:59", "0001-01-01T00:30:00+01:00", "0000-12-31T23:30:00-01:00",
+    "9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.9999999+00:00", "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+00:01", "0000-01-01T00:00:00", "9999-12-31T23:59:59",
 ]
 
 
@@ -245,3 +250,158 @@ def test_number_fast_path_agrees_with_grammar():
     v, st = parse_numbers(pa.array(strings, pa.string()))
     want = [0 if s.strip(" \t\r\n") == "" else (2 if pat.match(s.strip(" \t\r\n")) else 1) for s in strings]
     assert st.tolist() == want
+
+
+# --------------------------------------------------------------------------- the timestamp range
+FIRST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z: 719,162 days before the epoch
+LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: 2,932,897 days after it, less 1 ms
+
+
+@pytest.mark.parametrize("text,ts,code", [
+    ("9999-12-31T23:59:59-23:59", 0, BAD),  # year 10000 in UTC
+    ("0001-01-01T00:30:00+01:00", 0, BAD),  # year 0 in UTC
+    ("0000-12-31T23:30:00-01:00", FIRST_MS + 1_800_000, OK),
+    ("9999-12-31T23:59:59.999Z", LAST_MS, OK),
+    ("9999-12-31T23:59:59.9999999+00:00", LAST_MS, OK),
+    ("0001-01-01T00:00:00Z", FIRST_MS, OK),
+    ("0000-01-01T00:00:00", 0, NAIVE),  # no instant: naive, whatever the year
+], ids=str)
+def test_year_10000_timestamp_is_bad_in_the_vector_parser(text, ts, code):
+    got_ts, got_code = parse_timestamps(pa.array([text, "2024-06-01T10:00:00Z"], pa.string()))
+    assert got_code.tolist() == [code, OK] and got_ts.tolist() == [ts, 1_717_236_000_000]
+
+
+@pytest.mark.parametrize("unit,values,codes", [
+    ("s", [FIRST_MS // 1000, FIRST_MS // 1000 - 1, LAST_MS // 1000, LAST_MS // 1000 + 1, 2**62], [OK, BAD, OK, BAD, BAD]),
+    ("ms", [FIRST_MS, FIRST_MS - 1, LAST_MS, LAST_MS + 1], [OK, BAD, OK, BAD]),
+    ("us", [FIRST_MS * 1000, FIRST_MS * 1000 - 1, LAST_MS * 1000 + 999, LAST_MS * 1000 + 1000], [OK, BAD, OK, BAD]),
+    ("ns", [-(2**63) + 1, 2**63 - 1], [OK, OK]),  # every ns value is within the years 1677..2262
+], ids=["s", "ms", "us", "ns"])
+def test_parquet_timestamps_outside_the_range_are_bad_timestamp(unit, values, codes):
+    ts, code = timestamps_to_ms(pa.array(values, pa.timestamp(unit, tz="UTC")))
+    assert code.tolist() == codes
+    per_ms = {"s": 1 / 1000, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]
+    want = [int(v * 1000) if unit == "s" else v // per_ms for v in values]
+    assert ts.tolist() == [w if c == OK else 0 for w, c in zip(want, codes)]
+    # without a time zone every row is naive, in range or not
+    _, code = timestamps_to_ms(pa.array(values, pa.timestamp(unit)))
+    assert code.tolist() == [NAIVE] * len(values)
+
+
+def test_year_10000_fix_is_quarantined_by_validate_fixes():
+    row = ["D1", "9999-12-31T23:59:59-23:59", "51.5", "-0.1", "", ""]
+    fixes, rej, _ = validate_fixes(_fix_table([GOOD, row]), first_row=1)
+    assert fixes.row.tolist() == [1] and rej.row.tolist() == [2] and rej.reason_names() == ["bad_timestamp"]
+
+
+# --------------------------------------------------------------------------- device ids
+BAD_DEVICE = REASON_CODE["bad_device"]
+MISSING = REASON_CODE["missing_device"]
+
+
+@pytest.mark.parametrize("device,code", [
+    ("D1", OK), (" D1 \t", OK), ("D" * 128, OK), ("D" * 129, BAD_DEVICE),
+    ("\u00e9" * 128, OK), ("\u00e9" * 129, BAD_DEVICE),  # code points, not bytes
+    ("\U0001F600" * 128, OK), ("\U0001F600" * 129, BAD_DEVICE),
+    ("D\x001", BAD_DEVICE), ("D\t1", BAD_DEVICE), ("D\r\n1", BAD_DEVICE), ("D\x7f", BAD_DEVICE),
+    ("D\x851", BAD_DEVICE),  # NEL: a C1 control (Cc)
+    ("D\u200b1", BAD_DEVICE), ("D\u202e1", BAD_DEVICE), ("D\u00ad1", BAD_DEVICE), ("\ufeffD1", BAD_DEVICE),
+    ("D\U000E00011", BAD_DEVICE),  # language tag (Cf, 4 bytes)
+    ("D\u00a01", OK),  # no-break space is Zs, not Cf
+    ("D\ue0001", OK), ("D\u03781", OK),  # private use (Co) and unassigned (Cn) are allowed
+    ("", MISSING), (" \t ", MISSING), (None, MISSING),
+], ids=repr)
+def test_device_id_rule(device, code):
+    got = device_ids(pa.array([device, "D-ok"], pa.string()), what="device_id")[1]
+    assert got.tolist() == [code, OK]
+
+
+def test_device_id_reason_order():
+    # missing_device, then bad_device, before every other reason
+    rows = [["", "x", "x", "x", "x", "x"], ["D\u200b1", "x", "x", "x", "x", "x"], ["D1", "x", "x", "x", "x", "x"]]
+    _, rej, _ = validate_fixes(_fix_table(rows))
+    assert rej.reason_names() == ["missing_device", "bad_device", "bad_timestamp"]
+    t = pa.table({"device_id": ["D\t1", "D1"], "ts": ["bad", "2024-06-01T10:00:00Z"], "event": ["lid_open", "strap_tamper"]})
+    ev, rej, _ = validate_events(t)
+    assert rej.reason_names() == ["bad_device"] and ev.row.tolist() == [2]
+
+
+def test_device_ids_match_the_scalar_rule_on_random_strings():
+    """The vectorised rule (bytes, UTF-8 decoding, categories per distinct code point)
+    against the scalar `id_problem` (Python's unicodedata per character)."""
+    rng = np.random.default_rng(20240601)
+    alphabet = (list("ABCxyz019-_. ") + ["\t", "\n", "\x00", "\x1f", "\x7f", "\x80", "\x9f", "\u00a0",
+                "\u00ad", "\u00e9", "\u0600", "\u200b", "\u200d", "\u202e", "\u2060", "\ufeff", "\u4e2d",
+                "\ue000", "\U0001F600", "\U000E0001", "\U0010FFFD"])
+    lengths = rng.choice([0, 1, 5, 127, 128, 129, 200], 3000)
+    strings = ["".join(rng.choice(alphabet, k)) if rng.random() < 0.5 else "D" * max(k - 1, 0) + rng.choice(alphabet)
+               for k in lengths]
+    text, code = device_ids(pa.array(strings, pa.string()), what="device_id")
+    want = []
+    for s in strings:
+        t = s.strip(" \t\r\n")
+        want.append(MISSING if not t else (BAD_DEVICE if id_problem(t) else OK))
+    assert code.tolist() == want
+    assert text.to_pylist() == [s.strip(" \t\r\n") for s in strings]
+
+
+def _raw_strings(byte_values: list[bytes]) -> pa.Array:
+    """A string array holding these exact bytes (Parquet does not check UTF-8; Arrow takes them)."""
+    b = pa.array(byte_values, pa.binary())
+    return pa.Array.from_buffers(pa.string(), len(b), b.buffers())
+
+
+@pytest.mark.parametrize("raw,code", [
+    (b"D\xed\xa0\x801", BAD_DEVICE),  # a lone surrogate written as UTF-8 (WTF-8): Cs
+    (b"D\xff1", BAD_DEVICE), (b"\x80D1", BAD_DEVICE), (b"D\xc3", BAD_DEVICE), (b"D\xc3\xa9\xa9", BAD_DEVICE),
+    (b"\xc0\x80", BAD_DEVICE), (b"\xe0\x80\x80", BAD_DEVICE),  # overlong
+    (b"\xf4\x90\x80\x80", BAD_DEVICE),  # past U+10FFFF
+    (b"D\xc3\xa91", OK), (b"\xf0\x9f\x98\x80", OK), (b"\xef\xbf\xbd", OK),
+], ids=repr)
+def test_device_id_that_is_not_utf8_is_bad_device(raw, code):
+    got = device_ids(_raw_strings([raw, b"D-ok"]), what="device_id")[1]
+    assert got.tolist() == [code, OK]
+
+
+def test_dictionary_columns_are_judged_on_their_dictionary():
+    """A dictionary-encoded table validates exactly like the plain one, and a
+    dictionary value that is bad comes back empty (never decoded per row)."""
+    rng = np.random.default_rng(11)
+    devices = np.array(["D1", " D2 ", "", "D\u200b3", "D" * 200, "E\u00e9"], dtype=object)
+    stamps = np.array(["2024-06-01T10:00:00Z", "9999-12-31T23:59:59-23:59", "2024-06-01T10:00:00", "x"], dtype=object)
+    n = 500
+    cols = {
+        "device_id": devices[rng.integers(0, len(devices), n)].tolist(),
+        "ts": stamps[rng.integers(0, len(stamps), n)].tolist(),
+        "lat": rng.choice(["51.5", "91", " 51.4 "], n).tolist(),
+        "lon": ["-0.1"] * n,
+    }
+    cols["device_id"][3] = None
+    plain = pa.table({k: pa.array(v, pa.string()) for k, v in cols.items()})
+    encoded = pa.table({k: pa.array(v, pa.string()).dictionary_encode() for k, v in cols.items()})
+    fa, ra, ba = validate_fixes(plain)
+    fb, rb, bb = validate_fixes(encoded)
+    assert ra.row.tolist() == rb.row.tolist() and ra.reason_names() == rb.reason_names() and ba.tolist() == bb.tolist()
+    assert fa.row.tolist() == fb.row.tolist() and fa.ts_ms.tolist() == fb.ts_ms.tolist()
+    assert fa.device_id.to_pylist() == fb.device_id.to_pylist() and fb.device_id.type == pa.string()
+    np.testing.assert_array_equal(fa.lat, fb.lat)
+    text, code = device_ids(encoded.column("device_id"), what="device_id")
+    assert set(text.to_pylist()) <= {"D1", "D2", "E\u00e9", "", None}
+
+
+def test_dictionary_event_columns_are_judged_on_their_dictionary():
+    rng = np.random.default_rng(12)
+    n = 300
+    cols = {
+        "device_id": rng.choice(["D1", "D\u202e2", ""], n).tolist(),
+        "ts": rng.choice(["2024-06-01T10:00:00Z", "0001-01-01T00:30:00+01:00"], n).tolist(),
+        "event": rng.choice(["strap_tamper", " strap_tamper ", "lid_open", "x" * 5000], n).tolist(),
+    }
+    cols["event"][7] = None
+    plain = pa.table({k: pa.array(v, pa.string()) for k, v in cols.items()})
+    encoded = pa.table({k: pa.array(v, pa.string()).dictionary_encode() for k, v in cols.items()})
+    ea, ra, _ = validate_events(plain)
+    eb, rb, _ = validate_events(encoded)
+    assert ra.row.tolist() == rb.row.tolist() and ra.reason_names() == rb.reason_names()
+    assert ea.row.tolist() == eb.row.tolist() and eb.event.to_pylist() == ["strap_tamper"] * len(eb)
+    assert set(rb.reason_names()) == {"missing_device", "bad_device", "bad_timestamp", "unknown_event"}

@@ -9,12 +9,14 @@ import pytest
 
 from geofence.errors import ZoneError
 from geofence.model import Window
-from geofence.zones import check_timezone, load_zones
+from geofence.zones import check_timezone, load_zones, parse_zones
 from trails.errors import InputError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
+#: examples whose ZONES.geojson is the input error they show
+BAD_ZONE_EXAMPLES = ("bad_zone", "zone_swapped")
 GOOD_EXAMPLES = sorted(
-    p.parent.name for p in EXAMPLES.glob("*/zones.geojson") if p.parent.name != "bad_zone"
+    p.parent.name for p in EXAMPLES.glob("*/zones.geojson") if p.parent.name not in BAD_ZONE_EXAMPLES
 )
 
 SQUARE = [[0.0, 51.0], [0.01, 51.0], [0.01, 51.01], [0.0, 51.01], [0.0, 51.0]]
@@ -239,3 +241,67 @@ def test_bom_is_ignored(tmp_path):
 @pytest.mark.parametrize("name", ["UTC", "Europe/London", "America/New_York", "Australia/Lord_Howe"])
 def test_check_timezone_accepts_iana_names(name):
     assert check_timezone(name, "zone 'x'") == name
+
+
+# ------------------------------------------------------------------ area of use of the policy CRS
+# EPSG:27700's area of use as pyproj reports it: lon -9.01 .. 2.01, lat 49.75 .. 61.01
+BNG_AREA = "the area of use of EPSG:27700 (lon -9.01 .. 2.01, lat 49.75 .. 61.01)"
+
+
+def _circle(lon, lat, zid="HOME-1"):
+    return feature(zid, kind="inclusion", geometry={"type": "Point", "coordinates": [lon, lat]}, radius_m=50)
+
+
+def test_swapped_circle_is_refused_with_a_hint(tmp_path):
+    with pytest.raises(ZoneError) as info:
+        load_zones(write(tmp_path, fc(_circle(51.5, -0.12))))
+    assert str(info.value) == (f"zone 'HOME-1': coordinates: position [51.5, -0.12] (lon, lat) lies outside "
+                               f"{BNG_AREA}: are latitude and longitude swapped?")
+    assert isinstance(info.value, InputError)
+
+
+def test_polygon_vertex_outside_the_area_is_named(tmp_path):
+    # Paris: outside Great Britain, and swapping it does not help either (no hint)
+    ring = [[2.0, 48.8], [2.01, 48.8], [2.01, 48.81], [2.0, 48.81], [2.0, 48.8]]
+    with pytest.raises(ZoneError) as info:
+        load_zones(write(tmp_path, fc(feature("Z1"), feature("PARIS", geometry=_poly(ring)))))
+    assert str(info.value) == f"zone 'PARIS': coordinates[0][0]: position [2.0, 48.8] (lon, lat) lies outside {BNG_AREA}"
+    # one vertex out is enough (the last vertex closes the ring, so the second one here)
+    ring = [list(p) for p in SQUARE]
+    ring[1] = [2.5, 51.0]
+    with pytest.raises(ZoneError, match=r"zone 'Z1': coordinates\[0\]\[1\]: position \[2.5, 51.0\]"):
+        parse_zones(fc(feature("Z1", geometry=_poly(ring))))
+
+
+def test_area_of_use_follows_the_policy_crs(tmp_path):
+    path = write(tmp_path, fc(_circle(174.78, -41.29, "WLG")))  # Wellington
+    with pytest.raises(ZoneError, match="lies outside the area of use of EPSG:27700"):
+        load_zones(path)  # the default policy CRS
+    (z,) = load_zones(path, crs="EPSG:2193")  # New Zealand Transverse Mercator
+    assert z.center_lonlat == (174.78, -41.29)
+    with pytest.raises(ZoneError, match="lies outside the area of use of EPSG:2193"):
+        parse_zones(fc(_circle(-0.12, 51.5)), crs="EPSG:2193")
+    # a CRS without an area of use sets no bound
+    (z,) = parse_zones(fc(_circle(174.78, -41.29)), crs="+proj=utm +zone=30 +datum=WGS84 +units=m")
+    assert z.zone_id == "HOME-1"
+
+
+def test_area_of_use_across_the_antimeridian(tmp_path):
+    # EPSG:3832 (PDC Mercator): west 98.69 > east -68, i.e. the area wraps through 180
+    for lon in (179.0, -179.0, 120.0, -70.0):
+        assert parse_zones(fc(_circle(lon, 0.0)), crs="EPSG:3832")
+    with pytest.raises(ZoneError, match="lies outside the area of use of EPSG:3832"):
+        parse_zones(fc(_circle(0.0, 0.0)), crs="EPSG:3832")
+
+
+@pytest.mark.parametrize("zid,problem", [
+    ("Z" * 129, "is 129 characters long (at most 128)"),
+    ("Z\u200b1", "holds U+200B (ZERO WIDTH SPACE) at character 2: control, format and surrogate characters are not allowed"),
+    ("Z\t1", "holds U+0009 (category Cc) at character 2: control, format and surrogate characters are not allowed"),
+], ids=["long", "zero-width-space", "tab"])
+def test_zone_id_rule(zid, problem):
+    with pytest.raises(ZoneError) as info:
+        parse_zones(fc(feature("OK"), feature(zid)))
+    shown = repr(zid) if len(repr(zid)) <= 60 else repr(zid)[:57] + "..."
+    assert str(info.value) == f"features[1]: id {shown} {problem}"
+    assert parse_zones(fc(feature("Z" * 128)))  # 128 is allowed

@@ -12,9 +12,11 @@ Rules written down here (the contract leaves them to us):
   quarantined as ``duplicate``; the first kept copy wins. Re-ingesting a file
   therefore adds no fixes, and the quarantine records every refused row.
 - *Atomic*: all new files are written to ``HOME/store/.tmp-<id>/`` and renamed
-  into place only after both files were read and validated completely; an
-  `InputError` (missing file, unreadable, missing column, bad column type)
-  leaves the store unchanged. Two ingests must not run at once on one home.
+  into place (and listed in the store's manifest) only after both files were
+  read and validated completely; an `InputError` (missing file, unreadable,
+  missing column, bad column type) leaves the store unchanged. An ingest holds
+  the home's store lock from start to end: a second ingest, or a service, on
+  the same home refuses meanwhile.
 - Missing ``accuracy_m`` stays NaN in the store: the policy default is applied
   at detection time.
 """
@@ -31,15 +33,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InputError
 from .projection import project_lonlat
-from .quarantine import REASON_CODE, REASONS, Rejected
+from .quarantine import REASON_CODE, REASONS, Rejected, bounded_text
 from .readers import _iter_validated
 from .store import (
     DAY_MS,
     EVENT_SCHEMA,
     FIX_SCHEMA,
     QUARANTINE_SCHEMA,
+    StoreLock,
     Transaction,
     day_label,
     existing_keys,
@@ -120,12 +122,10 @@ def _project_async(lon: np.ndarray, lat: np.ndarray):
     return _Both()
 
 
-def _raw_text(table: pa.Table, name: str, idx: np.ndarray) -> pa.Array:
-    col = table.column(name).take(pa.array(idx, pa.int64()))
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    return col.cast(pa.string())
+def _raw_text(table: pa.Table, name: str, idx: np.ndarray) -> pa.ChunkedArray:
+    """Rows `idx` of a raw column, as read (a dictionary column stays encoded: `_quarantine_table`
+    bounds its values before any row is decoded)."""
+    return table.column(name).take(pa.array(idx, pa.int64()))
 
 
 def _const(n: int, value: str) -> pa.Array:
@@ -133,7 +133,9 @@ def _const(n: int, value: str) -> pa.Array:
 
 
 def _quarantine_table(source_file: str, source: str, rows: np.ndarray, reasons: np.ndarray,
-                      device_id: pa.Array, ts: pa.Array, ingest_id: str) -> pa.Table:
+                      device_id, ts, ingest_id: str) -> pa.Table:
+    """The store's quarantine rows; `device_id` and `ts` are kept as text of at most
+    `trails.quarantine.QUARANTINE_TEXT_CHARS` characters each (`bounded_text`)."""
     n = len(rows)
     names = pa.array(REASONS, pa.string())
     return pa.Table.from_arrays([
@@ -141,8 +143,8 @@ def _quarantine_table(source_file: str, source: str, rows: np.ndarray, reasons: 
         _const(n, source),
         pa.array(rows, pa.int64()),
         names.take(pa.array(reasons.astype(np.int32))),
-        device_id,
-        ts,
+        bounded_text(device_id),
+        bounded_text(ts),
         _const(n, ingest_id),
     ], schema=QUARANTINE_SCHEMA)
 
@@ -404,14 +406,20 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
     InputError
         A file is missing, unreadable, has another extension, lacks a required
         column or has a column of the wrong type. The store is then unchanged.
+        Also when another ingest or a tagtrail service holds the home's store
+        lock (`trails.store.StoreLock`, taken before anything is read and held
+        to the end, so two writers never deduplicate against the same store).
     """
+    with StoreLock(home, "ingest"):
+        return _ingest_locked(fixes_path, home=home, events_path=events_path, progress=progress,
+                              batch_rows=batch_rows, timings=timings)
+
+
+def _ingest_locked(fixes_path, *, home, events_path, progress: bool, batch_rows: int | None,
+                   timings: dict | None) -> IngestSummary:
+    """`ingest`, with the store lock held."""
     t_start = time.perf_counter()
     timings = {} if timings is None else timings
-    from .store import ServiceLock
-
-    if ServiceLock.held(home):
-        raise InputError(f"a tagtrail service is running on {str(home)!r}: send the fixes to it "
-                         f"(POST /v1/fixes or its watched folder) instead of ingesting them directly")
     # open both files first: path, extension and header errors surface before any work
     if batch_rows is None:
         batch_rows = _batch_rows_for(fixes_path)

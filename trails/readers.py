@@ -8,7 +8,23 @@ no null inference. In Parquet, ``row`` is the 1-based row index and
 ``device_id``/``event`` must be string or integer columns.
 
 File-level problems raise `trails.errors.InputError` naming the file (and the
-column); row-level problems are quarantined (`trails.validate`).
+column); row-level problems are quarantined (`trails.validate`). A missing
+required column is reported with what the header holds and the likely cause
+(a second byte-order mark, a name differing in case or quoting, a header that
+looks ``;``- or tab-separated): `_header_hint`.
+
+Parquet is read so that a small file cannot take a large amount of memory
+(issue 10: a 1.5 KB file with a dictionary-encoded 1 MiB device id repeated
+took 4.8 GB):
+
+- Before anything is decoded, each wanted column chunk's uncompressed size
+  (from the file's metadata) is checked against `MAX_CHUNK_BYTES` or
+  `MAX_CHUNK_BYTES_PER_ROW` per row, whichever is larger; a file over it is
+  refused (`InputError` naming the file, column and limit).
+- A wanted string column whose chunks are dictionary-encoded is read as an
+  Arrow dictionary column, so its values are decoded once each, not once per
+  row; `trails.validate` judges them on the dictionary, and only kept rows
+  (ids of at most 128 characters) are ever decoded per row.
 """
 from __future__ import annotations
 
@@ -44,6 +60,11 @@ FIX_COLUMNS: tuple[tuple[str, ...], tuple[str, ...]] = (("device_id", "ts", "lat
 EVENT_COLUMNS: tuple[tuple[str, ...], tuple[str, ...]] = (("device_id", "ts", "event"), ())
 
 _CSV_BLOCK = 4 << 20
+#: A Parquet column chunk may decode to at most max(MAX_CHUNK_BYTES,
+#: MAX_CHUNK_BYTES_PER_ROW x its rows) bytes: far above any real fixes file
+#: (a row's wanted fields take well under 100 bytes), far below a memory bomb.
+MAX_CHUNK_BYTES = 256 << 20
+MAX_CHUNK_BYTES_PER_ROW = 1024
 
 
 def _check_path(path, kind: str) -> Path:
@@ -96,8 +117,54 @@ def _select(names: list[str], columns, kind: str, p: Path) -> dict[str, str]:
             found[name] = raw
     for name in required:
         if name not in found:
-            raise InputError(f"{kind} file {str(p)!r}: missing required column {name!r}")
+            raise InputError(f"{kind} file {str(p)!r}: missing required column {name!r}"
+                             f"{_header_hint(name, names, is_csv=p.suffix == '.csv')}; "
+                             f"the header holds {_header_text(names)}")
     return found
+
+
+def _header_text(names: list[str], shown: int = 12) -> str:
+    """The header's names as a short readable list (each repr'd, long ones cut)."""
+    def one(n: str) -> str:
+        return repr(n) if len(n) <= 40 else repr(n[:37]) + "..."
+    text = ", ".join(one(n) for n in names[:shown])
+    return f"[{text}{f', ... ({len(names)} names)' if len(names) > shown else ''}]"
+
+
+_INVISIBLE = "\ufeff\u200b\u00a0\u2060"
+_QUOTES = "\"'\u2018\u2019\u201c\u201d"
+
+
+def _header_hint(name: str, names: list[str], *, is_csv: bool) -> str:
+    """Why `name` is not in the header, when the header says so ("" when it does not).
+
+    Checked in this order: a byte-order mark before the first name that is
+    `name` (in CSV, where one leading BOM is ignored, that is a second BOM: the
+    file was saved as "UTF-8 with BOM" twice, or a BOM was pasted in); a name
+    that is `name` except for quote marks, invisible characters or letter
+    case; a header that holds `name` once split on ``;``, tab or ``|`` (a
+    file not separated by commas).
+    """
+    bom = "\ufeff"
+    if names and names[0].startswith(bom) and names[0].lstrip(bom).strip(WHITESPACE) == name:
+        where = "the file starts with two byte-order marks" if is_csv else "a byte-order mark starts the first name"
+        return (f": {where} (U+FEFF), so the first column is named {names[0]!r}, not {name!r}; "
+                f"save the file as UTF-8 with at most one BOM")
+    for raw in names:
+        n = raw.strip(WHITESPACE)
+        bare = n.strip(WHITESPACE + _INVISIBLE + _QUOTES)
+        if bare.lower() != name.lower() or n == name:
+            continue
+        if any(c in _QUOTES for c in n) and bare == name:
+            return f": column {n!r} has quote marks inside its name (names are written without them)"
+        if any(c in _INVISIBLE for c in n) and bare == name:
+            return f": column {n!r} holds invisible characters (byte-order mark, zero-width or no-break space)"
+        return f": column {n!r} differs only in letter case (column names are case-sensitive)"
+    for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        parts = [part.strip(WHITESPACE + _QUOTES) for raw in names for part in raw.split(sep)]
+        if any(sep in raw for raw in names) and name in parts:
+            return f": the header looks {label}-separated ({sep!r}); columns must be separated by commas"
+    return ""
 
 
 def _skip_blank_rows(row) -> str:
@@ -187,8 +254,46 @@ def _iter_parquet(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.T
             if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)
                     or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
                 raise InputError(f"{kind} file {str(p)!r}: column {name!r} has type {t}, not a number or string")
+    dictionary_columns = _check_parquet_sizes(p, kind, f, found)
+    if dictionary_columns:
+        f = pq.ParquetFile(p, read_dictionary=dictionary_columns, metadata=f.metadata)
     rename = {raw: name for name, raw in found.items()}
     return _gen_parquet(p, kind, f, found, rename, batch_rows)
+
+
+def _check_parquet_sizes(p: Path, kind: str, f: pq.ParquetFile, found: dict[str, str]) -> list[str]:
+    """Refuse a file whose metadata says a wanted column would decode too large; return
+    the wanted string columns that hold dictionary pages (to be read as dictionaries).
+
+    The bound per column chunk is max(`MAX_CHUNK_BYTES`, `MAX_CHUNK_BYTES_PER_ROW`
+    x rows of its row group), on the chunk's ``total_uncompressed_size``
+    (dictionary page included). A dictionary-encoded chunk is small however
+    often a long value repeats: reading it as a dictionary keeps it small.
+    """
+    md = f.metadata
+    leaf = {md.schema.column(j).path: j for j in range(md.num_columns)}
+    schema = f.schema_arrow
+    dictionary_columns: set[str] = set()
+    for name, raw in found.items():
+        j = leaf.get(raw)
+        if j is None:
+            continue
+        t = schema.field(raw).type
+        is_text = pa.types.is_string(t) or pa.types.is_large_string(t) or (
+            pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)))
+        for g in range(md.num_row_groups):
+            group = md.row_group(g)
+            chunk = group.column(j)
+            limit = max(MAX_CHUNK_BYTES, MAX_CHUNK_BYTES_PER_ROW * group.num_rows)
+            if chunk.total_uncompressed_size > limit:
+                raise InputError(
+                    f"{kind} file {str(p)!r}: column {name!r} in row group {g} would take "
+                    f"{chunk.total_uncompressed_size:,} bytes for {group.num_rows:,} rows once decoded, more than "
+                    f"the limit of {limit:,} (the larger of {MAX_CHUNK_BYTES:,} bytes and "
+                    f"{MAX_CHUNK_BYTES_PER_ROW:,} bytes per row): refusing to read it")
+            if is_text and chunk.has_dictionary_page:
+                dictionary_columns.add(raw)
+    return sorted(dictionary_columns)
 
 
 def _gen_parquet(p: Path, kind: str, f, found: dict, rename: dict, batch_rows: int) -> Iterator[pa.Table]:

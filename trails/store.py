@@ -13,12 +13,25 @@ number there, so every stored fix traces back to its input line. A ``(device_id,
 once in the whole store: `trails.ingest` quarantines later copies as
 ``duplicate``. New files are written under ``HOME/store/.tmp-<id>/`` and renamed
 into place only when a whole ingest has succeeded (`Transaction`).
+
+Integrity:
+
+- ``HOME/store/manifest.parquet`` lists every file the store published
+  (`trails.manifest`); readers read only listed files, so a file that appears
+  in the store any other way is never read (it is reported), and a listed file
+  that changed is an error naming it.
+- ``HOME/store.lock`` (`StoreLock`) is the one lock for adding to the store:
+  `tagtrail ingest` holds it for its whole run, `tagtrail serve`/`watch` for
+  the service's whole life; whoever comes second refuses, naming the holder.
+  Taking it removes staging folders left by a killed writer and adopts a store
+  written before the manifest existed.
 """
 from __future__ import annotations
 
+import logging
 import os
-import re
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +42,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .home import private_dir, secure_home
+from .manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
 
+log = logging.getLogger("tagtrail.store")
 
-def _ds():
-    """pyarrow.dataset, imported on first use: it pulls in pandas (~0.4 s), which
-    the detection path never needs."""
-    import pyarrow.dataset as ds
-
-    return ds
 
 __all__ = [
     "DAY_MS",
@@ -56,7 +66,8 @@ __all__ = [
     "device_order",
     "FixFiles",
     "compacted_upto",
-    "ServiceLock",
+    "StoreLock",
+    "StoreIntegrityError",
     "write_intake_rows",
 ]
 
@@ -89,43 +100,45 @@ QUARANTINE_SCHEMA = pa.schema([
     ("ts", pa.string()),
     ("ingest_id", pa.string()),
 ])
-_DAY_RE = re.compile(r"^day=(\d{4})-(\d{2})-(\d{2})$")
 
 
 def store_root(home) -> Path:
     return Path(home) / "store"
 
 
-def day_label(day: int) -> str:
-    """Day number (days since 1970-01-01) -> ``YYYY-MM-DD``."""
-    return str(np.datetime64(int(day), "D"))
-
-
-def _day_number(label: str) -> int:
-    return int(np.datetime64(label, "D").astype(np.int64))
+def _manifest(home) -> Manifest:
+    """The store's manifest, read once for one call. A store written before the
+    manifest existed (partition folders, no manifest) is adopted first, under
+    the store lock, as any writer would on taking it."""
+    root = store_root(home)
+    m = Manifest.read(root)
+    if not m.exists and any((root / k).is_dir() for k in KINDS):
+        if StoreLock.held_here(home) is not None:
+            adopt(root)
+        else:
+            with StoreLock(home, "writer"):  # taking the lock adopts the store
+                pass
+        m = Manifest.read(root)
+    return m
 
 
 def list_days(home, kind: str = "fixes") -> list[int]:
-    """Day numbers with a partition directory for `kind` (``fixes``/``events``), ascending."""
-    root = store_root(home) / kind
-    if not root.is_dir():
-        return []
-    days = []
-    for d in root.iterdir():
-        m = _DAY_RE.match(d.name)
-        if m and d.is_dir():
-            days.append(_day_number(f"{m.group(1)}-{m.group(2)}-{m.group(3)}"))
-    return sorted(days)
+    """Day numbers with stored `kind` (``fixes``/``events``) files, ascending (from the manifest)."""
+    return _manifest(home).days(kind)
 
 
-def _day_files(home, kind: str, days) -> list[str]:
-    root = store_root(home) / kind
-    files: list[str] = []
-    for d in days:
-        part = root / f"day={day_label(d)}"
-        if part.is_dir():
-            files.extend(str(f) for f in sorted(part.glob("*.parquet")))
-    return files
+def _days_between(m: Manifest, kind: str, start_ms, end_ms) -> list[int]:
+    days = m.days(kind)
+    if start_ms is not None:
+        days = [d for d in days if (d + 1) * DAY_MS > start_ms]
+    if end_ms is not None:
+        days = [d for d in days if d * DAY_MS < end_ms]
+    return days
+
+
+def _rows_mismatch(path: str, listed: int, found: int) -> StoreIntegrityError:
+    return StoreIntegrityError(f"store file {path!r}: {found} rows, but the store wrote {listed}: "
+                               f"it was changed after it was written")
 
 
 def device_order(device_id: pa.Array) -> np.ndarray:
@@ -165,49 +178,56 @@ def sort_order(dev_rank: np.ndarray, ts_ms: np.ndarray, *, day: np.ndarray | Non
 # Writing
 # --------------------------------------------------------------------------- #
 class Transaction:
-    """New store files staged in a temporary directory, renamed into place on `commit`.
+    """New store files staged in a temporary directory, published on `commit`.
 
     Use as a context manager: leaving the block with an exception removes the
-    staging directory and leaves the store unchanged. An exclusive lock on
-    ``HOME/store/.lock`` (released when the process ends) keeps a second
-    ingest out while one runs.
+    staging directory and leaves the store unchanged. Writing needs the store
+    lock (`StoreLock`): the one this process holds on the home (an ingest's,
+    or the service's for its compaction), else the transaction takes it for
+    its own duration. `commit` renames the files into place, then lists them
+    in the manifest in one atomic replace (the moment they become readable).
     """
 
     def __init__(self, home) -> None:
+        self.home = Path(home)
         self.root = store_root(home)
         self.ingest_id = uuid.uuid4().hex[:16]
         self.tmp = self.root / f".tmp-{self.ingest_id}"
-        self.files: list[Path] = []
+        self.files: list[tuple[str, int]] = []  # (path relative to the store, rows)
+        self._own_lock: StoreLock | None = None
 
     def __enter__(self) -> "Transaction":
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.root / ".lock", "a+")
+        if StoreLock.held_here(self.home) is None:
+            self._own_lock = StoreLock(self.home, "writer").acquire()
         try:
-            import fcntl
-
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            pass
-        except OSError:
-            self._lock.close()
-            raise InputError(f"store {str(self.root)!r}: another ingest is writing to it") from None
-        self.tmp.mkdir(parents=True, exist_ok=False)
+            private_dir(self.root)
+            self.tmp.mkdir(mode=0o700)
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self._lock.close()  # releases the lock
+        self._release()
+
+    def _release(self) -> None:
+        if self._own_lock is not None:
+            self._own_lock.release()
+            self._own_lock = None
 
     def write(self, relpath: str, table: pa.Table) -> None:
+        """Stage `table` as the store file `relpath` (0600, in the 0700 staging folder)."""
         dest = self.tmp / relpath
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)
         names = set(table.column_names)
         pq.write_table(
             table, dest, compression="lz4",
             use_dictionary=[c for c in ("device_id", "source", "event", "battery_pct", "reason", "source_file", "ingest_id") if c in names],
             use_byte_stream_split=[c for c in ("lat", "lon", "x", "y") if c in names] or False,
         )
-        self.files.append(Path(relpath))
+        os.chmod(dest, 0o600)
+        self.files.append((relpath, table.num_rows))
 
     def write_many(self, items: list[tuple[str, pa.Table]], *, threads: int = 2) -> None:
         """`write` several files, in parallel threads (Parquet encoding releases the GIL)."""
@@ -222,10 +242,18 @@ class Transaction:
                 f.result()
 
     def commit(self) -> None:
-        for rel in self.files:
-            target = self.root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.tmp / rel, target)
+        """Publish the staged files: rename each into place, then replace the manifest."""
+        if not self.files:
+            return
+        with PUBLISHING:
+            m = Manifest.read(self.root)
+            entries = []
+            for rel, rows in self.files:
+                target = self.root / rel
+                private_dir(target.parent)
+                os.replace(self.tmp / rel, target)
+                entries.append(entry(self.root, rel, rows))
+            write_manifest(self.root, m.updated(entries))
         self.files = []
 
 
@@ -275,16 +303,20 @@ class StoredEvents:
         return int(self.ts_ms.shape[0])
 
 
+def _read_checked(path: str, rows: int, **kw) -> pa.Table:
+    """One listed store file (or some of its columns), checked to hold the rows the manifest lists."""
+    t = pq.read_table(path, **kw)
+    if t.num_rows != rows:
+        raise _rows_mismatch(path, rows, t.num_rows)
+    return t
+
+
 def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> "_Columns":
-    days = list_days(home, kind)
-    if start_ms is not None:
-        days = [d for d in days if (d + 1) * DAY_MS > start_ms]
-    if end_ms is not None:
-        days = [d for d in days if d * DAY_MS < end_ms]
-    files = _day_files(home, kind, days)
+    m = _manifest(home)
+    files, rows = m.files(kind, _days_between(m, kind, start_ms, end_ms))
     if not files:
         return _Columns(schema.empty_table(), None)
-    table = pa.concat_tables([pq.ParquetFile(f).read().cast(schema) for f in files])
+    table = pa.concat_tables([_read_checked(f, int(n)).cast(schema) for f, n in zip(files, rows)])
     mask = None
     if start_ms is not None:
         mask = pc.greater_equal(table.column("ts_ms"), int(start_ms))
@@ -365,13 +397,8 @@ class FixFiles:
     """
 
     def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None) -> None:
-        days = list_days(home, "fixes")
-        if start_ms is not None:
-            days = [d for d in days if (d + 1) * DAY_MS > start_ms]
-        if end_ms is not None:
-            days = [d for d in days if d * DAY_MS < end_ms]
-        self.files = _day_files(home, "fixes", days)
-        counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        m = _manifest(home)
+        self.files, counts = m.files("fixes", _days_between(m, "fixes", start_ms, end_ms))
         self.offsets = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=self.offsets[1:])
 
@@ -383,7 +410,8 @@ class FixFiles:
         from concurrent.futures import ThreadPoolExecutor
 
         def one(k: int) -> None:
-            t = pq.read_table(self.files[k], columns=[name], read_dictionary=[name] if dictionary else None)
+            t = _read_checked(self.files[k], int(self.offsets[k + 1] - self.offsets[k]), columns=[name],
+                              read_dictionary=[name] if dictionary else None)
             fill(int(self.offsets[k]), t.column(0))
 
         if len(self.files) <= 1:
@@ -451,9 +479,6 @@ class FixFiles:
         return names.tolist(), rows
 
 
-_INTAKE_PART = re.compile(r"^part-intake-(\d+)-(\d+)(?:-\d+)?\.parquet$")
-
-
 def compacted_upto(home, kind: str = "fixes") -> int:
     """Highest intake-log seq already moved into the store (0 if none).
 
@@ -462,16 +487,12 @@ def compacted_upto(home, kind: str = "fixes") -> int:
     store and the log can never both claim a row for readers that skip log
     rows at or below this number.
     """
-    root = store_root(home) / kind
-    best = 0
-    if root.is_dir():
-        for part in root.iterdir():
-            if part.is_dir():
-                for f in part.iterdir():
-                    m = _INTAKE_PART.match(f.name)
-                    if m:
-                        best = max(best, int(m.group(2)))
-    return best
+    paths = _manifest(home).paths(kind)
+    if len(paths) == 0:
+        return 0
+    found = pc.extract_regex(paths, r"/part-intake-(?P<lo>\d+)-(?P<hi>\d+)(?:-\d+)?\.parquet$")
+    hi = pc.max(pc.cast(pc.struct_field(found, "hi"), pa.int64())).as_py()
+    return int(hi or 0)
 
 
 def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int) -> int:
@@ -496,89 +517,187 @@ def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int
     return table.num_rows
 
 
-class ServiceLock:
-    """HOME/stream.lock, held (flock) by the one process running continuous intake
-    and detection on a home (`tagtrail serve`, `tagtrail watch`).
+#: What a holder of the store lock is doing, as the one who comes second is told.
+_ROLES = {
+    "ingest": "an ingest is running",
+    "service": "a tagtrail service is running",
+    "writer": "a tagtrail process is writing to the store",
+}
 
-    That process deduplicates against what it has accepted, so nothing else
-    may add fixes to the home while it runs: `tagtrail ingest` refuses, and a
-    second service refuses to start. The lock goes with the process, also
-    when it is killed.
+
+class StoreLock:
+    """HOME/store.lock: the one lock for adding to a home's store.
+
+    `tagtrail ingest` holds it for its whole run (before reading anything);
+    `tagtrail serve` and `tagtrail watch` for the service's whole life (the
+    service deduplicates against what it has accepted, so nothing else may add
+    fixes meanwhile; its compaction writes under this same lock); any other
+    store write (`Transaction`) takes it for its own duration. It is an
+    exclusive ``flock`` on an open file, so it goes with the process, also
+    when the process is killed. The file says who holds it (``role pid``),
+    and whoever comes second refuses, naming the holder.
+
+    Taking it makes HOME private (`trails.home.secure_home`), removes staging
+    folders (``HOME/store/.tmp-*``) left by a writer that was killed (the lock
+    says nobody else is writing) and adopts a store written before the
+    manifest existed (`trails.manifest.adopt`).
     """
 
-    def __init__(self, home) -> None:
-        self.path = Path(home) / "stream.lock"
-        self._fh = None
+    _held: dict[str, "StoreLock"] = {}  # lock path -> the lock this process holds
+    _held_lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def __init__(self, home, role: str) -> None:
+        if role not in _ROLES:
+            raise ValueError(f"store lock role {role!r}: not one of {sorted(_ROLES)}")
+        self.home = Path(home)
+        self.role = role
+        self.path = self.home / "store.lock"
+        self._fd: int | None = None
+
+    def _key(self) -> str:
+        return os.path.realpath(self.path)
+
+    def acquire(self) -> "StoreLock":
+        """Take the lock (never waits).
+
+        Raises
+        ------
+        InputError
+            Another process, or another holder in this one, has it: the message
+            names what it is doing and its pid.
+        """
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        private_dir(self.home)
+        secure_home(self.home)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise InputError(f"store lock {str(self.path)!r}: cannot open it: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            fh.close()
-            raise InputError(f"another tagtrail service (serve or watch) is running on {str(self.path.parent)!r}") from None
-        self._fh = fh
+            holder = os.pread(fd, 100, 0).decode("ascii", "replace")
+            os.close(fd)
+            raise InputError(self._refusal(holder)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{self.role} {os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        with StoreLock._held_lock:
+            StoreLock._held[self._key()] = self
+        try:
+            _recover(self.home)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _refusal(self, holder: str) -> str:
+        """The one-line refusal: who holds the lock, and what to do instead."""
+        role, _, pid = holder.strip().partition(" ")
+        if role not in _ROLES or not pid.isdigit():
+            return f"another tagtrail process holds {str(self.path)!r}"
+        msg = f"{_ROLES[role]} on {str(self.home)!r} (pid {pid})"
+        if self.role == "ingest" and role == "service":
+            msg += ": send the fixes to it (POST /v1/fixes or its watched folder) instead of ingesting them directly"
+        elif self.role == "service" and role == "ingest":
+            msg += ": start the service when the ingest has finished"
+        return msg
 
     def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            with StoreLock._held_lock:
+                StoreLock._held.pop(self._key(), None)
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+    def __enter__(self) -> "StoreLock":
+        return self.acquire()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.release()
+
+    @classmethod
+    def held_here(cls, home) -> "StoreLock | None":
+        """The store lock this process holds on `home`, if any."""
+        with cls._held_lock:
+            return cls._held.get(os.path.realpath(Path(home) / "store.lock"))
 
     @staticmethod
-    def held(home) -> bool:
-        """Is a service running on `home` right now?"""
-        import fcntl
+    def holder(home) -> tuple[str, int] | None:
+        """(role, pid) of whoever holds the lock on `home` now, None if nobody.
 
-        path = Path(home) / "stream.lock"
-        if not path.exists():
-            return False
-        with open(path, "a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
+        For diagnostics and tests: it reads what the holder wrote (emptied on
+        release) and checks that the process is alive (a killed holder leaves
+        its line behind), without touching the lock itself."""
+        try:
+            with open(Path(home) / "store.lock", "rb") as fh:
+                role, _, pid = fh.read(100).decode("ascii", "replace").strip().partition(" ")
+        except FileNotFoundError:
+            return None
+        if role not in _ROLES or not pid.isdigit():
+            return None
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another account's
+            pass
+        return role, int(pid)
+
+
+def _recover(home) -> None:
+    """Under the store lock: remove staging left by a killed writer, adopt a pre-manifest store."""
+    root = store_root(home)
+    if not root.is_dir():
+        return
+    with os.scandir(root) as it:
+        stale = [e for e in it if e.name.startswith(".tmp-")]
+    for e in stale:
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path)
+        else:
+            os.unlink(e.path)
+    if stale:
+        log.warning("store %r: removed %d staging folder(s) left by an interrupted write: %s", str(root), len(stale),
+                    ", ".join(sorted(e.name for e in stale)))
+    adopt(root)
 
 
 def read_store_quarantine(home) -> pa.Table:
     """All quarantined rows recorded by ingests (QUARANTINE_SCHEMA)."""
-    root = store_root(home) / "quarantine"
-    files = sorted(str(f) for f in root.glob("*.parquet")) if root.is_dir() else []
+    files, rows = _manifest(home).files("quarantine")
     if not files:
         return QUARANTINE_SCHEMA.empty_table()
-    return _ds().dataset(files, format="parquet", schema=QUARANTINE_SCHEMA).to_table()
+    return pa.concat_tables([_read_checked(f, int(n), schema=QUARANTINE_SCHEMA) for f, n in zip(files, rows)])
 
 
 def existing_keys(home, kind: str, day: int, columns: list[str]) -> pa.Table:
     """Key columns of the stored rows of one day partition (empty table if none)."""
-    files = _day_files(home, kind, [day])
+    files, rows = _manifest(home).files(kind, [day])
     schema = FIX_SCHEMA if kind == "fixes" else EVENT_SCHEMA
     if not files:
         return pa.schema([schema.field(c) for c in columns]).empty_table()
-    return _ds().dataset(files, format="parquet", schema=schema).to_table(columns=columns)
+    keys = pa.schema([schema.field(c) for c in columns])
+    return pa.concat_tables([_read_checked(f, int(n), columns=columns).cast(keys) for f, n in zip(files, rows)])
 
 
 def store_summary(home) -> dict:
     """Counts for humans and `make run`: devices, fixes, events, days, quarantine by reason."""
     out: dict = {"home": str(home)}
-    for kind, schema in (("fixes", FIX_SCHEMA), ("events", EVENT_SCHEMA)):
-        days = list_days(home, kind)
-        files = _day_files(home, kind, days)
-        n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        out[kind] = n
+    m = _manifest(home)
+    for kind in ("fixes", "events"):
+        days = m.days(kind)
+        files, rows = m.files(kind, days)
+        out[kind] = int(rows.sum())
         if kind == "fixes":
             out["days"] = len(days)
             out["first_day"] = day_label(days[0]) if days else None
             out["last_day"] = day_label(days[-1]) if days else None
-            if files:
-                dev = _ds().dataset(files, format="parquet", schema=schema).to_table(columns=["device_id"]).column("device_id")
-                out["devices"] = int(pc.count_distinct(dev).as_py())
-            else:
-                out["devices"] = 0
+            ids = [c for f, n in zip(files, rows)
+                   for c in _read_checked(f, int(n), columns=["device_id"]).column(0).cast(pa.string()).chunks]
+            out["devices"] = int(pc.count_distinct(pa.chunked_array(ids, pa.string())).as_py())
     q = read_store_quarantine(home)
     counts: dict[str, int] = {}
     if q.num_rows:

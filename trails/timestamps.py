@@ -5,6 +5,11 @@ parsed by the vectorised twin in `trails.validate` (same grammar).
 CONTRACT.md, "Time": ``YYYY-MM-DD`` then ``T``/``t``/space then ``HH:MM:SS``,
 optional ``.`` and 1-9 digits, then ``Z``/``z``/``+HH:MM``/``-HH:MM``; surrounding
 whitespace (space, tab, CR, LF) ignored; finer precision floored to the ms.
+A string of that form whose instant in UTC lies outside `MIN_MS` .. `MAX_MS`
+(``0001-01-01T00:00:00.000Z`` .. ``9999-12-31T23:59:59.999Z``) is not a
+timestamp: every accepted instant can be written back as
+``YYYY-MM-DDTHH:MM:SS.mmmZ`` (``9999-12-31T23:59:59-23:59`` is year 10000 in UTC).
+A naive string has no instant, so the range does not apply to it.
 """
 from __future__ import annotations
 
@@ -14,7 +19,10 @@ import re
 __all__ = [
     "TIMESTAMP_PATTERN",
     "WHITESPACE",
+    "MIN_MS",
+    "MAX_MS",
     "NaiveTimestampError",
+    "TimestampRangeError",
     "parse_timestamp",
     "format_ms",
     "days_in_month",
@@ -27,10 +35,18 @@ TIMESTAMP_PATTERN = (
     r"(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
 )
 _RE = re.compile(TIMESTAMP_PATTERN)
+#: First and last instants that are timestamps (CONTRACT.md, "Time"):
+#: 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z as epoch ms.
+MIN_MS: int = -62_135_596_800_000
+MAX_MS: int = 253_402_300_799_999
 
 
 class NaiveTimestampError(ValueError):
     """A well-formed timestamp without a UTC offset: never guessed at."""
+
+
+class TimestampRangeError(ValueError):
+    """A well-formed timestamp whose instant in UTC lies outside `MIN_MS` .. `MAX_MS`."""
 
 
 def days_in_month(year: int, month: int) -> int:
@@ -44,6 +60,9 @@ def parse_timestamp(text: str) -> int:
     ------
     NaiveTimestampError
         Well-formed, valid, but without an offset.
+    TimestampRangeError
+        Well-formed and valid, but its instant lies outside `MIN_MS` ..
+        `MAX_MS` (``0001-01-01T00:30:00+01:00`` is year 0 in UTC).
     ValueError
         Anything else that is not a timestamp (including impossible dates
         and times such as ``2024-02-30`` or ``23:59:60``).
@@ -72,6 +91,9 @@ def parse_timestamp(text: str) -> int:
     ms -= off_min * 60_000
     if offset is None:
         raise NaiveTimestampError(f"timestamp has no UTC offset: {text!r}")
+    if not MIN_MS <= ms <= MAX_MS:
+        raise TimestampRangeError(f"not a timestamp (its instant in UTC lies outside "
+                                  f"0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z): {text!r}")
     return ms
 
 

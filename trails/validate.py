@@ -15,6 +15,19 @@ Quarantine):
   (no regex): each character position is checked against the grammar, fields are
   decoded from digit bytes, dates are checked (leap years, proleptic Gregorian),
   and epoch ms is computed with the days-from-civil algorithm.
+- A *device id* (after trimming) is bad when it is longer than `MAX_ID_CHARS`
+  code points or holds a character of Unicode general category Cc, Cf or Cs
+  (`device_ids`; the scalar twin `id_problem` serves SUBJECTS.json and
+  ZONES.geojson). Almost every id is short printable ASCII: a byte below 0x20
+  or 0x7F is a control character, and only bytes >= 0x80 are decoded
+  (vectorised UTF-8 decoding); the category of each *distinct* code point met
+  is looked up in Python's `unicodedata`, the same table the scalar twin uses. A Parquet string that is
+  not valid UTF-8 (Arrow does not check) is a bad device id too: a surrogate
+  written in it is Cs, and other invalid bytes are not characters at all.
+- A *dictionary-encoded* column (Parquet string columns written with a
+  dictionary are read that way, `trails.readers`) is judged on its dictionary
+  and the verdicts are gathered per row: a row is never decoded unless it is
+  kept, so a 1 MiB device id repeated over 100,000 rows costs one 1 MiB value.
 - The reason given for a row is the first applicable one in `REASONS` order.
 
 Reasons 8-10 (``after_as_of``, ``unassigned``, ``duplicate``) are decided later by
@@ -23,6 +36,7 @@ detection and ingest; rows that pass 1-6 (fixes) or 1, 2, 3, 7 (events) are kept
 from __future__ import annotations
 
 import os
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,11 +47,12 @@ import pyarrow.compute as pc
 
 from .errors import InputError
 from .quarantine import OK, REASON_CODE, Rejected
-from .timestamps import WHITESPACE
+from .timestamps import MAX_MS, MIN_MS, WHITESPACE
 
 __all__ = [
     "NUMBER_PATTERN",
     "KNOWN_EVENTS",
+    "MAX_ID_CHARS",
     "Fixes",
     "Events",
     "trim",
@@ -45,6 +60,8 @@ __all__ = [
     "parse_timestamps",
     "timestamps_to_ms",
     "text_column",
+    "id_problem",
+    "device_ids",
     "validate_fixes",
     "validate_events",
 ]
@@ -52,7 +69,13 @@ __all__ = [
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]+)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 KNOWN_EVENTS: tuple[str, ...] = ("strap_tamper",)
 
+#: Longest id (device, subject, zone), in Unicode code points (CONTRACT.md).
+MAX_ID_CHARS = 128
+#: General categories an id must not hold: control, format, surrogate.
+_BAD_ID_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
 _MISSING_DEVICE = REASON_CODE["missing_device"]
+_BAD_DEVICE = REASON_CODE["bad_device"]
 _BAD_TIMESTAMP = REASON_CODE["bad_timestamp"]
 _NAIVE_TIMESTAMP = REASON_CODE["naive_timestamp"]
 _BAD_COORDINATES = REASON_CODE["bad_coordinates"]
@@ -178,16 +201,36 @@ class Events:
 # --------------------------------------------------------------------------- #
 # Column helpers
 # --------------------------------------------------------------------------- #
-def _array(values) -> pa.Array:
+def _column(values) -> pa.Array:
+    """One Arrow array (chunks combined; large strings as strings); a dictionary stays encoded."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     elif not isinstance(values, pa.Array):
         values = pa.array(values)
     if pa.types.is_dictionary(values.type):
-        values = values.cast(values.type.value_type)
+        dictionary = values.dictionary
+        if pa.types.is_large_string(dictionary.type) or pa.types.is_string_view(dictionary.type):
+            values = pa.DictionaryArray.from_arrays(values.indices, dictionary.cast(pa.string()))
+        return values
     if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
         values = values.cast(pa.string())
     return values
+
+
+def _array(values) -> pa.Array:
+    """`_column`, with a dictionary decoded (for columns whose every row is needed anyway)."""
+    values = _column(values)
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    return values
+
+
+def _dictionary_rows(arr: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 dictionary index of each row, 0 where null; valid mask): to gather per-value verdicts."""
+    idx = arr.indices
+    valid = idx.is_valid().to_numpy(zero_copy_only=False) if idx.null_count else np.ones(len(idx), bool)
+    idx = pc.fill_null(idx, 0) if idx.null_count else idx
+    return idx.to_numpy(zero_copy_only=False).astype(np.int64), valid
 
 
 def trim(values) -> pa.Array:
@@ -232,6 +275,164 @@ def text_column(values, *, what: str) -> pa.Array:
     return trim(arr)
 
 
+# --------------------------------------------------------------------------- #
+# Ids
+# --------------------------------------------------------------------------- #
+def _char_label(ch: str) -> str:
+    """``U+200B (ZERO WIDTH SPACE)``; controls and surrogates have no name."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" ({name})" if name else f" (category {unicodedata.category(ch)})")
+
+
+def id_problem(text: str) -> str | None:
+    """What makes `text` unusable as an id, or None (the scalar twin of `device_ids`).
+
+    CONTRACT.md ("Quarantine" 1, "Subjects", "Zones"): an id is at most
+    `MAX_ID_CHARS` characters (Unicode code points) and holds no character of
+    general category Cc, Cf or Cs. Emptiness is the caller's rule.
+
+    Examples: ``"D-001"`` -> None; ``"D\\u200b1"`` -> ``"holds U+200B (ZERO WIDTH
+    SPACE) at character 2: control, format and surrogate characters are not
+    allowed"``; ``"D" * 129`` -> ``"is 129 characters long (at most 128)"``.
+    """
+    if len(text) > MAX_ID_CHARS:
+        return f"is {len(text)} characters long (at most {MAX_ID_CHARS})"
+    if text.isascii() and text.isprintable():  # only 0x20..0x7E: the usual id, checked in C
+        return None
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in _BAD_ID_CATEGORIES:
+            return (f"holds {_char_label(ch)} at character {i + 1}: control, format and surrogate "
+                    f"characters are not allowed")
+    return None
+
+
+def _string_bytes(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets rebased to 0, uint8 character data: a zero-copy view) of a string array."""
+    n = len(t)
+    offsets = np.frombuffer(t.buffers()[1], np.int32, n + 1, t.offset * 4).astype(np.int64)
+    data = t.buffers()[2]
+    start, end = int(offsets[0]), int(offsets[-1])
+    raw = np.frombuffer(data, np.uint8)[start:end] if data is not None else np.zeros(0, np.uint8)
+    return offsets - start, raw
+
+
+def _rows_of(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Row of each byte position (`offsets` rebased to 0)."""
+    return np.searchsorted(offsets[1:], positions, side="right")
+
+
+def _scan_non_ascii(offsets: np.ndarray, data: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 of the bytes >= 0x80 at positions `high` (sorted): (continuation bytes per
+    row, True where a row is not valid UTF-8 or holds a Cc/Cf/Cs character).
+
+    Only the non-ASCII bytes are looked at: a sequence's lead (0xC2..0xF4) must be
+    followed, inside its row, by exactly the continuation bytes (0x80..0xBF) it
+    announces, and every continuation byte must belong to one lead; overlong
+    forms and code points past U+10FFFF are invalid. The general category of
+    each *distinct* code point met is looked up once (Python's `unicodedata`,
+    as `id_problem` does; surrogates written in a Parquet string are Cs).
+    """
+    n_rows = len(offsets) - 1
+    b = data[high]
+    row = _rows_of(offsets, high)
+    is_cont = (b & 0xC0) == 0x80
+    lead = np.flatnonzero(~is_cont)
+    lb = b[lead].astype(np.uint32)
+    pos = high[lead]
+    need = np.select([(lb >= 0xC2) & (lb < 0xE0), (lb >= 0xE0) & (lb < 0xF0), (lb >= 0xF0) & (lb < 0xF5)],
+                     [2, 3, 4], 0)
+    hp = np.concatenate([high, np.full(3, -1, high.dtype)])
+    bp = np.concatenate([b, np.zeros(3, np.uint8)]).astype(np.uint32)
+    ok = (need > 0) & (pos + need <= offsets[1:][row[lead]])
+    for k in (1, 2, 3):  # byte k of a sequence: the next position, a continuation byte
+        ok &= (need <= k) | ((hp[lead + k] == pos + k) & ((bp[lead + k] & 0xC0) == 0x80))
+    c1, c2, c3 = (bp[lead + k] & 0x3F for k in (1, 2, 3))
+    cp = np.select([need == 2, need == 3, need == 4], [
+        ((lb & 0x1F) << 6) | c1,
+        ((lb & 0x0F) << 12) | (c1 << 6) | c2,
+        ((lb & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3,
+    ], 0)
+    ok &= ~((need == 3) & (cp < 0x800)) & ~((need == 4) & ((cp < 0x10000) | (cp > 0x10FFFF)))
+    cp = np.where(ok, cp, 0)
+    met = np.zeros(0x110000, bool)
+    met[cp[ok]] = True
+    banned = np.zeros(0x110000, bool)
+    distinct = np.flatnonzero(met)
+    banned[distinct[[unicodedata.category(chr(int(c))) in _BAD_ID_CATEGORIES for c in distinct]]] = True
+    flawed = ~ok | banned[cp]
+    lead_row = row[lead]
+    n_cont = np.bincount(row[is_cont], minlength=n_rows)
+    claimed = np.bincount(lead_row, weights=np.where(ok, need - 1, 0), minlength=n_rows)
+    bad = (np.bincount(lead_row, weights=flawed, minlength=n_rows) > 0) | (n_cont != claimed)
+    return n_cont, bad
+
+
+def _bad_ids(t: pa.Array) -> np.ndarray:
+    """True where a (trimmed) string breaks the id rule; see `id_problem`.
+
+    Vectorised over the character bytes: a byte < 0x20 or 0x7F is a control
+    character (Cc); only bytes >= 0x80 are decoded (`_scan_non_ascii`); the
+    length in code points is the byte length less the continuation bytes.
+    """
+    n = len(t)
+    if n == 0 or t.null_count == n:
+        return np.zeros(n, bool)
+    offsets, data = _string_bytes(t)
+    n_chars = np.diff(offsets)
+    bad = np.zeros(n, bool)
+    control = np.flatnonzero((data < 0x20) | (data == 0x7F))
+    if control.size:
+        bad[_rows_of(offsets, control)] = True
+    high = np.flatnonzero(data >= 0x80)
+    if high.size:
+        n_cont, flawed = _scan_non_ascii(offsets, data, high)
+        n_chars = n_chars - n_cont
+        bad |= flawed
+    bad |= n_chars > MAX_ID_CHARS
+    if t.null_count:
+        bad &= t.is_valid().to_numpy(zero_copy_only=False)
+    return bad
+
+
+def device_ids(values, *, what: str) -> tuple[pa.Array, np.ndarray]:
+    """A device_id column -> (trimmed ids as strings, int8 code per row).
+
+    The code is `OK`, ``missing_device`` (null, or empty after trimming) or
+    ``bad_device`` (`id_problem`: longer than `MAX_ID_CHARS` code points, a
+    Cc/Cf/Cs character, or not UTF-8). A dictionary column is judged on its
+    dictionary; rows whose value is bad come back as empty strings, so an
+    over-long value is never decoded once per row. Raises `InputError` naming
+    `what` for a column that is not string or integer (CONTRACT.md, "Files").
+    """
+    arr = _column(values)
+    if pa.types.is_dictionary(arr.type):
+        text_d, code_d = device_ids(arr.dictionary, what=what)
+        idx, valid = _dictionary_rows(arr)
+        code = np.where(valid, code_d[idx], _MISSING_DEVICE).astype(np.int8)
+        safe = pc.if_else(pa.array(code_d == OK), text_d, "") if (code_d != OK).any() else text_d
+        return safe.take(arr.indices), code
+    text = text_column(arr, what=what)
+    missing = _missing(text)
+    code = np.where(missing, _MISSING_DEVICE, np.where(_bad_ids(text), _BAD_DEVICE, OK)).astype(np.int8)
+    return text, code
+
+
+def _event_kinds(values, *, what: str) -> tuple[pa.Array, np.ndarray]:
+    """An event column -> (trimmed kinds, True where the kind is in `KNOWN_EVENTS`).
+
+    A dictionary column is judged on its dictionary; unknown kinds come back
+    empty (they are quarantined, never read again).
+    """
+    arr = _column(values)
+    if pa.types.is_dictionary(arr.type):
+        text_d, known_d = _event_kinds(arr.dictionary, what=what)
+        idx, valid = _dictionary_rows(arr)
+        return pc.if_else(pa.array(known_d), text_d, "").take(arr.indices), valid & known_d[idx]
+    text = text_column(arr, what=what)
+    known = pc.is_in(text, value_set=pa.array(KNOWN_EVENTS, pa.string()))
+    return text, (pc.fill_null(known, False).to_numpy(zero_copy_only=False) if len(text) else np.zeros(0, bool))
+
+
 def parse_numbers(values, *, what: str = "column") -> tuple[np.ndarray, np.ndarray]:
     """Parse a column of contract numbers.
 
@@ -248,8 +449,13 @@ def parse_numbers(values, *, what: str = "column") -> tuple[np.ndarray, np.ndarr
 
     Examples: ``" 1.5 "`` -> 1.5 (number); ``".5"`` and ``"+7"`` are numbers;
     ``"1."``, ``"nan"``, ``"inf"``, ``"0x1"`` are not; ``""`` is missing.
+    A dictionary column is parsed on its dictionary (nulls are missing).
     """
-    arr = _array(values)
+    arr = _column(values)
+    if pa.types.is_dictionary(arr.type):
+        value_d, status_d = parse_numbers(arr.dictionary, what=what)
+        idx, valid = _dictionary_rows(arr)
+        return np.where(valid, value_d[idx], np.nan), np.where(valid, status_d[idx], 0).astype(np.int8)
     n = len(arr)
     if pa.types.is_null(arr.type):
         return np.full(n, np.nan), np.zeros(n, np.int8)
@@ -406,9 +612,10 @@ def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
     code : int8: `OK`, ``bad_timestamp`` (missing, malformed or impossible)
         or ``naive_timestamp`` (valid but without a UTC offset).
 
-    Same grammar and results as `trails.timestamps.parse_timestamp`
+    Same grammar, range and results as `trails.timestamps.parse_timestamp`
     (CONTRACT.md, "Time"): ``2024-06-01 10:00:00.5z`` is valid;
-    ``2024-02-30T00:00:00Z``, ``24:00:00``, ``23:59:60`` and ``+24:00`` are not.
+    ``2024-02-30T00:00:00Z``, ``24:00:00``, ``23:59:60``, ``+24:00`` and
+    ``9999-12-31T23:59:59-23:59`` (year 10000 in UTC) are not.
     """
     t = trim(values)
     n = len(t)
@@ -511,7 +718,9 @@ def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if off_min is not None:
         ms -= off_min * 60_000
 
-    sub_code = np.where(good, np.where(has_z | has_off, OK, _NAIVE_TIMESTAMP), _BAD_TIMESTAMP).astype(np.int8)
+    aware = has_z | has_off
+    good &= ~aware | ((ms >= MIN_MS) & (ms <= MAX_MS))  # a naive string has no instant to bound
+    sub_code = np.where(good, np.where(aware, OK, _NAIVE_TIMESTAMP), _BAD_TIMESTAMP).astype(np.int8)
     sub_ts = np.where(sub_code == OK, ms, 0)
     if idx is None:
         return sub_ts, sub_code
@@ -523,13 +732,20 @@ def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def timestamps_to_ms(values, *, what: str = "ts") -> tuple[np.ndarray, np.ndarray]:
     """A ``ts`` column of any accepted type -> (int64 epoch ms, int8 code).
 
-    String columns follow the CSV rule (`parse_timestamps`). A timestamp column
-    with a time zone is floored to ms whatever its unit; without a time zone every
+    String columns follow the CSV rule (`parse_timestamps`; a dictionary column
+    is parsed on its dictionary). A timestamp column with a time zone is
+    floored to ms whatever its unit, and a value outside `MIN_MS` .. `MAX_MS`
+    is ``bad_timestamp`` (CONTRACT.md, "Time"); without a time zone every
     non-null row is ``naive_timestamp``; null is missing (``bad_timestamp``).
     Raises `InputError` naming `what` for any other type.
     """
-    arr = _array(values)
+    arr = _column(values)
     n = len(arr)
+    if pa.types.is_dictionary(arr.type):
+        ts_d, code_d = timestamps_to_ms(arr.dictionary, what=what)
+        idx, valid = _dictionary_rows(arr)
+        code = np.where(valid, code_d[idx], _BAD_TIMESTAMP).astype(np.int8)
+        return np.where(code == OK, ts_d[idx], 0), code
     if pa.types.is_string(arr.type):
         return parse_timestamps(arr)
     if pa.types.is_null(arr.type):
@@ -537,11 +753,17 @@ def timestamps_to_ms(values, *, what: str = "ts") -> tuple[np.ndarray, np.ndarra
     if not pa.types.is_timestamp(arr.type):
         raise InputError(f"{what}: column type {arr.type} is not a timestamp or string column")
     raw = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    per_ms = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}[arr.type.unit]
-    ts = raw * 1000 if per_ms is None else raw // per_ms
+    if arr.type.unit == "s":  # bound before scaling: raw * 1000 may overflow int64
+        in_range = (raw >= -(-MIN_MS // 1000)) & (raw <= MAX_MS // 1000)
+        ts = np.where(in_range, raw, 0) * 1000
+    else:
+        ts = raw // {"ms": 1, "us": 1000, "ns": 1_000_000}[arr.type.unit]
+        in_range = (ts >= MIN_MS) & (ts <= MAX_MS)
     valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else np.ones(n, bool)
-    ok_code = OK if arr.type.tz else _NAIVE_TIMESTAMP
-    code = np.where(valid, ok_code, _BAD_TIMESTAMP).astype(np.int8)
+    if arr.type.tz:
+        code = np.where(valid & in_range, OK, _BAD_TIMESTAMP).astype(np.int8)
+    else:
+        code = np.where(valid, _NAIVE_TIMESTAMP, _BAD_TIMESTAMP).astype(np.int8)
     return np.where(code == OK, ts, 0), code
 
 
@@ -571,7 +793,7 @@ def _run_parallel(jobs: dict, *, parallel: bool) -> dict:
 
 
 def validate_fixes(table: pa.Table, *, first_row: int = 1, name: str = "fixes") -> tuple[Fixes, Rejected, np.ndarray]:
-    """Validate a table of fix columns (reasons 1-6, CONTRACT.md "Quarantine").
+    """Validate a table of fix columns (reasons 1-6 with ``bad_device``, CONTRACT.md "Quarantine").
 
     Parameters
     ----------
@@ -591,13 +813,13 @@ def validate_fixes(table: pa.Table, *, first_row: int = 1, name: str = "fixes") 
         "ts": lambda: timestamps_to_ms(table.column("ts"), what=f"{name}: column ts"),
         "lat": lambda: parse_numbers(table.column("lat"), what=f"{name}: column lat"),
         "lon": lambda: parse_numbers(table.column("lon"), what=f"{name}: column lon"),
-        "device_id": lambda: text_column(table.column("device_id"), what=f"{name}: column device_id"),
+        "device_id": lambda: device_ids(table.column("device_id"), what=f"{name}: column device_id"),
     }
     for col in ("accuracy_m", "battery_pct"):
         if col in table.column_names:
             jobs[col] = (lambda c: lambda: parse_numbers(table.column(c), what=f"{name}: column {c}"))(col)
     out = _run_parallel(jobs, parallel=n >= 50_000)
-    dev = out["device_id"]
+    dev, dev_code = out["device_id"]
     ts_ms, ts_code = out["ts"]
     lat, lat_s = out["lat"]
     lon, lon_s = out["lon"]
@@ -609,7 +831,8 @@ def validate_fixes(table: pa.Table, *, first_row: int = 1, name: str = "fixes") 
         bad_acc = (acc_s != 0) & ~((acc_s == 2) & np.isfinite(acc) & (acc >= 0.0))
         bad_bat = (bat_s != 0) & ~((bat_s == 2) & (bat >= 0.0) & (bat <= 100.0))
     reason = _first_reason(n, [
-        (_MISSING_DEVICE, _missing(dev)),
+        (_MISSING_DEVICE, dev_code == _MISSING_DEVICE),
+        (_BAD_DEVICE, dev_code == _BAD_DEVICE),
         (_BAD_TIMESTAMP, ts_code == _BAD_TIMESTAMP),
         (_NAIVE_TIMESTAMP, ts_code == _NAIVE_TIMESTAMP),
         (_BAD_COORDINATES, bad_coord),
@@ -634,13 +857,12 @@ def validate_events(table: pa.Table, *, first_row: int = 1, name: str = "events"
     """Validate a table of event columns (reasons 1, 2, 3, 7); see `validate_fixes`."""
     n = table.num_rows
     rows = np.arange(first_row, first_row + n, dtype=np.int64)
-    dev = text_column(table.column("device_id"), what=f"{name}: column device_id")
+    dev, dev_code = device_ids(table.column("device_id"), what=f"{name}: column device_id")
     ts_ms, ts_code = timestamps_to_ms(table.column("ts"), what=f"{name}: column ts")
-    event = text_column(table.column("event"), what=f"{name}: column event")
-    known = pc.is_in(event, value_set=pa.array(KNOWN_EVENTS, pa.string()))
-    known = pc.fill_null(known, False).to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+    event, known = _event_kinds(table.column("event"), what=f"{name}: column event")
     reason = _first_reason(n, [
-        (_MISSING_DEVICE, _missing(dev)),
+        (_MISSING_DEVICE, dev_code == _MISSING_DEVICE),
+        (_BAD_DEVICE, dev_code == _BAD_DEVICE),
         (_BAD_TIMESTAMP, ts_code == _BAD_TIMESTAMP),
         (_NAIVE_TIMESTAMP, ts_code == _NAIVE_TIMESTAMP),
         (_UNKNOWN_EVENT, ~known),

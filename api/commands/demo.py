@@ -130,7 +130,7 @@ def _demo_users(home) -> Path:
                 fh.write("\n".join(lines) + "\n")
             os.chmod(path, 0o600)
             session.commit()  # tokens are on disk before the users exist
-            audit.write_checkpoint(session)
+            audit.write_checkpoint(session, force=True)
             session.commit()
     finally:
         engine.dispose()

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     policy = load_policy(args.policy)
-    zones = load_zones(args.zones)
+    zones = load_zones(args.zones, crs=policy.crs)  # positions must lie in the policy CRS's area of use
     t_zones = time.perf_counter()
     assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
     t_subjects = time.perf_counter()
@@ -298,7 +298,7 @@ def _save_to_db(args, assignments, zones, records) -> None:
             # DPA 2018 s.62: collection and alteration are logged too (counts only, no subjects)
             audit.append(session, action="breaches.upsert", actor=None, detail=dict(counts))
         with factory() as session:
-            audit.write_checkpoint(session)
+            audit.write_checkpoint(session, force=True)
             session.commit()
     finally:
         engine.dispose()

@@ -16,7 +16,10 @@ Rows that cannot be used (CONTRACT.md, "Quarantine") are recorded under
 HOME/store/quarantine/ with their file, row and reason; rows already in the
 store are quarantined as `duplicate`, so ingesting a file twice adds nothing.
 A missing or unreadable file, or a missing required column, changes nothing
-and exits 2.
+and exits 2. An ingest holds HOME/store.lock from start to end: it refuses
+(exit 2) while another ingest or a tagtrail service (serve, watch) runs on
+HOME, and they refuse while it runs. Staging folders left by an ingest that
+was killed are removed by whoever takes the lock next.
 """
 
 

@@ -49,7 +49,11 @@ def load_into(home, subjects_path, zones_path) -> dict:
     from api.detections import save_detection
     from api.settings import Settings
 
-    zones = load_zones(zones_path)
+    from geofence.policy import load_policy
+
+    policy_path = Path(home) / "policy.json"
+    crs = load_policy(policy_path if policy_path.exists() else None).crs  # zones must lie in the policy CRS's area
+    zones = load_zones(zones_path, crs=crs)
     assignments = load_subjects(subjects_path, {z.zone_id for z in zones})
     features = json.loads(Path(zones_path).read_text(encoding="utf-8-sig"))["features"]
     settings = Settings.from_home(home)
@@ -61,7 +65,7 @@ def load_into(home, subjects_path, zones_path) -> dict:
             audit.append(session, action="subjects.load", actor=None,
                          detail={"assignments": counts["assignments"], "zones": counts["zones"]})
         with factory() as session:
-            audit.write_checkpoint(session)
+            audit.write_checkpoint(session, force=True)
             session.commit()
     finally:
         engine.dispose()

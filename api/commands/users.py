@@ -3,6 +3,12 @@
 `users add` prints the new token alone on stdout, once: only its SHA-256 is
 stored, so it cannot be shown again. Every change is audited (as the local
 operator: no API user acts) and checkpointed.
+
+A name names a person for good: adding a name a revoked user had (compared
+case-blind, ignoring invisible characters and extra spaces) makes a new
+account for the same person, who still never decides a request made from
+an earlier account; `users add` says so on stderr. A name an active user has
+is refused.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ examples:
 
 Roles: caseworker, approver, auditor, admin, requester (external: --org police
 or probation). Send the token as 'Authorization: Bearer TOKEN'.
+A name is a person: re-adding a revoked user's name gives that person a new
+account (they still never approve requests made from the old one).
 """
 
 
@@ -58,17 +66,22 @@ def _open(args):
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from api.users import add_user
+    from api.users import accounts_of, add_user
 
     engine, factory, audit = _open(args)
     try:
         with factory() as session:
             user, token = add_user(session, audit, name=args.name, role=args.role, org=args.org)
+            earlier = [u for u in accounts_of(session, user.person) if u.id != user.id]
             session.commit()
-            audit.write_checkpoint(session)
+            audit.write_checkpoint(session, force=True)
             session.commit()
             print(f"added user {user.id} ({user.name}, {user.role}); token on stdout, shown only this once",
                   file=sys.stderr)
+            if earlier:
+                listed = ", ".join(f"{u.id} ({u.name}, {u.role})" for u in earlier)
+                print(f"note: {user.name!r} is the same person as revoked user(s) {listed}: they may never decide "
+                      f"or confirm a request made from those accounts", file=sys.stderr)
     finally:
         engine.dispose()
     print(token)
@@ -83,7 +96,7 @@ def run_revoke(args: argparse.Namespace) -> int:
         with factory() as session:
             user = revoke_user(session, audit, name=args.name, user_id=args.user_id)
             session.commit()
-            audit.write_checkpoint(session)
+            audit.write_checkpoint(session, force=True)
             session.commit()
             print(f"revoked user {user.id} ({user.name}, {user.role})")
     finally:

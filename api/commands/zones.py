@@ -5,6 +5,7 @@ import argparse
 
 from geofence.importer import import_zones, write_zones
 from geofence.model import ZONE_KINDS
+from geofence.policy import load_policy
 from geofence.zones import load_zones
 
 from .common import EXAMPLES_FORMATTER
@@ -29,12 +30,15 @@ examples:
       --timezone America/New_York --out zones.geojson
 
 Geometry is never repaired: an invalid feature is refused, named by id and row.
+Every position must lie inside the area of use of the policy CRS (--policy's
+crs, default EPSG:27700), so a layer with a wrong CRS or swapped axes is refused.
 Exit 0 on success; 2 with one line on stderr for any input error.
 """
 
 _CHECK_EPILOG = """\
 examples:
   tagtrail zones check zones.geojson
+  tagtrail zones check zones.geojson --policy policy.json   # zones for a policy with another crs
 
 Exit 0 and one line per zone when the file is a valid ZONES.geojson;
 2 with one line on stderr naming the zone otherwise.
@@ -42,6 +46,7 @@ Exit 0 and one line per zone when the file is a valid ZONES.geojson;
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    crs = load_policy(args.policy).crs
     collection = import_zones(
         args.file,
         kind=args.kind,
@@ -50,14 +55,15 @@ def _run_import(args: argparse.Namespace) -> int:
         dissolve_by=args.dissolve_by,
         timezone=args.timezone,
         layer=args.layer,
+        crs=crs,
     )
-    zones = write_zones(collection, args.out)
+    zones = write_zones(collection, args.out, crs=crs)
     print(f"wrote {len(zones)} {args.kind} zone(s) to {args.out}")
     return 0
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    zones = load_zones(args.file)
+    zones = load_zones(args.file, crs=load_policy(args.policy).crs)
     for z in zones:
         shape = f"circle r={z.radius_m:g} m" if z.is_circle else f"{len(z.polygons)} polygon(s)"
         sched = "always active" if z.windows is None else f"{len(z.windows)} window(s), {z.timezone}"
@@ -95,6 +101,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                      help="IANA timezone of the schedule (default Europe/London)")
     imp.add_argument("--layer", metavar="NAME", default=None, help="layer of a multi-layer source (default: first)")
     imp.add_argument("--out", metavar="ZONES.geojson", required=True, help="file to write (replaced atomically)")
+    imp.add_argument("--policy", metavar="POLICY.json", default=None,
+                     help="the policy the zones are for: positions must lie in its crs's area of use (default EPSG:27700)")
     imp.set_defaults(func=_run_import)
 
     chk = zsub.add_parser(
@@ -105,4 +113,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
         formatter_class=EXAMPLES_FORMATTER,
     )
     chk.add_argument("file", metavar="ZONES.geojson")
+    chk.add_argument("--policy", metavar="POLICY.json", default=None,
+                     help="check against this policy's crs (as `tagtrail detect --policy` does; default EPSG:27700)")
     chk.set_defaults(func=_run_check)

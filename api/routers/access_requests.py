@@ -3,24 +3,37 @@ external requester's identity, decide, withdraw, read, and download the
 approved extract.
 
 The rules (governance.md): one of five lawful grounds; justification and
-necessity in words; the period inside the wearer's monitoring; a bail-breach
+necessity in words; the period inside the wearer's monitoring and already
+ended (an extract is a record of the past, never a live feed); a bail-breach
 request names the breach; a period longer than the ground's maximum is
 accepted but flagged too broad, and cannot be approved without narrowing;
-external requesters' identity is confirmed before a decision; the approver is
-never the requester; an approval expires; every call is audited, and each
-change commits with its audit entry.
+"partial data" removes at least `min_narrowing_fraction` of the period asked
+for; external requesters' identity is confirmed before a decision; the
+approver is never the requester, compared as persons, not accounts; an
+approval expires; every call is audited, and each change commits with its
+audit entry.
+
+An approval of data is bound to the wearer's assignments (device, period,
+zones) as they stood when it was decided, clipped to the approved period;
+the extract is built from exactly those, so changing assignments afterwards
+can never point an approved extract at another wearer's device.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+from fractions import Fraction
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from geofence.model import Policy
+from geofence.model import Assignment, Policy
 
 from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
+from ..guard import GuardedRoute
 from ..detections import load_assignments, load_zones_from_db
 from ..errors import Conflict, Forbidden, Gone, NotFound, Unprocessable
 from ..models import AccessRequest, BreachRow, User
@@ -28,7 +41,7 @@ from ..schemas import (AccessRequestCreate, AccessRequestList, AccessRequestPubl
                        IdentityCheckCreate, Kind, fmt_ts, parse_ts)
 from ..settings import Settings
 
-router = APIRouter(prefix="/access-requests", tags=["access requests"], dependencies=[Depends(authorize)])
+router = APIRouter(prefix="/access-requests", tags=["access requests"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
 DAY_MS = 86_400_000
 RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="access request id")]
@@ -62,7 +75,12 @@ def _get(session: Session, request_id: int) -> AccessRequest:
 
 
 def _ref(req: AccessRequest) -> str:
-    return req.reference or f"request:{req.id}"
+    """What the audit log records as the justification reference: the request itself
+    (its free-text case reference stays in `access_requests`, where the request id
+    leads), or, for a bail breach, the breach id the request was checked against."""
+    if req.ground == "bail_breach" and req.reference:
+        return f"breach:{req.reference}"
+    return f"request:{req.id}"
 
 
 def _parse(name: str, value: str) -> int:
@@ -104,10 +122,56 @@ def _require_pending(req: AccessRequest) -> None:
         raise Conflict(f"access request {req.id} is {req.status}, not pending")
 
 
-def _not_own(req: AccessRequest, user: User, what: str) -> None:
+def _not_own(session: Session, req: AccessRequest, user: User, what: str) -> None:
+    """The two-person rule, by person: the account that made the request, and
+    any other account of the same person (`User.person`: a revoked caseworker
+    back as an approver), may not act on it."""
     if req.requester_id == user.id:
         raise Forbidden(f"the approver is never the requester: user {user.id} made access request {req.id} "
                         f"and may not {what} it")
+    requester = session.get(User, req.requester_id)
+    if requester is not None and requester.person == user.person:
+        raise Forbidden(f"the approver is never the requester: user {user.id} ({user.name!r}) is the same person "
+                        f"as user {requester.id} ({requester.name!r}), who made access request {req.id}, and may "
+                        f"not {what} it")
+
+
+def _check_narrowing(req: AccessRequest, s: int, e: int, settings: Settings) -> None:
+    """`partial_data_provided` must remove at least `settings.min_narrowing_fraction`
+    of the requested period (exact arithmetic: no rounding at the boundary)."""
+    asked = req.end_ms - req.start_ms
+    removed = asked - (e - s)
+    share = Fraction(str(settings.min_narrowing_fraction))
+    if removed >= asked * share:
+        return
+    instead = ("narrow it further or decide rejected_too_broad" if req.too_broad
+               else "decide data_provided to provide the period asked for")
+    raise Unprocessable(f"{fmt_ts(s)}..{fmt_ts(e)} removes {_seconds(removed)} s of the {_seconds(asked)} s asked "
+                        f"for; partial_data_provided must remove at least {float(share * 100):g}% of it "
+                        f"({_seconds(math.ceil(asked * share))} s, setting min_narrowing_fraction): {instead}")
+
+
+def _seconds(ms: int) -> str:
+    return str(ms // 1000) if ms % 1000 == 0 else str(ms / 1000)
+
+
+def _bind(session: Session, req: AccessRequest, start_ms: int, end_ms: int) -> str:
+    """The wearer's assignments now, clipped to the approved period, as the JSON stored with the decision."""
+    from ..extracts import clip_assignments
+
+    bound = clip_assignments(load_assignments(session, req.subject_id), req.subject_id, start_ms, end_ms)
+    return json.dumps([{"device_id": a.device_id, "start_ms": a.start_ms, "end_ms": a.end_ms, "zones": list(a.zones)}
+                       for a in bound], sort_keys=True, separators=(",", ":"))
+
+
+def _bound(req: AccessRequest) -> tuple[Assignment, ...]:
+    """The assignments the decision was bound to (`_bind`)."""
+    return tuple(Assignment(req.subject_id, b["device_id"], int(b["start_ms"]), int(b["end_ms"]), tuple(b["zones"]))
+                 for b in json.loads(req.bound_assignments_json))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------- endpoints
@@ -123,10 +187,15 @@ def create_access_request(body: AccessRequestCreate, session: SessionDep, user: 
     for a wearer with no monitoring record). A `bail_breach` request names,
     in `reference`, a breach of that wearer overlapping the period. A period
     longer than the ground's maximum is accepted with `too_broad: true`.
+    The period must have ended: an `end` after now is a 422.
     """
     start_ms, end_ms = _parse("start", body.start), _parse("end", body.end)
     if start_ms >= end_ms:
         raise Unprocessable(f"start {body.start!r} must be before end {body.end!r}")
+    now = clock()
+    if end_ms > now:
+        raise Unprocessable(f"period {fmt_ts(start_ms)}..{fmt_ts(end_ms)} has not ended (now is {fmt_ts(now)}): "
+                            f"ask for a period that has ended; an extract is never a live feed")
     respond_by_ms = _parse("respond_by", body.respond_by) if body.respond_by is not None else None
     periods = _monitoring_periods(session, body.subject_id)
     if not periods:
@@ -144,7 +213,6 @@ def create_access_request(body: AccessRequestCreate, session: SessionDep, user: 
             raise Unprocessable(f"reference {body.reference!r} is not a breach of subject {body.subject_id!r} "
                                 f"overlapping {fmt_ts(start_ms)}..{fmt_ts(end_ms)}")
     max_days = settings.max_period_days[body.ground]
-    now = clock()
     req = AccessRequest(requester_id=user.id, subject_id=body.subject_id, kind=body.kind, ground=body.ground,
                         start_ms=start_ms, end_ms=end_ms, justification=body.justification,
                         necessity=body.necessity, reference=body.reference, urgency=body.urgency,
@@ -165,7 +233,7 @@ def create_access_request(body: AccessRequestCreate, session: SessionDep, user: 
 def list_access_requests(
         session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep, clock: ClockDep,
         status: Literal["pending", "decided", "withdrawn"] | None = None,
-        subject_id: Annotated[str | None, Query(max_length=200)] = None,
+        subject_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
         ground: Ground | None = None, kind: Kind | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> AccessRequestList:
@@ -219,7 +287,7 @@ def check_identity(request_id: RequestId, body: IdentityCheckCreate, session: Se
     a second check is a 409.
     """
     req = _get(session, request_id)
-    _not_own(req, user, "confirm the identity on")
+    _not_own(session, req, user, "confirm the identity on")
     _require_pending(req)
     if req.identity_checked_ms is not None:
         raise Conflict(f"identity on access request {req.id} was already confirmed at "
@@ -239,10 +307,14 @@ def decide_access_request(request_id: RequestId, body: DecisionCreate, session: 
                           audit: AuditDep, settings: SettingsDep, clock: ClockDep) -> AccessRequestPublic:
     """Decide a pending request.
 
-    Roles: approver, never on a request they made themselves (403).
+    Roles: approver, never on a request they made themselves, from this or
+    any other account of theirs (403).
 
     `partial_data_provided` needs `start`/`end`, a strict sub-period of the
-    request no longer than the ground's maximum; other outcomes take none.
+    request no longer than the ground's maximum (409) that removes at least
+    `min_narrowing_fraction` of it (422); other outcomes take none. An
+    approval of data stores the wearer's assignments as they are now,
+    clipped to the approved period: the extract uses exactly those.
     External (requester-role) requests need the identity check first (409).
     A too-broad request cannot be approved as asked (409): narrow it or
     reject it. Only pending requests can be decided (409), and of two
@@ -250,7 +322,7 @@ def decide_access_request(request_id: RequestId, body: DecisionCreate, session: 
     expires `approval_ttl_s` after the decision.
     """
     req = _get(session, request_id)
-    _not_own(req, user, "decide")
+    _not_own(session, req, user, "decide")
     _require_pending(req)
     requester = session.get(User, req.requester_id)
     if requester is not None and requester.role == "requester" and req.identity_checked_ms is None:
@@ -268,6 +340,7 @@ def decide_access_request(request_id: RequestId, body: DecisionCreate, session: 
         if e - s > max_days * DAY_MS:
             raise Conflict(f"{fmt_ts(s)}..{fmt_ts(e)} is still longer than the {max_days} days allowed "
                            f"for ground {req.ground}")
+        _check_narrowing(req, s, e, settings)
         approved = (s, e)
     else:
         if body.start is not None or body.end is not None:
@@ -280,17 +353,19 @@ def decide_access_request(request_id: RequestId, body: DecisionCreate, session: 
                                f"partial_data_provided with a narrower period, or rejected_too_broad")
             approved = (req.start_ms, req.end_ms)
     now = clock()
+    bound = _bind(session, req, *approved) if approved else None
     _guarded_update(session, req, f"access request {req.id} was decided or changed meanwhile",
                     status="decided", outcome=body.outcome, decision_reason=body.reason,
                     approved_start_ms=approved[0] if approved else None,
                     approved_end_ms=approved[1] if approved else None,
                     decided_by=user.id, decided_ms=now, expires_ms=now + settings.approval_ttl_s * 1000,
-                    guidance_version=settings.guidance_version)
+                    guidance_version=settings.guidance_version, bound_assignments_json=bound)
     audit.append(session, action="request.decide", actor=user, request_id=req.id, subject_id=req.subject_id,
                  ground=req.ground, justification_ref=_ref(req), now_ms=now,
                  detail={"outcome": body.outcome, "approved_start": fmt_ts(req.approved_start_ms),
                          "approved_end": fmt_ts(req.approved_end_ms), "expires": fmt_ts(req.expires_ms),
-                         "guidance_version": settings.guidance_version})
+                         "guidance_version": settings.guidance_version,
+                         "assignments_sha256": None if bound is None else _sha256(bound)})
     out = _public(req, settings)
     commit(session, audit)
     return out
@@ -330,7 +405,9 @@ def download_extract(request_id: RequestId, request: Request, session: SessionDe
 
     Roles: caseworker, requester; only the user who made the request (403).
     Only after data_provided or partial_data_provided (409), only before the
-    approval expires (410), only the approved period. Formats: trail
+    approval expires (410), only the approved period, only once it has
+    ended (409), and only from the assignments the decision was bound to
+    (409 for a decision made before decisions were bound). Formats: trail
     geojson (default), csv, gpx; attendance json (default), csv.
     """
     from ..extracts import ExtractError, attendance_extract, trail_extract
@@ -344,6 +421,12 @@ def download_extract(request_id: RequestId, request: Request, session: SessionDe
     now = clock()
     if req.expires_ms is not None and now >= req.expires_ms:
         raise Gone(f"the approval of access request {req.id} expired at {fmt_ts(req.expires_ms)}")
+    if req.bound_assignments_json is None:
+        raise Conflict(f"access request {req.id} was approved before approvals were bound to the wearer's "
+                       f"assignments, so which device it covers is not known: ask for a new decision")
+    if req.approved_end_ms > now:
+        raise Conflict(f"the approved period of access request {req.id} ends at {fmt_ts(req.approved_end_ms)}, "
+                       f"after now ({fmt_ts(now)}): an extract covers only a period that has ended")
     allowed = TRAIL_FORMATS if req.kind == "trail" else ATTENDANCE_FORMATS
     fmt = format or allowed[0]
     if fmt not in allowed:
@@ -352,7 +435,7 @@ def download_extract(request_id: RequestId, request: Request, session: SessionDe
     # request's transaction ended (the flush writes through its own, and SQLite has one writer)
     session.commit()
     request.app.state.stream.flush()
-    assignments = load_assignments(session, req.subject_id)
+    assignments = _bound(req)  # as at the decision: later assignment changes cannot redirect the extract
     zone_ids = sorted({z for a in assignments for z in a.zones})
     zones = load_zones_from_db(session, zone_ids)
     kwargs = dict(subject_id=req.subject_id, assignments=assignments, zones=zones, policy=Policy(),
@@ -367,7 +450,8 @@ def download_extract(request_id: RequestId, request: Request, session: SessionDe
     audit.append(session, action="extract.download", actor=user, request_id=req.id, subject_id=req.subject_id,
                  ground=req.ground, justification_ref=_ref(req), extract_sha256=ex.sha256, now_ms=now,
                  detail={"format": fmt, "n_items": ex.n_items, "start": fmt_ts(req.approved_start_ms),
-                         "end": fmt_ts(req.approved_end_ms)})
+                         "end": fmt_ts(req.approved_end_ms),
+                         "assignments_sha256": _sha256(req.bound_assignments_json)})
     commit(session, audit)
     return Response(content=ex.content, media_type=ex.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{ex.filename}"',

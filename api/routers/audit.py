@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
-from ..errors import BadRequest, NotFound
+from ..guard import GuardedRoute
+from ..audit import AuditIntegrityError
+from ..errors import BadRequest, NotFound, ServiceUnavailable
 
-router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(authorize)])
+router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
 #: Tree sizes and indices beyond this are refused by validation (422), not by the database.
 MAX_INDEX = 2**53
@@ -19,13 +21,30 @@ Index = Annotated[int, Query(ge=0, le=MAX_INDEX)]
 @router.get("/checkpoint", operation_id="audit_checkpoint")
 def audit_checkpoint(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep) -> dict[str, Any]:
     """The latest signed checkpoint (tree size and root), which already
-    covers this read. 404 if none has been written yet.
+    covers this read. 404 if none has been written yet; 503 while the audit
+    log is in a failed state (tampering detected): nothing new is signed, and
+    the answer says what was found, with the stale checkpoint beside it.
 
     Roles: auditor, admin.
     """
     audit.append(session, action="audit.read", actor=user, now_ms=clock(), detail={"read": "checkpoint"})
     commit(session, audit)
-    cp = audit.latest_checkpoint()
+    try:
+        cp = audit.write_checkpoint(session, force=True)  # sign now: the checkpoint covers this read
+        session.commit()
+    except AuditIntegrityError:
+        session.rollback()
+        cp = None
+    problem = audit.integrity_problem()
+    if problem is not None:
+        stale = None
+        try:
+            stale = audit.latest_checkpoint()
+        except AuditIntegrityError:
+            pass
+        raise ServiceUnavailable(f"the audit log failed an integrity check ({problem}); the latest checkpoint, "
+                                 f"size {stale['size'] if stale else 'none'}, is stale and nothing new is signed "
+                                 f"until an operator runs `tagtrail audit resume`")
     if cp is None:
         raise NotFound("no audit checkpoint has been written yet")
     return cp
@@ -41,6 +60,8 @@ def audit_inclusion_proof(session: SessionDep, user: CurrentUser, audit: AuditDe
     """
     try:
         proof = audit.inclusion_proof(session, index, size)
+    except AuditIntegrityError as exc:
+        raise ServiceUnavailable(f"the audit log failed an integrity check: {exc}") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     audit.append(session, action="audit.read", actor=user, now_ms=clock(),
@@ -59,6 +80,8 @@ def audit_consistency_proof(session: SessionDep, user: CurrentUser, audit: Audit
     """
     try:
         proof = audit.consistency_proof(session, first, second)
+    except AuditIntegrityError as exc:
+        raise ServiceUnavailable(f"the audit log failed an integrity check: {exc}") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     audit.append(session, action="audit.read", actor=user, now_ms=clock(),

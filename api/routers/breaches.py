@@ -8,17 +8,19 @@ change is audited.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import func, select
 
 from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
-from ..errors import Conflict, NotFound
-from ..models import BreachRow
+from ..guard import GuardedRoute
+from ..errors import Conflict, NotFound, Unprocessable
+from ..models import BreachEvent, BreachRow, User
 from ..schemas import BreachStatusChange, QueueItem, QueuePage, fmt_ts
 
-router = APIRouter(prefix="/breaches", tags=["breach queue"], dependencies=[Depends(authorize)])
+router = APIRouter(prefix="/breaches", tags=["breach queue"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
 Status = Literal["new", "in_review", "actioned", "withdrawn"]
 
@@ -43,7 +45,7 @@ def breach_queue(session: SessionDep, user: CurrentUser, audit: AuditDep, clock:
 
         Roles: caseworker, approver, auditor, admin.
         """
-        statuses = status or ["new", "in_review"]
+        statuses = sorted(set(status)) if status else ["in_review", "new"]
         q = select(BreachRow).where(BreachRow.status.in_(statuses))
         if priority is not None:
             q = q.where(BreachRow.priority == priority)
@@ -78,24 +80,37 @@ def stream_status(request: Request, session: SessionDep, user: CurrentUser) -> d
 def set_breach_status(breach_id: Annotated[str, Path(min_length=16, max_length=16, pattern="^[0-9a-f]{16}$")],
                       body: BreachStatusChange, session: SessionDep, user: CurrentUser, audit: AuditDep,
                       clock: ClockDep) -> QueueItem:
-    """Move a record along the work list (new, in_review, actioned) and (un)assign it.
+    """Move a record along the work list (new, in_review, actioned) and, when
+    `assignee` is given, (un)assign it: the name of an active user, or null.
+    Without `assignee` the assignment stays as it is. The note is kept with
+    the record's history; the audit log holds only its SHA-256.
 
     Roles: caseworker. A withdrawn record cannot be changed (409); only
-    detection withdraws.
+    detection withdraws. An assignee who is not an active user is a 422.
     """
     b = session.get(BreachRow, breach_id)
     if b is None:
         raise NotFound(f"breach {breach_id} not found")
     if b.status == "withdrawn":
         raise Conflict(f"breach {breach_id} was withdrawn by detection ({b.withdrawn_reason}); it cannot be changed")
+    assignee = b.assignee
+    if "assignee" in body.model_fields_set:
+        if body.assignee is not None and session.scalar(select(func.count()).select_from(User).where(
+                User.name == body.assignee, User.revoked_ms.is_(None))) == 0:
+            raise Unprocessable(f"assignee {body.assignee!r} is not an active user")
+        assignee = body.assignee
     now = clock()
     before = {"status": b.status, "assignee": b.assignee}
-    b.status, b.status_ms = body.status, now
-    if body.assignee is not None or body.status == "new":
-        b.assignee = body.assignee
-    audit.append(session, action="breach.status", actor=user, subject_id=b.subject_id, justification_ref=breach_id,
-                 now_ms=now, detail={"breach_id": breach_id, "from": before,
-                                     "to": {"status": b.status, "assignee": b.assignee}, "note": body.note})
+    event = BreachEvent(breach_id=breach_id, ts_ms=now, user_id=user.id, from_status=b.status, to_status=body.status,
+                        assignee=assignee, note=body.note)
+    session.add(event)
+    b.status, b.status_ms, b.assignee = body.status, now, assignee
+    session.flush()
+    audit.append(session, action="breach.status", actor=user, subject_id=b.subject_id,
+                 justification_ref=f"breach:{breach_id}", now_ms=now,
+                 detail={"breach_id": breach_id, "event_id": event.id, "from": before,
+                         "to": {"status": b.status, "assignee": b.assignee},
+                         "note_sha256": None if body.note is None else hashlib.sha256(body.note.encode()).hexdigest()})
     out = _item(b)
     commit(session, audit)
     return out

@@ -7,11 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from ..deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
+from ..guard import GuardedRoute
 from ..errors import Unprocessable
 from ..reports import access_request_report, breach_report, report_csv
 from ..schemas import fmt_ts, parse_ts
 
-router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(authorize)])
+router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
 From = Annotated[str | None, Query(alias="from", max_length=40, description="RFC 3339 with offset (inclusive)")]
 To = Annotated[str | None, Query(alias="to", max_length=40, description="RFC 3339 with offset (exclusive)")]
@@ -64,7 +65,9 @@ def report_access_requests(session: SessionDep, user: CurrentUser, audit: AuditD
 def report_breaches(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep,
                     from_: From = None, to: To = None, fmt: Format = "json") -> Response:
     """Breaches (not alerts) starting in [from, to) by type x UTC month,
-    with row and column totals.
+    with row and column totals. Withdrawn records (removed by later data) are
+    not in the rows or totals: `withdrawn` counts them by month (in CSV, a
+    last row ``withdrawn`` after the total row).
 
     Roles: approver, auditor, admin.
     """
