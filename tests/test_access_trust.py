@@ -142,17 +142,8 @@ def test_approval_made_before_binding_gives_no_extract(api_env):
 
 
 def test_migration_0004_adds_binding_and_persons_to_an_existing_database(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-
-    from api.db import MIGRATIONS, make_engine
-
-    def upgrade(engine, rev):
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, rev)
+    from api.db import make_engine
+    from test_migrations import _upgrade as upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade(engine, "0003")

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from api_fixtures import api_template, close_env, copy_env, request_body  # noqa: F401
+from api_fixtures import api_env, api_template, close_env, request_body  # noqa: F401 (fixtures)
 from test_audit_integrity import _forge_tail
 
 
 @pytest.fixture()
-def env(api_template, tmp_path):
-    e = copy_env(api_template, tmp_path / "home")
-    yield e
-    close_env(e)
+def env(api_env):
+    return api_env
 
 
 def _tamper(env) -> None:

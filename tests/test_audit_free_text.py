@@ -17,16 +17,14 @@ import pytest
 from sqlalchemy import select
 
 from api.models import AuditEntry, BreachEvent, BreachRow
-from api_fixtures import api_template, close_env, copy_env  # noqa: F401
+from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
 
 NOTE = "Seen at 51.50722,-0.12750 outside S-000000's sister's flat; called the wearer on 07700 900123."
 
 
 @pytest.fixture()
-def env(api_template, tmp_path):
-    e = copy_env(api_template, tmp_path / "home")
-    yield e
-    close_env(e)
+def env(api_env):
+    return api_env
 
 
 def _breach(env) -> str:

@@ -15,14 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from api.models import AuditEntry
-from api_fixtures import api_template, close_env, copy_env, create_request, request_body, ts  # noqa: F401
+from api_fixtures import api_env, api_template, close_env, copy_env, request_body  # noqa: F401 (fixtures)
 
 
 @pytest.fixture()
-def env(api_template, tmp_path):
-    e = copy_env(api_template, tmp_path / "home")
-    yield e
-    close_env(e)
+def env(api_env):
+    return api_env
 
 
 def _asgi(app, method: str, path: str, headers: dict[str, str], chunks: list[bytes]):
