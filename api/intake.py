@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import rfc8785
+import pyarrow.compute as pc
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,7 @@ from trails.errors import InputError
 from trails.keys import KeyIndex
 from trails.projection import project_lonlat
 from trails.quarantine import REASON_CODE, REASONS, Rejected, bounded_text
-from trails.timestamps import format_ms
+from trails.timestamps import format_ms, format_ms_array
 from trails.readers import iter_raw_batches
 from trails.validate import validate_events, validate_fixes
 
@@ -52,7 +52,8 @@ from . import fixlog
 from .models import DetectorState, IntakeBatch, IntakeEvent, IntakeFixChunk, IntakeQuarantine, User
 
 __all__ = ["MAX_ROWS", "IntakeContext", "IntakeResult", "accept_batch", "batch_summary", "parse_json_body",
-           "parse_csv_body", "BatchError", "INLINE_DEVICES", "take_batch"]
+           "parse_csv_body", "BatchError", "INLINE_DEVICES", "take_batch", "AssignmentIndex", "summary_bytes", "read_summary",
+           "SUMMARY_SCHEMA"]
 
 #: Rows (fixes + events) one batch may carry.
 MAX_ROWS = 50_000
@@ -192,19 +193,45 @@ def parse_csv_body(raw: bytes, kind: str, tmp_dir: Path) -> pa.Table:
 
 # --------------------------------------------------------------------------- accepting
 @dataclass(frozen=True)
+class AssignmentIndex:
+    """Who wears which device, as sorted columns, for naming the wearers a batch concerns.
+
+    devices: the distinct device ids, sorted; first/count: where each device's
+    assignments start in the other columns and how many there are; start_ms,
+    end_ms (2**62 = still worn), subject_id: the assignments, by device."""
+
+    devices: pa.Array
+    first: np.ndarray
+    count: np.ndarray
+    start_ms: np.ndarray
+    end_ms: np.ndarray
+    subject_id: pa.Array
+
+    @staticmethod
+    def build(assignments) -> "AssignmentIndex":
+        rows = sorted(assignments, key=lambda a: (a.device_id, a.start_ms))
+        dev = [a.device_id for a in rows]
+        names, first, count = np.unique(np.asarray(dev, object), return_index=True, return_counts=True) if rows \
+            else (np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return AssignmentIndex(pa.array(names.tolist(), pa.string()), first.astype(np.int64), count.astype(np.int64),
+                               np.array([a.start_ms for a in rows], np.int64),
+                               np.array([2**62 if a.end_ms is None else a.end_ms for a in rows], np.int64),
+                               pa.array([a.subject_id for a in rows], pa.string()))
+
+
+@dataclass(frozen=True)
 class IntakeContext:
     """What intake needs from the running service for one batch (`api.stream.StreamService.intake_context`).
 
     keys: accepted keys, for first-arrival deduplication; day_loader: loads one
     UTC day's accepted keys on first use; max_ahead_ms: the policy's
-    ``max_clock_ahead_s`` in ms; assignments: device id -> its (start_ms,
-    end_ms or None, subject_id) assignments, to name the wearers a batch
-    concerns in the audit log."""
+    ``max_clock_ahead_s`` in ms; assignments: who wears which device
+    (`AssignmentIndex`), to name the wearers a batch concerns in the audit log."""
 
     keys: KeyIndex
     day_loader: Callable | None = None
     max_ahead_ms: int = 300_000
-    assignments: dict[str, list[tuple[int, int | None, str]]] = field(default_factory=dict)
+    assignments: AssignmentIndex = field(default_factory=lambda: AssignmentIndex.build([]))
 
 
 def _counts(n: int, rejected: Rejected) -> dict:
@@ -272,10 +299,10 @@ def accept_batch(session: Session, audit, ctx: IntakeContext, *, fixes: pa.Table
     f_rej, fix_table = _accept_fixes(fixes, ctx, now) if n_f else (Rejected.empty("fixes"), None)
     e_rej, ev_rows = _accept_events(events, ctx, now) if n_e else (Rejected.empty("events"), [])
     summary = batch_summary(fix_table, ev_rows, ctx.assignments)
-    summary_text = rfc8785.dumps(summary).decode("utf-8")
+    data = summary_bytes(summary)
     batch = IntakeBatch(received_ms=now, source=source[:300], user_id=user.id if user else None, fix_rows=n_f,
                         event_rows=n_e, fixes_accepted=0, events_accepted=0, quarantined_json="{}",
-                        summary_json=summary_text)
+                        summary=data)
     session.add(batch)
     session.flush()
     for r in ev_rows:
@@ -297,22 +324,24 @@ def accept_batch(session: Session, audit, ctx: IntakeContext, *, fixes: pa.Table
     batch.fixes_accepted, batch.events_accepted = n_fixes, len(ev_rows)
     batch.quarantined_json = json.dumps({"fixes": result.fixes["quarantined"], "events": result.events["quarantined"]})
     audit.append(session, action="fixes.intake", actor=user, now_ms=now,
-                 detail=_audit_detail(audit, batch.id, source, result, summary, summary_text))
+                 detail=_audit_detail(audit, batch.id, source, result, summary, data))
     return result, accepted
 
 
 #: A batch touching at most this many devices is described device by device in its audit entry;
-#: a larger one by counts and the SHA-256 of its summary (kept with the batch: `intake_batches.summary_json`).
+#: a larger one by counts and the SHA-256 of its summary (kept with the batch: `intake_batches.summary`).
 INLINE_DEVICES = 20
 
 
-def batch_summary(fix_table: pa.Table | None, ev_rows: list[dict],
-                  assignments: dict[str, list[tuple[int, int | None, str]]]) -> list[dict]:
-    """Per device a batch added rows for: its rows, first and last instant, and the
-    wearers whose assignment of it covers those instants, in device order.
+def batch_summary(fix_table: pa.Table | None, ev_rows: list[dict], assignments: AssignmentIndex) -> pa.Table:
+    """Per device a batch added rows for, in device order: ``device_id``, ``rows``,
+    first and last instant (``from_ms``, ``to_ms``) and ``subjects``, the wearers
+    whose assignment of it covers those instants (in start order).
 
     This is what an audit of "who added evidence about this wearer" needs: the
-    batch's entry in the audit log commits to it (by SHA-256, or inline)."""
+    batch's audit entry commits to it (by SHA-256, or inline). A national batch
+    touches thousands of devices: grouping and the lookup of assignments are
+    whole-column work."""
     parts = []
     if fix_table is not None and fix_table.num_rows:
         parts.append(fix_table.select(["device_id", "ts_ms"]))
@@ -320,30 +349,59 @@ def batch_summary(fix_table: pa.Table | None, ev_rows: list[dict],
         parts.append(pa.table({"device_id": pa.array([r["device_id"] for r in ev_rows], pa.string()),
                                "ts_ms": pa.array([r["ts_ms"] for r in ev_rows], pa.int64())}))
     if not parts:
-        return []
-    t = pa.concat_tables(parts).group_by("device_id").aggregate([("ts_ms", "min"), ("ts_ms", "max"), ("ts_ms", "count")])
-    t = t.sort_by("device_id")
-    out = []
-    for dev, lo, hi, n in zip(*(t.column(c).to_pylist() for c in ("device_id", "ts_ms_min", "ts_ms_max", "ts_ms_count"))):
-        subjects = sorted({s for start, end, s in assignments.get(dev, ()) if start <= hi and (end is None or end > lo)})
-        out.append({"device_id": dev, "rows": n, "from": format_ms(lo), "to": format_ms(hi), "subjects": subjects})
-    return out
+        return SUMMARY_SCHEMA.empty_table()
+    g = pa.concat_tables(parts).group_by("device_id").aggregate([("ts_ms", "count"), ("ts_ms", "min"), ("ts_ms", "max")])
+    g = g.sort_by("device_id")
+    lo, hi = g["ts_ms_min"].to_numpy(), g["ts_ms_max"].to_numpy()
+    k = pc.index_in(g["device_id"], value_set=assignments.devices).to_numpy(zero_copy_only=False)
+    has = ~np.isnan(k) if k.dtype.kind == "f" else k >= 0
+    k = np.where(has, k, 0).astype(np.int64)
+    n = np.where(has, assignments.count[k] if assignments.count.size else 0, 0)
+    owner = np.repeat(np.arange(g.num_rows), n)  # one row per (batch device, one of its assignments)
+    at = np.repeat(assignments.first[k] if assignments.first.size else n, n) + (
+        np.arange(owner.size) - np.repeat(np.cumsum(n) - n, n))
+    keep = (assignments.start_ms[at] <= hi[owner]) & (assignments.end_ms[at] > lo[owner]) if owner.size else owner > 0
+    offsets = np.zeros(g.num_rows + 1, np.int32)
+    np.cumsum(np.bincount(owner[keep], minlength=g.num_rows), out=offsets[1:])
+    subjects = pa.ListArray.from_arrays(pa.array(offsets), assignments.subject_id.take(pa.array(at[keep])))
+    return pa.Table.from_arrays([g["device_id"], g["ts_ms_count"], g["ts_ms_min"], g["ts_ms_max"], subjects],
+                                schema=SUMMARY_SCHEMA)
 
 
-def _audit_detail(audit, batch_id: int, source: str, result: IntakeResult, summary: list[dict],
-                  summary_text: str) -> dict:
+SUMMARY_SCHEMA = pa.schema([("device_id", pa.string()), ("rows", pa.int64()), ("from_ms", pa.int64()),
+                            ("to_ms", pa.int64()), ("subjects", pa.list_(pa.string()))])
+
+
+def summary_bytes(summary: pa.Table) -> bytes:
+    """The summary as kept with the batch (`intake_batches.summary`, an Arrow IPC stream of
+    `SUMMARY_SCHEMA`) and hashed into its audit entry; `read_summary` reads it back."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, SUMMARY_SCHEMA) as writer:
+        writer.write_table(summary.cast(SUMMARY_SCHEMA))
+    return sink.getvalue().to_pybytes()
+
+
+def read_summary(data: bytes) -> list[dict]:
+    """A batch's summary (`summary_bytes`) as one dict per device, instants in the contract's form."""
+    t = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    return [{"device_id": d["device_id"], "rows": d["rows"], "from": format_ms(d["from_ms"]), "to": format_ms(d["to_ms"]),
+             "subjects": d["subjects"]} for d in t.to_pylist()]
+
+
+def _audit_detail(audit, batch_id: int, source: str, result: IntakeResult, summary: pa.Table,
+                  data: bytes) -> dict:
     """DPA 2018 s.62: collection is logged: which devices, which wearers (by pseudonym), which
     period; never a position."""
     detail = {"batch_id": batch_id, "source": source[:200], "fixes": result.fixes, "events": result.events,
-              "devices": len(summary), "summary_sha256": hashlib.sha256(summary_text.encode("utf-8")).hexdigest()}
-    if summary:
-        detail["from"] = min(d["from"] for d in summary)
-        detail["to"] = max(d["to"] for d in summary)
-        subjects = sorted({audit.pseudonym(s) for d in summary for s in d["subjects"]})
-        detail["subjects"] = len(subjects)
-    if 0 < len(summary) <= INLINE_DEVICES:
-        detail["by_device"] = [{"device_id": d["device_id"], "rows": d["rows"], "from": d["from"], "to": d["to"],
-                                "subjects": [audit.pseudonym(s) for s in d["subjects"]]} for d in summary]
+              "devices": summary.num_rows, "summary_sha256": hashlib.sha256(data).hexdigest()}
+    if summary.num_rows:
+        first, last = format_ms_array([pc.min(summary["from_ms"]).as_py(), pc.max(summary["to_ms"]).as_py()])
+        detail["from"], detail["to"] = first, last
+        detail["subjects"] = int(pc.count_distinct(pc.list_flatten(summary["subjects"])).as_py())
+    if 0 < summary.num_rows <= INLINE_DEVICES:
+        detail["by_device"] = [{"device_id": d["device_id"], "rows": d["rows"], "from": format_ms(d["from_ms"]),
+                                "to": format_ms(d["to_ms"]), "subjects": [audit.pseudonym(s) for s in d["subjects"]]}
+                               for d in summary.to_pylist()]
     return detail
 
 

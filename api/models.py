@@ -181,9 +181,9 @@ class IntakeBatch(Base):
     fixes_accepted: Mapped[int] = mapped_column(Integer)
     events_accepted: Mapped[int] = mapped_column(Integer)
     quarantined_json: Mapped[str] = mapped_column(Text)
-    #: Per device: rows added, first and last instant, the wearers concerned (`api.intake.batch_summary`);
-    #: the batch's audit entry holds its SHA-256.
-    summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Per device: rows added, first and last instant, the wearers concerned (`api.intake.batch_summary`,
+    #: an Arrow IPC stream: `api.intake.read_summary`); the batch's audit entry holds its SHA-256.
+    summary: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class IntakeFixChunk(Base):

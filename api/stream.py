@@ -137,14 +137,11 @@ class StreamService:
         """What intake needs for one batch (`api.intake.IntakeContext`), read through `session`:
         the dedup index and its day loader, the policy's clock allowance, and who wears which
         device (cached until the subjects, zones or policy change)."""
-        from .intake import IntakeContext
+        from .intake import AssignmentIndex, IntakeContext
 
         key = (config_version(session), self._policy_text())
         if self._intake_cache is None or self._intake_cache[0] != key:
-            by_device: dict[str, list[tuple[int, int | None, str]]] = {}
-            for a in load_assignments(session):
-                by_device.setdefault(a.device_id, []).append((a.start_ms, a.end_ms, a.subject_id))
-            self._intake_cache = (key, self._policy().max_clock_ahead_ms, by_device)
+            self._intake_cache = (key, self._policy().max_clock_ahead_ms, AssignmentIndex.build(load_assignments(session)))
         _, ahead_ms, by_device = self._intake_cache
         return IntakeContext(keys=self.keys, day_loader=self.day_loader(session), max_ahead_ms=ahead_ms,
                              assignments=by_device)

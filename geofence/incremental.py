@@ -560,8 +560,9 @@ class IncrementalDetector:
                 return []
             half = R.size // 2
             return self._rerun(R[:half], start_all, from_cut_all) + self._rerun(R[half:], start_all, from_cut_all)
-        for i in R.tolist():
-            self.failures.pop(i, None)
+        if self.failures:
+            for i in R.tolist():
+                self.failures.pop(i, None)
         changes = self._diff(R, start_all[R], from_cut_all[R], res)
         self._settle(R, res)
         return changes

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.models import AuditEntry, BreachRow, IntakeBatch, IntakeQuarantine
+from api.intake import read_summary
 from api.settings import Settings
 from api.users import add_user
 from test_stream_api import _db_records
@@ -252,8 +253,9 @@ def test_a_batch_audit_entry_names_devices_wearers_and_period(tmp_path):
     assert "S1" not in entry_text and "S2" not in entry_text
     with app.state.session_factory() as s:
         batch = s.get(IntakeBatch, r.json()["batch_id"])
-    assert hashlib.sha256(batch.summary_json.encode()).hexdigest() == detail["summary_sha256"]
-    assert json.loads(batch.summary_json)[0]["subjects"] == ["S1"]
+    assert hashlib.sha256(batch.summary).hexdigest() == detail["summary_sha256"]
+    assert read_summary(batch.summary)[0] == {"device_id": "D1", "rows": 2, "from": "2024-03-04T09:00:00.000Z",
+                                              "to": "2024-03-04T11:30:00.000Z", "subjects": ["S1"]}
     app.state.engine.dispose()
 
 
@@ -267,9 +269,9 @@ def test_a_large_batch_commits_to_its_summary_by_hash(tmp_path):
     detail = _entry(app, "fixes.intake")["detail"]
     assert "by_device" not in detail and detail["devices"] == 25 and detail["subjects"] == 25
     with app.state.session_factory() as s:
-        summary = s.get(IntakeBatch, r.json()["batch_id"]).summary_json
-    assert hashlib.sha256(summary.encode()).hexdigest() == detail["summary_sha256"]
-    assert [d["device_id"] for d in json.loads(summary)] == [f"D{k:02d}" for k in range(25)]
+        summary = s.get(IntakeBatch, r.json()["batch_id"]).summary
+    assert hashlib.sha256(summary).hexdigest() == detail["summary_sha256"]
+    assert [(d["device_id"], d["subjects"]) for d in read_summary(summary)] == [(f"D{k:02d}", [f"S{k}"]) for k in range(25)]
     app.state.engine.dispose()
 
 

@@ -25,7 +25,7 @@ def upgrade() -> None:
     op.execute("UPDATE intake_quarantine SET received_ms = (SELECT received_ms FROM intake_batches "
                "WHERE intake_batches.id = intake_quarantine.batch_id)")
     with op.batch_alter_table("intake_batches") as b:
-        b.add_column(sa.Column("summary_json", sa.Text, nullable=True))
+        b.add_column(sa.Column("summary", sa.LargeBinary, nullable=True))
     with op.batch_alter_table("breaches") as b:
         b.add_column(sa.Column("withdrawn_batch", sa.Integer, nullable=True))
     op.create_table(
