@@ -38,7 +38,7 @@ DEFAULT_MAX_PERIOD_DAYS: dict[str, int] = {
 #: cutting a millisecond off a day is not partial data.
 DEFAULT_MIN_NARROWING_FRACTION = 0.10
 
-#: The audit log (api.audit): sign a checkpoint every `audit_checkpoint_every` entries or
+#: The audit log (api.audit.log): sign a checkpoint every `audit_checkpoint_every` entries or
 #: `audit_checkpoint_s` seconds; `tagtrail audit verify` fails when the newest entry no
 #: checkpoint covers is older than `audit_unsigned_max_s`. HOME/settings.json may override each.
 AUDIT_DEFAULTS: dict[str, int | float] = {"audit_checkpoint_every": 1000, "audit_checkpoint_s": 10.0,

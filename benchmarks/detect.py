@@ -1,6 +1,6 @@
 """Detect benchmark: tagtrail against shapely 2 and a pandas/geopandas baseline.
 
-Inputs come from the simulator (`trails.simulate`, Parquet), cached under
+Inputs come from the simulator (`trails.sim.simulate`, Parquet), cached under
 benchmarks/_work/ with a store built by `tagtrail ingest`:
 
 - ``sim_1m``: 250 wearers x 3 days (~1.0 M fixes),
@@ -57,7 +57,7 @@ def prepare(key: str) -> dict:
     d = WORK / name
     home = WORK / f"home_{name}"
     if not (d / "fixes.parquet").exists():
-        from trails.simulate import simulate
+        from trails.sim.simulate import simulate
 
         print(simulate(d, wearers=wearers, days=days, seed=SEED, fmt="parquet").line(), flush=True)
     if not (home / "store").exists():
@@ -218,8 +218,8 @@ def load_jsonl(path: Path) -> list[dict]:
 _COMPILE_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()
-from api.cli import main
-import api.commands.detect, geofence.detect, geofence.kernels, geofence.rules  # noqa: F401
+from api.cli.main import main
+import api.cli.detect, geofence.detect, geofence.kernels, geofence.rules  # noqa: F401
 t1 = time.perf_counter()
 rc = main(sys.argv[1:])
 t2 = time.perf_counter()
@@ -409,7 +409,7 @@ def render(mach, d1, d10, rows, notes) -> str:
         f"NUMBA_NUM_THREADS {mach['NUMBA_NUM_THREADS']}; load average at start "
         f"{', '.join(f'{v:.2f}' for v in mach['load'])} (machine shared).",
         "",
-        f"Data: `trails.simulate` seed {SEED}, Parquet; 1 M set = {d1['wearers']} wearers x {d1['days']} days "
+        f"Data: `trails.sim.simulate` seed {SEED}, Parquet; 1 M set = {d1['wearers']} wearers x {d1['days']} days "
         f"({d1['n']:,} fixes), 10 M set = {d10['wearers']} wearers x {d10['days']} days ({d10['n']:,} fixes); "
         "stores built by `tagtrail ingest`. Walls are whole processes (interpreter start, imports, "
         "Numba cache load, reading, writing), best of 2; 'in-process' is the time tagtrail reports itself.",

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ingest.py [--sizes 1e6,1e7] [--repeat 1] [--no-write]
 
-Input is simulator output (`trails.simulate.simulate`: one fix a minute per
+Input is simulator output (`trails.sim.simulate.simulate`: one fix a minute per
 wearer, realistic UK tracks) when it is available, else a NumPy-generated CSV of
 the same shape. Both pipelines read the same CSV and write a day-partitioned
 Parquet dataset; each runs in a fresh output directory. The peer:
@@ -41,7 +41,7 @@ def make_input(n: int, out_dir: Path) -> Path:
     """A fixes CSV with about `n` fixes; returns its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        from trails.simulate import simulate
+        from trails.sim.simulate import simulate
 
         wearers = max(1, round(n / (FIXES_PER_WEARER_WEEK * 0.98)))
         simulate(out_dir, wearers=wearers, days=7, seed=2024, fmt="csv")

@@ -69,9 +69,9 @@ class ApiEnv:
 
 @pytest.fixture(scope="session")
 def api_template(tmp_path_factory) -> Path:
-    from api.cli import main
+    from api.cli.main import main
     from trails.ingest import ingest
-    from trails.simulate import simulate
+    from trails.sim.simulate import simulate
 
     root = tmp_path_factory.mktemp("api-template")
     sim = simulate(root / "sim", wearers=4, days=3, seed=3, start="2024-03-04")
@@ -86,10 +86,10 @@ def api_template(tmp_path_factory) -> Path:
 def make_env(home: Path, clock: Clock | None = None, *, create_users: bool = True,
              tokens: dict[str, str] | None = None) -> ApiEnv:
     """Start the app on `home`; create the USERS on first call (revoking 'revoked')."""
-    from api.app import create_app
-    from api.models import AssignmentRow, User
+    from api.http.app import create_app
+    from api.db.models import AssignmentRow, User
     from api.settings import Settings
-    from api.users import add_user, revoke_user
+    from api.access.users import add_user, revoke_user
 
     clock = clock or Clock()
     app = create_app(Settings.from_home(home), clock=clock)

@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select, update
 
-from api.detections import load_assignments, save_detection
-from api.models import AccessRequest, AuditEntry, BreachRow
-from api.reports import report_csv
+from api.service.detections import load_assignments, save_detection
+from api.db.models import AccessRequest, AuditEntry, BreachRow
+from api.access.reports import report_csv
 from api.settings import Settings
-from api.users import add_user, revoke_user
+from api.access.users import add_user, revoke_user
 from api_fixtures import (DAY_MS, api_env, api_template, close_env, create_request, decide, make_env,  # noqa: F401
                           request_body, ts)
 from geofence.model import Assignment
@@ -142,7 +142,7 @@ def test_approval_made_before_binding_gives_no_extract(api_env):
 
 
 def test_migration_0004_adds_binding_and_persons_to_an_existing_database(tmp_path):
-    from api.db import make_engine
+    from api.db.session import make_engine
     from test_migrations import _upgrade as upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -278,7 +278,7 @@ def test_requester_back_as_approver_cannot_confirm_identity_on_her_own_request(a
                                        ("Stra\u00dfe", "strasse"), ("cw\t-1", "cw -1")],
                          ids=["plain", "case-and-spaces", "zero-width", "full-width", "casefold", "tab"])
 def test_person_key_names_one_person_however_spelt(name, key):
-    from api.users import person_key
+    from api.access.users import person_key
 
     assert person_key(name) == key
 
@@ -406,7 +406,7 @@ def test_no_extract_for_an_approved_period_that_has_not_ended(api_env):
 ], ids=["hyperlink", "plus", "minus", "at", "tab", "cr", "plain", "timestamp", "empty", "quoted",
         "negative-float", "negative-int", "zero", "none"])
 def test_neutralise_prefixes_only_text_starting_a_formula(cell, out):
-    from api.csvsafe import neutralise
+    from api.access.csvsafe import neutralise
 
     got = neutralise(cell)
     assert got == out and type(got) is type(out)

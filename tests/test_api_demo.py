@@ -8,9 +8,9 @@ import stat
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.cli import main
-from api.db import open_database
-from api.models import BreachRow, User
+from api.cli.main import main
+from api.db.session import open_database
+from api.db.models import BreachRow, User
 from api.settings import Settings
 
 

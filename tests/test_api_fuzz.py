@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from api.permissions import PERMISSIONS
+from api.access.permissions import PERMISSIONS
 from api_fixtures import api_template, close_env, copy_env, request_body, ts  # noqa: F401
 
 #: A user key (api_fixtures.USERS) allowed to call each operation.
@@ -202,5 +202,5 @@ def test_unknown_paths_and_methods(fuzz_env):
                                  b"\x00" * 10, b'{"subject_id": 1e400}'], ids=["deep-list", "deep-object", "nul", "inf"])
 def test_pathological_bodies_are_4xx(fuzz_env, raw):
     r = _post(fuzz_env, None, raw=raw)
-    assert r.status_code in (400, 413, 422), r.text  # 413: over the JSON body limit (api.guard)
+    assert r.status_code in (400, 413, 422), r.text  # 413: over the JSON body limit (api.http.guard)
     assert r.json()["detail"]

@@ -1,4 +1,4 @@
-"""The role x endpoint matrix, straight from api.permissions.PERMISSIONS:
+"""The role x endpoint matrix, straight from api.access.permissions.PERMISSIONS:
 every allowed role gets a 2xx (after setting up what the call needs), every
 other role a 403 with a message; no token, a wrong scheme, an unknown token
 and a revoked token are all 401 with ``WWW-Authenticate: Bearer``."""
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from api.models import ROLES
-from api.permissions import PERMISSIONS, is_allowed
+from api.db.models import ROLES
+from api.access.permissions import PERMISSIONS, is_allowed
 from api_fixtures import api_template, close_env, copy_env, create_request, decide, ts  # noqa: F401
 
 #: The user key (tests/api_fixtures.py USERS) acting in each role.
@@ -72,7 +72,7 @@ def _call(env, op: str, who: str):
     if op == "set_breach_status":
         from sqlalchemy import select
 
-        from api.models import BreachRow
+        from api.db.models import BreachRow
         with env.session() as s:
             bid = s.scalars(select(BreachRow.breach_id).where(BreachRow.status != "withdrawn")).first()
         return "POST", f"/v1/breaches/{bid}/status", {"status": "in_review"}
@@ -88,7 +88,7 @@ def _call(env, op: str, who: str):
         with env.session() as s:
             from sqlalchemy import select
 
-            from api.models import ZoneRow
+            from api.db.models import ZoneRow
             zid = s.scalars(select(ZoneRow.zone_id)).first()
         return "GET", f"/v1/admin/zones/{zid}/versions", None
     if op in ("propose_correction", "decide_correction", "list_corrections"):
@@ -184,7 +184,7 @@ def test_requester_sees_only_own_requests(env):
     mine = create_request(env, "requester")
     theirs = create_request(env, "probation")
     r = env.client.get(f"/v1/access-requests/{theirs['id']}", headers=env.h("requester"))
-    assert r.status_code == 403  # an external requester gets the generic refusal (api.guard), audited with the reason
+    assert r.status_code == 403  # an external requester gets the generic refusal (api.http.guard), audited with the reason
     assert r.json()["detail"].startswith("this request was refused; the EM Hub can tell you why: quote reference A-")
     listed = env.client.get("/v1/access-requests", headers=env.h("requester")).json()
     ids = {i["id"] for i in listed["items"]}

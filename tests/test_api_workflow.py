@@ -10,8 +10,8 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from api.cli import main
-from api.models import AccessRequest, AuditEntry, BreachRow
+from api.cli.main import main
+from api.db.models import AccessRequest, AuditEntry, BreachRow
 from api_fixtures import (DAY_MS, VALID_TEXT, api_env, api_template, close_env, copy_env, create_request,  # noqa: F401
                           decide, make_env, request_body, ts)
 from trails.timestamps import parse_timestamp

@@ -19,11 +19,11 @@ import rfc8785
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DatabaseError
 
-from api import merkle
-from api.audit import AuditLog, verify_log
-from api.cli import main
-from api.db import open_database
-from api.models import AuditEntry
+from api.audit import merkle
+from api.audit.log import AuditLog, verify_log
+from api.cli.main import main
+from api.db.session import open_database
+from api.db.models import AuditEntry
 from api.settings import Settings
 from api_fixtures import api_template, close_env, create_request, decide, make_env  # noqa: F401
 
@@ -217,7 +217,7 @@ def test_service_refuses_to_sign_over_tampering(served):
         with factory() as s:
             audit.append(s, action="test.append", actor=None)
             s.commit()
-            from api.audit import AuditIntegrityError
+            from api.audit.log import AuditIntegrityError
 
             with pytest.raises(AuditIntegrityError, match="no longer match checkpoint"):
                 audit.write_checkpoint(s)

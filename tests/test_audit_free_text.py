@@ -16,7 +16,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from api.models import AuditEntry, BreachEvent, BreachRow
+from api.db.models import AuditEntry, BreachEvent, BreachRow
 from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
 
 NOTE = "Seen at 51.50722,-0.12750 outside S-000000's sister's flat; called the wearer on 07700 900123."
@@ -112,15 +112,15 @@ def test_served_access_log_holds_no_subject_id(api_template, tmp_path):
 
     home = tmp_path / "home"
     shutil.copytree(api_template, home)
-    from api.app import create_app
+    from api.http.app import create_app
     from api.settings import Settings
-    from api.users import add_user
+    from api.access.users import add_user
 
     app = create_app(Settings.from_home(home))
     with app.state.session_factory() as s:
         _, token = add_user(s, app.state.audit, name="cw-x", role="caseworker", org="home office")
         s.commit()
-        from api.models import AssignmentRow
+        from api.db.models import AssignmentRow
         subject = s.scalars(select(AssignmentRow.subject_id)).first()
     app.state.engine.dispose()
     port = _free_port()

@@ -20,12 +20,12 @@ import rfc8785
 import sqlalchemy as sa
 from sqlalchemy.exc import DatabaseError
 
-import api.audit as audit_module
-from api import merkle
-from api.audit import AuditIntegrityError, AuditLog
-from api.audit import verify_log
-from api.cli import main
-from api.db import MIGRATIONS, make_engine, migrate, open_database
+import api.audit.log as audit_module
+from api.audit import merkle
+from api.audit.log import AuditIntegrityError, AuditLog
+from api.audit.log import verify_log
+from api.cli.main import main
+from api.db.session import MIGRATIONS, make_engine, migrate, open_database
 from api.settings import Settings
 from test_audit import _db, list_checkpoints, served  # noqa: F401
 from trails.errors import InputError
@@ -101,7 +101,7 @@ def _open(home):
 
 
 def _checkpoint(home, *, force: bool = True):
-    """Run the service's checkpoint step once, as `api.deps.commit` does."""
+    """Run the service's checkpoint step once, as `api.http.deps.commit` does."""
     settings, engine, factory, audit = _open(home)
     try:
         with factory() as s:
@@ -208,7 +208,7 @@ def test_verify_says_when_it_could_not_check_macs(served, capsys):
 
 def test_rows_without_mac_are_accepted_only_before_the_first_mac(small):
     """Rows written before migration 0005 have no MAC: fine as a prefix, never after a MACed row."""
-    from api.audit_verify import check_row, row_select
+    from api.audit.verify import check_row, row_select
 
     settings, engine, factory, audit = _open(small)
     try:
@@ -542,7 +542,7 @@ def test_checkpoint_cadence_every_t_seconds(small, monkeypatch):
                                       (1_000_000, "000001/000001000000.json"),
                                       (12_345_678, "000012/000012345678.json")])
 def test_checkpoint_folders_are_sharded_by_the_million(size, rel):
-    from api.audit_files import checkpoint_relpath as real
+    from api.audit.files import checkpoint_relpath as real
 
     assert real(size) == rel
 
@@ -559,9 +559,9 @@ def test_latest_pointer_means_no_folder_listing_on_the_hot_path(small, monkeypat
         def no_listing(*_a, **_k):
             raise AssertionError("checkpoint folder listed on the hot path")
 
-        import api.audit_files
+        import api.audit.files
 
-        monkeypatch.setattr(api.audit_files, "list_checkpoints", no_listing)
+        monkeypatch.setattr(api.audit.files, "list_checkpoints", no_listing)
         for _ in range(3):
             _append(audit, factory, 1, checkpoint=True)
         fresh = AuditLog(settings)  # a restart reads the pointer too

@@ -12,10 +12,10 @@ import rfc8785
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app
-from api.models import AuditEntry
+from api.http.app import create_app
+from api.db.models import AuditEntry
 from api.settings import Settings
-from api.users import add_user
+from api.access.users import add_user
 from conftest import EXAMPLES
 from geofence.model import Assignment, zone_key
 from geofence.zones import parse_zones
@@ -37,7 +37,7 @@ class _Frozen:
 def _serve(tmp_path, now: str):
     """The example's subjects and zones loaded (from files), the clock at `now`, and the
     example's fixes up to `now` received (`_rest` sends the others, later)."""
-    from api.commands.subjects import load_into
+    from api.cli.subjects import load_into
 
     home = tmp_path / "home"
     load_into(home, EXAMPLES / CASE / "subjects.json", EXAMPLES / CASE / "zones.geojson")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from conftest import EXAMPLES
 
 BASE = EXAMPLES / "quarantine_rows"  # fixes, events, subjects, zones; as-of in its command
@@ -104,7 +104,7 @@ def test_same_output_with_one_or_two_threads_and_across_runs(tmp_path):
 
 
 def test_store_mode_equals_file_mode(tmp_path, capsys):
-    from trails.simulate import simulate
+    from trails.sim.simulate import simulate
 
     sim = simulate(tmp_path / "in", wearers=12, days=3, seed=11, start="2024-03-29", bad_row_rate=0.01)
     inp = tmp_path / "in"
@@ -120,7 +120,7 @@ def test_store_mode_equals_file_mode(tmp_path, capsys):
 
 
 def test_store_mode_period_reads_only_that_period(tmp_path):
-    from trails.simulate import simulate
+    from trails.sim.simulate import simulate
 
     sim = simulate(tmp_path / "in", wearers=6, days=4, seed=5, start="2024-01-08")
     inp = tmp_path / "in"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from api.cli import main
-from api.db import open_database, transaction
-from api.detections import load_assignments, load_zones_from_db
-from api.models import BreachRow
+from api.cli.main import main
+from api.db.session import open_database, transaction
+from api.service.detections import load_assignments, load_zones_from_db
+from api.db.models import BreachRow
 from api.settings import Settings
 from conftest import EXAMPLES
 
@@ -46,7 +46,7 @@ def test_upsert_by_breach_id_extends_in_place(tmp_path):
 def test_each_save_is_audited_without_subjects(tmp_path):
     import json
 
-    from api.models import AuditEntry
+    from api.db.models import AuditEntry
 
     home = tmp_path / "home"
     assert _detect(home, tmp_path / "o1") == 0

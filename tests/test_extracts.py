@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from pyproj import Transformer
 
-from api.extracts import (
+from api.access.extracts import (
     EXTENSIONS_NS,
     GPX_NS,
     ExtractError,
@@ -406,7 +406,7 @@ def test_attendance_non_curfew_zones_and_other_subjects_ignored(home):
 def test_simulated_population(tmp_path):
     from geofence.subjects import load_subjects
     from geofence.zones import load_zones
-    from trails.simulate import simulate
+    from trails.sim.simulate import simulate
     from trails.store import read_store_fixes
 
     s = simulate(tmp_path / "sim", wearers=3, days=2)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from conftest import EXAMPLES
 
 QR = EXAMPLES / "quarantine_rows"
@@ -62,7 +62,7 @@ def _as_nobody(path: Path) -> subprocess.CompletedProcess:
 
 
 def test_home_store_database_are_private_after_ingest_and_app_start(open_base):
-    from api.app import create_app
+    from api.http.app import create_app
     from api.settings import Settings
     from trails.ingest import ingest
 

@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select
 
-from api.models import AuditEntry
+from api.db.models import AuditEntry
 from api_fixtures import api_env, api_template, close_env, copy_env, request_body  # noqa: F401 (fixtures)
 
 
@@ -96,7 +96,7 @@ def test_intake_body_over_its_limit_is_413_from_content_length(env):
 
 
 def test_json_bodies_are_parsed_off_the_event_loop(env, monkeypatch):
-    from api import guard
+    from api.http import guard
 
     threads = []
     real = guard._parse_json
@@ -239,7 +239,7 @@ def tiny_disk(tmp_path):
 def test_full_disk_is_507_with_a_clear_message_for_reads_and_writes(api_template, tiny_disk):
     import shutil
 
-    from api.errors import STORAGE_FULL
+    from api.http.errors import STORAGE_FULL
 
     env = copy_env(api_template, tiny_disk / "home")
     try:
@@ -271,7 +271,7 @@ def test_disk_full_oserror_is_recognised():
 
     from sqlalchemy.exc import OperationalError
 
-    from api.errors import is_storage_full
+    from api.http.errors import is_storage_full
 
     assert is_storage_full(OSError(errno.ENOSPC, "No space left on device"))
     wrapped = OperationalError("INSERT ...", {}, Exception("database or disk is full"))

@@ -10,7 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
 
-from api.cli import main
+from api.cli.main import main
 from geofence.errors import ZoneError
 from geofence.importer import import_zones, write_zones
 from geofence.zones import load_zones, parse_zones

@@ -9,7 +9,7 @@ import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from trails.ingest import ingest
 from trails.projection import project_lonlat
 from trails.store import read_store_events, read_store_fixes, read_store_quarantine, store_summary

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from trails.quarantine import QUARANTINE_TEXT_CHARS, REASON_CODE, REASONS, bounded_text
 
 from conftest import EXAMPLES
@@ -132,8 +132,8 @@ SWAPPED_MESSAGE = ("zone 'HOME-1': coordinates: position [51.5, -0.12] (lon, lat
 
 
 def test_zones_from_the_database_are_checked_against_the_crs(tmp_path):
-    from api.db import open_database, transaction
-    from api.detections import load_zones_from_db, save_detection
+    from api.db.session import open_database, transaction
+    from api.service.detections import load_zones_from_db, save_detection
     from api.settings import Settings
     from geofence.errors import ZoneError
     from geofence.zones import parse_zones

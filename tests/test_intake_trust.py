@@ -10,11 +10,11 @@ import json
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app
-from api.models import AuditEntry, BreachRow, IntakeBatch, IntakeQuarantine
-from api.intake import read_summary
+from api.http.app import create_app
+from api.db.models import AuditEntry, BreachRow, IntakeBatch, IntakeQuarantine
+from api.service.intake import read_summary
 from api.settings import Settings
-from api.users import add_user
+from api.access.users import add_user
 from test_stream_api import _db_records
 from trails.timestamps import format_ms, parse_timestamp
 
@@ -23,7 +23,7 @@ START = "2024-03-04T00:00:00Z"
 
 
 def _home(tmp_path, subjects: list[dict], policy: dict | None = None):
-    from api.commands.subjects import load_into
+    from api.cli.subjects import load_into
 
     home = tmp_path / "home"
     home.mkdir()
@@ -68,7 +68,7 @@ TWO = [{"subject_id": "S1", "device_id": "D1", "start": START, "zones": []},
 
 def _detect_files(tmp_path, fixes: list[dict]) -> list[dict]:
     """`tagtrail detect` on these fix rows (no --as-of: the implicit one), as parsed records."""
-    from api.cli import main
+    from api.cli.main import main
 
     src = tmp_path / "batch"
     src.mkdir(exist_ok=True)
@@ -122,7 +122,7 @@ def test_future_event_is_quarantined_too(tmp_path):
 
 
 def test_faulty_tag_clock_through_a_watched_folder(tmp_path):
-    from api.watch import FolderWatcher
+    from api.service.watch import FolderWatcher
 
     home = _home(tmp_path, TWO)
     app, _client, _h = _serve(home)

@@ -1,4 +1,4 @@
-"""Tests for api.merkle, the RFC 6962 / RFC 9162 Merkle tree of the audit log.
+"""Tests for api.audit.merkle, the RFC 6962 / RFC 9162 Merkle tree of the audit log.
 
 Modelled on transparency-dev/merkle: known-answer vectors (its RFC 6962 test
 tree), a plain recursive reference straight from the RFC text to cross-check
@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import pytest
 
-from api.merkle import (
+from api.audit.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     MerkleLog,
@@ -38,7 +38,7 @@ R = RootMismatchError
 
 # ---------------------------------------------------------------------------
 # Plain reference, straight from RFC 6962 section 2.1 (recursive, on entries).
-# Deliberately slow and obvious; hashes with hashlib directly, not api.merkle.
+# Deliberately slow and obvious; hashes with hashlib directly, not api.audit.merkle.
 # ---------------------------------------------------------------------------
 def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()

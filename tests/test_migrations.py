@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from api.db import MIGRATIONS, make_engine, migrate
+from api.db.session import MIGRATIONS, make_engine, migrate
 
 
 def _upgrade(engine, rev):
@@ -20,7 +20,7 @@ def _upgrade(engine, rev):
 
 
 def test_0003_moves_logged_fixes_into_chunks_keeping_seqs(tmp_path):
-    from api.fixlog import SEQ_KEY, decode
+    from api.service.fixlog import SEQ_KEY, decode
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     _upgrade(engine, "0002")

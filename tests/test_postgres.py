@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from conftest import EXAMPLES
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -63,9 +63,9 @@ def test_service_on_postgres(pg_url, tmp_path, monkeypatch, capsys):
     from sqlalchemy import text
     from sqlalchemy.exc import DatabaseError
 
-    from api.app import create_app
+    from api.http.app import create_app
     from api.settings import Settings
-    from api.users import add_user
+    from api.access.users import add_user
 
     monkeypatch.setenv("TAGTRAIL_DATABASE_URL", pg_url)
     home = tmp_path / "home"

@@ -19,7 +19,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import shape
 
-from api.cli import main
+from api.cli.main import main
 from conftest import DATA
 from geofence.classify import IN, OUT, UNCERTAIN, classify_points
 from geofence.compile import compile_zones

@@ -1,4 +1,4 @@
-"""`trails.simulate` / `tagtrail simulate`: determinism, contract formats, bad rows, realism."""
+"""`trails.sim.simulate` / `tagtrail simulate`: determinism, contract formats, bad rows, realism."""
 from __future__ import annotations
 
 import csv
@@ -15,8 +15,8 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from api.cli import main
-from trails.simulate import SimulationError, format_ts_ms, simulate
+from api.cli.main import main
+from trails.sim.simulate import SimulationError, format_ts_ms, simulate
 from trails.timestamps import NaiveTimestampError, format_ms, parse_timestamp
 
 FILES = ("fixes.csv", "events.csv", "subjects.json", "zones.geojson")

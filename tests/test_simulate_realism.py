@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from api.cli import main
-from trails.simulate import simulate
+from api.cli.main import main
+from trails.sim.simulate import simulate
 
 
 def test_breach_mix_looks_like_the_inspection(tmp_path, capsys):

@@ -30,7 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from conftest import EXAMPLES
 from trails.errors import InputError
 from trails.ingest import ingest
@@ -88,7 +88,7 @@ def test_failed_folder_linked_into_the_store_lands_nothing_in_it(tmp_path, capsy
     assert out.count("failed: refused: a symbolic link") == 1 and out.count("processed: refused: a symbolic link") == 1
     assert os.readlink(feed / "failed") == str(home / "store" / "fixes" / DAY)
     # the crafted file failed intake and is kept under HOME, out of the suppliers' reach
-    from api.watch import feed_dir
+    from api.service.watch import feed_dir
 
     kept = feed_dir(home, feed) / "failed"
     assert sorted(p.name for p in kept.iterdir()) == ["part-forged.parquet", "part-forged.parquet.error.txt"]
@@ -118,9 +118,9 @@ def test_linked_file_in_the_folder_is_never_read_or_moved(tmp_path, capsys, capl
 def test_take_opens_without_following_a_link_made_after_the_scan(tmp_path):
     """The name was a regular file at the scan and is a link when taken: the open
     (O_NOFOLLOW) refuses it, and nothing is read, moved or written."""
-    from api.app import create_app
+    from api.http.app import create_app
     from api.settings import Settings
-    from api.watch import FolderWatcher
+    from api.service.watch import FolderWatcher
 
     home, feed = tmp_path / "home", tmp_path / "feed"
     feed.mkdir()

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app
-from api.models import AuditEntry, BreachRow
+from api.http.app import create_app
+from api.db.models import AuditEntry, BreachRow
 from api.settings import Settings
-from api.users import add_user
+from api.access.users import add_user
 from conftest import EXAMPLES
 from test_incremental import _example, _random, batch
 from trails.timestamps import format_ms
@@ -23,7 +23,7 @@ from trails.timestamps import format_ms
 
 def _setup(home, assignments, zones, tmp_path):
     """A home with these subjects and zones loaded, and a feed, a caseworker and an auditor."""
-    from api.commands.subjects import load_into
+    from api.cli.subjects import load_into
 
     subj = tmp_path / "subjects.json"
     subj.write_text(json.dumps({"subjects": [
@@ -98,7 +98,7 @@ def _fix_json(r):
 def _db_records(app):
     with app.state.session_factory() as s:
         rows = list(s.scalars(select(BreachRow).where(BreachRow.status != "withdrawn")))
-    from api.stream import _record
+    from api.service.stream import _record
 
     from geofence.records import sort_records
 
@@ -159,8 +159,8 @@ def test_random_cases_over_http_with_restart_equal_batch(seed, tmp_path):
     assert _db_records(app) == want
     # moved into the store, the same rows give the same records from `tagtrail detect --home`
     app.state.stream.compact()
-    from api.cli import main
-    from api.models import IntakeFixChunk
+    from api.cli.main import main
+    from api.db.models import IntakeFixChunk
 
     with app.state.session_factory() as s:
         assert s.scalars(select(IntakeFixChunk.seq_first)).first() is None

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from api.cli import main
+from api.cli.main import main
 from test_incremental import batch
 from trails.timestamps import format_ms
 
@@ -55,7 +55,7 @@ def _wait_caught_up(port: int, token: str) -> None:
 
 
 def test_kill_mid_stream_loses_and_doubles_nothing(tmp_path):
-    from trails.simulate import simulate
+    from trails.sim.simulate import simulate
 
     sim = tmp_path / "sim"
     simulate(sim, wearers=6, days=2, seed=11, start="2024-03-09")  # spans the spring clock change
@@ -114,7 +114,7 @@ def test_kill_mid_stream_loses_and_doubles_nothing(tmp_path):
     from trails.store import read_store_fixes
 
     con = sqlite3.connect(home / "tagtrail.db")
-    from api.fixlog import decode
+    from api.service.fixlog import decode
 
     chunks = con.execute("SELECT seq_first, seq_last, rows, data FROM intake_fix_chunks ORDER BY seq_first").fetchall()
     assert all(last - first + 1 == n == decode(d).num_rows for first, last, n, d in chunks)

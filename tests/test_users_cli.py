@@ -9,8 +9,8 @@ import sqlite3
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.cli import main
+from api.http.app import create_app
+from api.cli.main import main
 from api.settings import Settings
 
 

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from conftest import EXAMPLES
 from test_incremental import _example, batch
 from test_stream_api import _db_records, _setup
@@ -35,7 +35,7 @@ def test_watch_takes_files_and_moves_them(tmp_path, capsys):
     assert main(["watch", str(feed), "--home", str(home), "--once", "--interval", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "a-fixes.csv: " in out and "d-bad.csv: 0 rows accepted" in out and "missing" in out.lower()
-    from api.watch import feed_dir
+    from api.service.watch import feed_dir
 
     kept = feed_dir(home, feed)
     assert kept.parent == home / "watch" and f"taken files go to {kept}/processed/" in out

@@ -9,7 +9,7 @@ another tool) whenever a home is opened.
 
 The one exception is what the audit log publishes for outside verifiers,
 HOME/audit/ (its public key and signed checkpoints, written 0644 by
-`api.audit`): they hold no trail data, and inside a 0700 HOME no other
+`api.audit.log`): they hold no trail data, and inside a 0700 HOME no other
 account can reach them anyway; an operator copies them out to verifiers.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import InputError
+from trails.errors import InputError
 
 __all__ = ["PUBLISHED_DIR", "secure_home", "private_dir"]
 

@@ -33,10 +33,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .projection import project_lonlat
-from .quarantine import REASON_CODE, REASONS, Rejected, bounded_text
-from .readers import _iter_validated
-from .store import (
+from trails.projection import project_lonlat
+from trails.quarantine import REASON_CODE, REASONS, Rejected, bounded_text
+from trails.readers import _iter_validated
+from trails.store import (
     DAY_MS,
     EVENT_SCHEMA,
     FIX_SCHEMA,

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from trails.errors import InputError
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_SCHEMA", "KINDS", "PUBLISHING", "Manifest", "StoreIntegrityError", "adopt",
            "day_label", "entry", "write_manifest"]

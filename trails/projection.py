@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InputError
+from trails.errors import InputError
 
 if TYPE_CHECKING:
     from pyproj import Transformer

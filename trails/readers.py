@@ -38,10 +38,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import InputError
-from .quarantine import Rejected
-from .timestamps import WHITESPACE
-from .validate import Events, Fixes, validate_events, validate_fixes
+from trails.errors import InputError
+from trails.quarantine import Rejected
+from trails.timestamps import WHITESPACE
+from trails.validate import Events, Fixes, validate_events, validate_fixes
 
 __all__ = [
     "Fixes",

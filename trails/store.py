@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import InputError
-from .home import private_dir, secure_home
-from .manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
+from trails.errors import InputError
+from trails.home import private_dir, secure_home
+from trails.manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
 
 log = logging.getLogger("tagtrail.store")
 
@@ -701,7 +701,7 @@ def store_summary(home) -> dict:
     q = read_store_quarantine(home)
     counts: dict[str, int] = {}
     if q.num_rows:
-        from .quarantine import REASONS
+        from trails.quarantine import REASONS
 
         vc = pc.value_counts(q.column("reason").combine_chunks()).to_pylist()
         found = {d["values"]: d["counts"] for d in vc}

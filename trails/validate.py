@@ -45,9 +45,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InputError
-from .quarantine import OK, REASON_CODE, Rejected
-from .timestamps import MAX_MS, MIN_MS, WHITESPACE
+from trails.errors import InputError
+from trails.quarantine import OK, REASON_CODE, Rejected
+from trails.timestamps import MAX_MS, MIN_MS, WHITESPACE
 
 __all__ = [
     "NUMBER_PATTERN",

@@ -1,0 +1,1 @@
+"""Governed access: who may do what, users, extracts, reports, safe CSV."""

@@ -1,0 +1,102 @@
+"""Who may call what: ONE table from operation id to the roles allowed.
+
+Every `/v1` route carries an explicit operation id, and the router-level
+dependency `authorize` (api/deps.py) looks the route up here, so a route
+missing from the table cannot be reached at all (and a test checks that the
+table and the routes match). Checks that depend on the record, not the role
+(a requester sees only their own requests; the approver is never the
+requester), live in the endpoint and are stated in its docstring.
+
+The roles (api/models.py ROLES):
+
+- ``caseworker``: Home Office staff who ask for data and read breaches.
+- ``requester``: an external agency (police, probation) asking through an
+  External Agency Request; sees only its own requests.
+- ``approver``: decides requests and confirms external requesters' identity;
+  never decides a request they made (governance.md, dual authorisation).
+- ``auditor``: reads everything, including the audit log and its proofs.
+- ``admin``: like the auditor, for running the service (assignments, zones).
+- ``feed``: the monitoring supplier's system: sends fixes and events, nothing else.
+  Only the feed sends fixes: an admin who could also post fixes could fabricate
+  evidence or erase a gap, so that power stays with one machine account whose
+  every batch is audited.
+
+This is the in-process, table-tested decision function governance.md asks
+for (no OPA/Cerbos server).
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from api.db.models import ROLES
+
+__all__ = ["PERMISSIONS", "PERSONAL_DATA_OPS", "WHILE_AUDIT_FAILED", "is_allowed", "roles_for"]
+
+_ALL = frozenset(ROLES)
+_PEOPLE = _ALL - {"feed"}  # every role but the supplier's system
+_STAFF = frozenset({"caseworker", "approver", "auditor", "admin"})
+_OVERSIGHT = frozenset({"approver", "auditor", "admin"})
+_ASKERS = frozenset({"caseworker", "requester"})
+
+#: operation id -> roles allowed. The single source of truth for role checks.
+PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
+    # access requests
+    "create_access_request": _ASKERS,
+    "check_identity": frozenset({"approver"}),
+    "decide_access_request": frozenset({"approver"}),
+    "withdraw_access_request": _ASKERS,          # and only the request's own requester
+    "get_access_request": _PEOPLE,               # requesters: only their own
+    "list_access_requests": _PEOPLE,             # requesters: only their own
+    "download_extract": _ASKERS,                 # and only the request's own requester
+    # breaches
+    "list_subject_breaches": _STAFF,
+    # reports
+    "report_access_requests": _OVERSIGHT,
+    "report_breaches": _OVERSIGHT,
+    # continuous operation: intake and the breach queue
+    "post_fixes": frozenset({"feed"}),
+    "breach_queue": _STAFF,
+    "set_breach_status": frozenset({"caseworker"}),
+    "stream_status": frozenset({"admin", "auditor", "feed"}),
+    # subjects and zones the service detects against
+    "list_assignments": frozenset({"admin"}),
+    "upsert_assignment": frozenset({"admin"}),
+    "upsert_zone": frozenset({"admin"}),
+    "list_zone_versions": frozenset({"admin", "auditor"}),
+    # changes to conditions in the past: proposed by one admin, decided by another
+    "propose_correction": frozenset({"admin"}),
+    "list_corrections": frozenset({"admin", "auditor"}),
+    "decide_correction": frozenset({"admin"}),
+    # audit log
+    "audit_checkpoint": frozenset({"auditor", "admin"}),
+    "audit_inclusion_proof": frozenset({"auditor", "admin"}),
+    "audit_consistency_proof": frozenset({"auditor", "admin"}),
+})
+
+assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PERMISSIONS"
+
+#: Operations whose inputs or answers concern a wearer: a refused or failed call to
+#: one of these is audited, and an external requester gets only a generic refusal.
+PERSONAL_DATA_OPS: frozenset[str] = frozenset({
+    "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
+    "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
+    "breach_queue", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
+    "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home
+})
+
+#: What may still be called while the audit log is in a failed state (tampering
+#: detected): only what helps investigate it. Everything else is refused (503).
+WHILE_AUDIT_FAILED: frozenset[str] = frozenset({
+    "audit_checkpoint", "audit_inclusion_proof", "audit_consistency_proof", "stream_status",
+})
+assert PERSONAL_DATA_OPS <= set(PERMISSIONS) and WHILE_AUDIT_FAILED <= set(PERMISSIONS)
+
+
+def roles_for(operation_id: str) -> frozenset[str]:
+    """The roles allowed to call `operation_id`; KeyError if it is not in the table."""
+    return PERMISSIONS[operation_id]
+
+
+def is_allowed(operation_id: str, role: str) -> bool:
+    """True when `role` may call `operation_id`. Unknown operations are denied."""
+    return role in PERMISSIONS.get(operation_id, frozenset())

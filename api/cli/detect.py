@@ -1,0 +1,336 @@
+"""`tagtrail detect`: breach records from fix files or from the store."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from geofence.detect import ChunkedColumn, DetectResult, EventInput, FixInput, battery_policy_counts, detect_columns
+from geofence.policy import load_policy
+from geofence.records import write_outputs
+from geofence.subjects import load_subjects
+from geofence.zones import load_zones
+from trails.errors import InputError
+from trails.timestamps import parse_timestamp
+
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+
+EPILOG = """\
+examples:
+  # the contract's command, on CSV or Parquet files
+  tagtrail detect --fixes fixes.csv --events events.csv --subjects subjects.json \\
+                  --zones zones.geojson --out results/
+  # stand the analysis at a given instant
+  tagtrail detect --fixes fixes.parquet --subjects subjects.json --zones zones.geojson \\
+                  --as-of 2024-04-01T19:00:00Z --out results/
+  # on the store built by `tagtrail ingest`, one week only
+  tagtrail detect --home data --subjects subjects.json --zones zones.geojson \\
+                  --from 2024-03-04T00:00:00Z --to 2024-03-11T00:00:00Z --out results/
+  # what would the accumulated battery policy change?
+  tagtrail detect --fixes fixes.csv --subjects subjects.json --zones zones.geojson \\
+                  --out results/ --compare-battery-policies
+
+Writes OUT/breaches.jsonl and OUT/quarantine.csv (see CONTRACT.md). Input errors
+exit 2 with one line on stderr and write nothing.
+
+Store mode (no --fixes): reads HOME/store, written by `tagtrail ingest`, using the
+coordinates projected at ingest. --from/--to restrict the analysis to that period
+(assignments are clipped to it) and only those day partitions are read. Rows
+quarantined at ingest stay in the store's quarantine; quarantine.csv lists what
+this run set aside (after_as_of, unassigned, duplicate) with a 4th column `file`
+naming the ingested file the row came from.
+"""
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("detect", help="detect breaches (CONTRACT.md)", description=__doc__,
+                       epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
+    p.add_argument("--fixes", metavar="FIXES", help="fixes file (.csv or .parquet)")
+    p.add_argument("--events", metavar="EVENTS", help="events file (.csv or .parquet)")
+    p.add_argument("--subjects", metavar="SUBJECTS.json", required=True)
+    p.add_argument("--zones", metavar="ZONES.geojson", required=True)
+    p.add_argument("--policy", metavar="POLICY.json")
+    p.add_argument("--as-of", metavar="TS", dest="as_of", help="RFC 3339 instant the analysis stands at")
+    p.add_argument("--out", metavar="DIR", required=True)
+    add_home_option(p)
+    p.add_argument("--from", dest="from_ts", metavar="TS", help="store mode: first instant to read")
+    p.add_argument("--to", dest="to_ts", metavar="TS", help="store mode: instant to read up to (exclusive)")
+    p.add_argument("--compare-battery-policies", action="store_true",
+                   help="also print gap breach counts under per_episode and accumulated")
+    p.add_argument("--db", action="store_true",
+                   help="also upsert the records (and the subjects and zones used) into HOME's database")
+    p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    p.add_argument("--timings", action="store_true", help="also print seconds per stage (on stderr)")
+    p.set_defaults(func=run)
+
+
+def _timestamp_arg(name: str, value: str) -> int:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InputError(f"{name} {value!r} is not a valid timestamp: {exc}") from None
+
+
+def _combine(arr) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def run(args: argparse.Namespace) -> int:
+    """The cyclic garbage collector is paused for the run: loading a national
+    ZONES.geojson and SUBJECTS.json creates millions of small objects and no
+    cycles, and the collector's repeated passes over them cost more than the
+    parsing itself (measured: 0.5 s of 1.1 s for 20,000 wearers)."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    policy = load_policy(args.policy)
+    zones = load_zones(args.zones, crs=policy.crs)  # positions must lie in the policy CRS's area of use
+    t_zones = time.perf_counter()
+    assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
+    t_subjects = time.perf_counter()
+    assignments_all = assignments
+    as_of = _timestamp_arg("--as-of", args.as_of) if args.as_of is not None else None
+
+    if args.fixes and (args.from_ts or args.to_ts):
+        raise InputError("--from/--to select days of the store (--home); with --fixes use --as-of")
+    if args.events and not args.fixes:
+        raise InputError("--events needs --fixes (in store mode, events come from the store)")
+    if args.fixes:
+        from trails.readers import read_events
+
+        fixes, f_rej, n_rows = _from_file(args.fixes, sorted({a.device_id for a in assignments}), policy.crs)
+        if args.events:
+            ev, e_rej = read_events(args.events)
+            events = EventInput(row=ev.row, device_id=_combine(ev.device_id), ts_ms=ev.ts_ms,
+                                event=_combine(ev.event))
+        else:
+            events, e_rej = None, None
+        origin = None
+    else:
+        fixes, events, assignments, origin, n_rows = _from_store(args, policy, assignments)
+        f_rej = e_rej = None
+
+    t_read = time.perf_counter()
+    result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
+                            rejected_fixes=f_rej, rejected_events=e_rej)
+    t_detected = time.perf_counter()
+    if origin is None:
+        write_outputs(args.out, result.records, result.quarantine)
+    else:
+        write_outputs(args.out, result.records, _store_quarantine(result.quarantine, origin),
+                      header=("source", "row", "reason", "file"))
+    t_written = time.perf_counter()
+    if args.db:
+        _save_to_db(args, assignments_all, zones, result.records)
+    elapsed = time.perf_counter() - t0
+    if args.timings:
+        stages = {"load zones": t_zones - t0, "load subjects": t_subjects - t_zones,
+                  "read files (file mode)": t_read - t_subjects, **result.timings,
+                  "write outputs": t_written - t_detected}
+        print("seconds per stage:", file=sys.stderr)
+        for name, sec in stages.items():
+            print(f"  {name:<30} {sec:8.3f}", file=sys.stderr)
+        print(f"  {'total in process':<30} {elapsed:8.3f}", file=sys.stderr)
+    if not args.quiet:
+        _print_summary(result, n_rows, elapsed, args.out)
+    if args.compare_battery_policies:
+        _print_policy_comparison(result, policy)
+    return 0
+
+
+def _from_file(path, devices: list[str], crs: str):
+    """File mode: validated batches kept as they are, not concatenated.
+
+    Device ids become codes batch by batch (their strings are dropped at
+    once); each batch is projected (in a worker thread, while the next batch
+    is read) as soon as it is validated; positions and readings are handed to
+    detection batch by batch and each batch's array is released as soon as it
+    has been placed, so the whole file is never held twice. Projecting rows
+    that detection later quarantines (unassigned, duplicate) costs a little
+    work and changes nothing: each fix is still projected exactly once.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trails.projection import project_lonlat
+    import pyarrow.compute as pc
+
+    from trails.quarantine import Rejected
+    from trails.readers import iter_fix_batches
+
+    value_set = pa.array(devices, pa.string())
+    cols: list[dict[str, np.ndarray]] = []
+    codes: list[np.ndarray] = []
+    rejected: list = []
+    n_rows = 0
+    projected = []
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)), thread_name_prefix="tagtrail-project") as ex:
+        for fx, rej in iter_fix_batches(path):
+            n_rows += len(fx) + len(rej)
+            rejected.append(rej)
+            codes.append(pc.index_in(fx.device_id, value_set=value_set).fill_null(-1)
+                         .to_numpy(zero_copy_only=False).astype(np.int32))
+            projected.append(ex.submit(project_lonlat, fx.lon, fx.lat, crs))
+            cols.append({"row": fx.row, "ts_ms": fx.ts_ms, "accuracy_m": fx.accuracy_m,
+                         "battery_pct": fx.battery_pct})
+        for c, fut in zip(cols, projected):
+            c["x"], c["y"] = fut.result()
+    starts = np.concatenate([[0], np.cumsum([len(c) for c in codes])]).astype(np.int64)
+
+    def whole(name: str) -> np.ndarray:
+        parts = [c[name] for c in cols]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float64 if name not in ("row", "ts_ms") else np.int64)
+
+    def chunked(name: str) -> ChunkedColumn:
+        def chunks(fn) -> None:
+            for k, c in enumerate(cols):
+                fn(int(starts[k]), c.pop(name))  # handed over once, then released
+        return ChunkedColumn(load=lambda: whole(name), chunks=chunks)
+
+    fixes = FixInput(row=ChunkedColumn(load=lambda: whole("row")), ts_ms=ChunkedColumn(load=lambda: whole("ts_ms")),
+                     accuracy_m=chunked("accuracy_m"), battery_pct=chunked("battery_pct"),
+                     device_code=ChunkedColumn(load=lambda: np.concatenate(codes) if codes else np.zeros(0, np.int32)),
+                     device_names=devices, x=chunked("x"), y=chunked("y"))
+    return fixes, Rejected.concat("fixes", rejected), n_rows
+
+
+def _clip_assignments(assignments, start_ms, end_ms):
+    """Store mode with --from/--to: the analysis covers only that period, as if
+    each assignment began no earlier than --from and ended by --to, so time
+    outside the period (whose fixes were not read) is never taken as a gap."""
+    from dataclasses import replace
+
+    out = []
+    for a in assignments:
+        s = a.start_ms if start_ms is None else max(a.start_ms, start_ms)
+        e = a.end_ms if end_ms is None else (end_ms if a.end_ms is None else min(a.end_ms, end_ms))
+        if e is None or e > s:
+            out.append(replace(a, start_ms=s, end_ms=e))
+    return tuple(out)
+
+
+def _from_store(args, policy, assignments):
+    """Store mode: the day partitions overlapping [--from, --to), read column by column.
+
+    Fix rows are numbered by their position in the files read; `_store_quarantine`
+    maps them back to the source file and row recorded at ingest. Rows of
+    devices without an assignment, and rows outside [--from, --to), are not
+    part of this analysis (neither kept nor quarantined).
+    """
+    from trails.store import FixFiles, read_store_events
+
+    home = resolve_home(args.home)
+    start = _timestamp_arg("--from", args.from_ts) if args.from_ts else None
+    end = _timestamp_arg("--to", args.to_ts) if args.to_ts else None
+    if start is not None and end is not None and end <= start:
+        raise InputError(f"--to {args.to_ts!r} is not after --from {args.from_ts!r}")
+    if not (home / "store").exists():
+        raise InputError(f"no store at {home / 'store'}: run `tagtrail ingest` first, or pass --fixes")
+    devices = sorted({a.device_id for a in assignments})
+    files = FixFiles(home, start_ms=start, end_ms=end)
+    n = len(files)
+    same_crs = policy.crs == "EPSG:27700"  # the store keeps x/y in the British National Grid
+    def chunked(name: str) -> ChunkedColumn:
+        return ChunkedColumn(load=lambda: files.column(name), chunks=lambda fn: files.each_chunk(name, fn))
+
+    fixes = FixInput(row=ChunkedColumn(load=lambda: np.arange(1, n + 1, dtype=np.int64)),
+                     ts_ms=chunked("ts_ms"), accuracy_m=chunked("accuracy_m"), battery_pct=chunked("battery_pct"),
+                     device_code=ChunkedColumn(load=lambda: files.device_codes(devices)), device_names=devices,
+                     x=chunked("x") if same_crs else None, y=chunked("y") if same_crs else None,
+                     lat=None if same_crs else chunked("lat"), lon=None if same_crs else chunked("lon"),
+                     unknown_device="ignore", window=(start, end))
+    se = read_store_events(home, start_ms=start, end_ms=end, devices=devices)
+    events = EventInput(row=np.arange(1, len(se) + 1, dtype=np.int64), device_id=_combine(se.device_id),
+                        ts_ms=se.ts_ms, event=_combine(se.event))
+
+    def origin(source: str, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        if source == "events":
+            return [str(v) for v in se.source.take(pa.array(positions)).to_pylist()], se.row[positions]
+        return files.origin(positions)
+
+    return fixes, events, _clip_assignments(assignments, start, end), origin, n
+
+
+def _store_quarantine(quarantine, origin):
+    """(source, row, reason) over read positions -> (source, file row, reason, file)."""
+    out = []
+    for source in ("events", "fixes"):
+        items = [(pos, reason) for src, pos, reason in quarantine if src == source]
+        if not items:
+            continue
+        names, rows = origin(source, np.array([p - 1 for p, _ in items], np.int64))
+        out.extend((source, int(r), reason, str(f)) for (_, reason), f, r in zip(items, names, rows.tolist()))
+    return sorted(out, key=lambda q: (q[0] != "events", q[3], q[1]))
+
+
+def _save_to_db(args, assignments, zones, records) -> None:
+    import json as _json
+
+    from api.db.session import open_database, transaction
+    from api.service.detections import save_detection
+    from api.settings import Settings
+
+    from api.audit.log import AuditLog
+
+    settings = Settings.from_home(resolve_home(args.home))
+    features = _json.loads(Path(args.zones).read_text(encoding="utf-8-sig"))["features"]
+    engine, factory = open_database(settings)
+    try:
+        audit = AuditLog(settings)
+        with transaction(factory) as session:
+            counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones,
+                                    records=records)
+            # DPA 2018 s.62: collection and alteration are logged too (counts only, no subjects)
+            audit.append(session, action="breaches.upsert", actor=None, detail=dict(counts))
+        with factory() as session:
+            audit.write_checkpoint(session, force=True)
+            session.commit()
+    finally:
+        engine.dispose()
+    if not args.quiet:
+        print(f"database: {counts['inserted']} records added, {counts['updated']} updated "
+              f"({settings.database_url.split('://')[0]})")
+
+
+def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str) -> None:
+    by = Counter((r["kind"], r["type"], r["priority"]) for r in result.records)
+    n_breach = sum(v for (k, _, _), v in by.items() if k == "breach")
+    n_alert = sum(v for (k, _, _), v in by.items() if k == "alert")
+    print(f"breaches: {n_breach}   alerts: {n_alert}   (written to {Path(out) / 'breaches.jsonl'})")
+    for (kind, type_, prio), n in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        print(f"  {kind:<6} P{prio}  {type_:<20} {n:>8}")
+    q = Counter(reason for _, _, reason in result.quarantine)
+    print(f"quarantined rows: {sum(q.values())}" + ("" if not q else "   " + ", ".join(f"{k}={v}" for k, v in sorted(q.items()))))
+    rate = n_rows / elapsed if elapsed > 0 else 0.0
+    print(f"{n_rows:,} fix rows in {elapsed:.2f} s ({rate:,.0f} fixes/s)")
+
+
+def _print_policy_comparison(result: DetectResult, policy) -> None:
+    counts = battery_policy_counts(result, policy)
+    keys = sorted(set(counts["per_episode"]) | set(counts["accumulated"]))
+    print("battery policy comparison (gap records):")
+    print(f"  {'record':<34} {'per_episode':>12} {'accumulated':>12}")
+    for k in keys:
+        print(f"  {k:<34} {counts['per_episode'].get(k, 0):>12} {counts['accumulated'].get(k, 0):>12}")
+
+    def breaches(c: dict[str, int]) -> int:
+        return sum(v for k, v in c.items() if k.endswith("breach") and (k.startswith("battery") or k.startswith("accumulated")))
+
+    pe, ac = breaches(counts["per_episode"]), breaches(counts["accumulated"])
+    change = f"{(ac - pe) / pe * 100:+.0f}%" if pe else "n/a"
+    print(f"  battery breaches: per_episode {pe}, accumulated {ac} ({change})")

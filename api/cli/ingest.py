@@ -1,0 +1,58 @@
+"""`tagtrail ingest`: validate fixes (and events) and append them to the store."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+
+EPILOG = """\
+examples:
+  tagtrail ingest fixes.csv
+  tagtrail ingest fixes.parquet --events events.csv --home /srv/tagtrail
+  TAGTRAIL_HOME=/srv/tagtrail tagtrail ingest day-2024-06-01.csv
+
+Rows that cannot be used (CONTRACT.md, "Quarantine") are recorded under
+HOME/store/quarantine/ with their file, row and reason; rows already in the
+store are quarantined as `duplicate`, so ingesting a file twice adds nothing.
+A missing or unreadable file, or a missing required column, changes nothing
+and exits 2. An ingest holds HOME/store.lock from start to end: it refuses
+(exit 2) while another ingest or a tagtrail service (serve, watch) runs on
+HOME, and they refuse while it runs. Staging folders left by an ingest that
+was killed are removed by whoever takes the lock next.
+"""
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="validate fixes/events and append them to the Parquet store",
+        description="Validate a fixes file (CSV or Parquet), project it to EPSG:27700 and "
+        "append it to HOME/store, partitioned by UTC day.",
+        epilog=EPILOG,
+        formatter_class=EXAMPLES_FORMATTER,
+    )
+    p.add_argument("fixes", metavar="FIXES", help="fixes file (.csv or .parquet)")
+    p.add_argument("--events", metavar="EVENTS", default=None, help="events file (.csv or .parquet)")
+    p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    add_home_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trails.ingest import ingest
+
+    home = resolve_home(args.home)
+    s = ingest(args.fixes, home=home, events_path=args.events, progress=not args.no_progress)
+    print(f"fixes: {s.fixes_read} read, {s.fixes_stored} stored")
+    if s.events_path is not None:
+        print(f"events: {s.events_read} read, {s.events_stored} stored")
+    if s.quarantined:
+        print("quarantined: " + ", ".join(f"{k} {v}" for k, v in s.quarantined.items()))
+    else:
+        print("quarantined: none")
+    if s.days:
+        print(f"days: {s.days[0]} .. {s.days[-1]} ({len(s.days)})")
+    print(f"{s.fixes_read + s.events_read} rows in {s.seconds:.2f} s ({s.rows_per_s:,.0f} rows/s)")
+    sys.stdout.flush()
+    return 0

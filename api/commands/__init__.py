@@ -1,1 +1,0 @@
-"""One module per `tagtrail` subcommand; see `api.cli`."""

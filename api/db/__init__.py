@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy models, sessions and the Alembic migrations."""

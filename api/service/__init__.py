@@ -1,0 +1,1 @@
+"""Continuous operation: intake, the fix log, folder watching, streaming detection, conditions."""

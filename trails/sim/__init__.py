@@ -1,0 +1,1 @@
+"""The simulator: synthetic wearers, behaviour and bad rows (`tagtrail simulate`)."""
