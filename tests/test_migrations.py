@@ -20,7 +20,7 @@ def _upgrade(engine, rev):
 
 
 def test_0003_moves_logged_fixes_into_chunks_keeping_seqs(tmp_path):
-    from api.service.fixlog import SEQ_KEY, decode
+    from api.db.fixlog import SEQ_KEY, decode
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     _upgrade(engine, "0002")

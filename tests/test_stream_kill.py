@@ -114,7 +114,7 @@ def test_kill_mid_stream_loses_and_doubles_nothing(tmp_path):
     from trails.store import read_store_fixes
 
     con = sqlite3.connect(home / "tagtrail.db")
-    from api.service.fixlog import decode
+    from api.db.fixlog import decode
 
     chunks = con.execute("SELECT seq_first, seq_last, rows, data FROM intake_fix_chunks ORDER BY seq_first").fetchall()
     assert all(last - first + 1 == n == decode(d).num_rows for first, last, n, d in chunks)

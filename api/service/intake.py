@@ -48,7 +48,7 @@ from trails.timestamps import format_ms, format_ms_array
 from trails.readers import iter_raw_batches
 from trails.validate import validate_events, validate_fixes
 
-from api.service import fixlog
+from api.db import fixlog
 from api.db.models import DetectorState, IntakeBatch, IntakeEvent, IntakeFixChunk, IntakeQuarantine, User
 
 __all__ = ["MAX_ROWS", "IntakeContext", "IntakeResult", "accept_batch", "batch_summary", "parse_json_body",

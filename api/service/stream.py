@@ -35,7 +35,7 @@ from trails.keys import as_strings
 from trails.timestamps import format_ms
 
 from api.service.detections import config_version, load_assignments, load_zones_from_db
-from api.service import fixlog
+from api.db import fixlog
 from api.db.models import BreachRow, DetectorState, IntakeEvent, IntakeFixChunk
 from api.settings import Settings
 

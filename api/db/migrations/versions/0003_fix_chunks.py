@@ -25,7 +25,7 @@ _COLS = ("seq", "batch_id", "row", "device_id", "ts_ms", "lat", "lon", "x", "y",
 def upgrade() -> None:
     import pyarrow as pa
 
-    from api.service.fixlog import SEQ_KEY, encode
+    from api.db.fixlog import SEQ_KEY, encode
 
     op.create_table(
         "intake_fix_chunks",

@@ -22,8 +22,18 @@ branch_labels = None
 depends_on = None
 
 
+def _person_key(name: str) -> str:
+    """`api.access.users.person_key` as it was when this revision was written (a migration
+    is a snapshot: it must do the same thing however the code changes later)."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc") or c.isspace())
+    return " ".join(text.casefold().split())
+
+
 def upgrade() -> None:
-    from api.access.users import person_key
+    person_key = _person_key
 
     op.add_column("access_requests", sa.Column("bound_assignments_json", sa.Text))
     op.add_column("users", sa.Column("person", sa.String(200), nullable=False, server_default=""))
