@@ -1,5 +1,7 @@
 # Two commands: `make run` and `make test`. Both build .venv on first use.
+# `make run PORT=8080` serves on another port; a port in use is refused before any work.
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= $(if $(TAGTRAIL_HOME),$(TAGTRAIL_HOME),./data)
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tagtrail demo --home $(HOME_DIR)
+	$(BIN)/tagtrail demo --home $(HOME_DIR) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -3,18 +3,29 @@ asks to be configuration (with documented defaults).
 
 Settings are built explicitly (`Settings.from_home`) and passed down, never
 read from a module-level global, so tests can run several services side by
-side.
+side. `Settings` is a `pydantic_settings.BaseSettings` model with three
+sources, highest first: the arguments of `from_home`; the environment, for
+``TAGTRAIL_HOME`` and ``TAGTRAIL_DATABASE_URL`` only (a policy choice is never
+taken from the environment, where nobody reviews it); and HOME/settings.json
+(`_SettingsJson`), which may hold only the policy choices (`POLICY_KEYS`).
+Every value is validated once, here: a bad one, or an unknown key (a typo), is
+refused with a message naming the file and the key, never ignored or coerced.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from trails.errors import InputError
 
-__all__ = ["Settings", "GROUNDS", "DEFAULT_MAX_PERIOD_DAYS", "DEFAULT_MIN_NARROWING_FRACTION"]
+__all__ = ["Settings", "GROUNDS", "DEFAULT_MAX_PERIOD_DAYS", "DEFAULT_MIN_NARROWING_FRACTION", "AUDIT_DEFAULTS",
+           "POLICY_KEYS"]
 
 #: The five lawful grounds of the EM DPIA (governance.md, "Who may see a trail").
 GROUNDS: tuple[str, ...] = ("bail_breach", "absconded", "article8", "breach_allegation", "sar_or_legal")
@@ -44,12 +55,65 @@ DEFAULT_MIN_NARROWING_FRACTION = 0.10
 AUDIT_DEFAULTS: dict[str, int | float] = {"audit_checkpoint_every": 1000, "audit_checkpoint_s": 10.0,
                                           "audit_unsigned_max_s": 3600.0}
 
-_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
-                   *AUDIT_DEFAULTS})
+#: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
+POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
+                         *AUDIT_DEFAULTS})
+#: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL).
+_ENV_FIELDS = frozenset({"home", "database_url"})
 
 
-@dataclass(frozen=True)
-class Settings:
+def _sqlite_in_home(data: dict[str, Any]) -> str:
+    """The default database: SQLite at HOME/tagtrail.db (absolute)."""
+    home = data.get("home")
+    return f"sqlite:///{(Path(home) / 'tagtrail.db').resolve()}" if home is not None else ""
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _SettingsJson(PydanticBaseSettingsSource):
+    """HOME/settings.json (optional), HOME being the one the sources before it gave.
+
+    Refuses a file that is not a JSON object, and keys outside `POLICY_KEYS`,
+    naming the file; the values are checked by the model's validators."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # the whole file is read at once, in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        home = self.current_state.get("home")
+        if home is None:
+            return {}
+        cfg = Path(home) / "settings.json"
+        if not cfg.exists():
+            return {}
+        try:
+            doc = json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{cfg}: not readable JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"{cfg}: must be a JSON object")
+        unknown = set(doc) - POLICY_KEYS
+        if unknown:
+            raise InputError(f"{cfg}: unknown keys {sorted(unknown)}")
+        return doc
+
+
+class _Environment(EnvSettingsSource):
+    """The environment, for `_ENV_FIELDS` only (TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name not in _ENV_FIELDS:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class Settings(BaseSettings):
     """Everything the service needs to know about its installation.
 
     home: the tagtrail home (store, database, audit checkpoints, keys).
@@ -61,17 +125,83 @@ class Settings:
         decision must remove (see DEFAULT_MIN_NARROWING_FRACTION).
     audit_checkpoint_every, audit_checkpoint_s, audit_unsigned_max_s: the audit
         log's checkpoint cadence and staleness bound (see AUDIT_DEFAULTS).
+
+    Nothing secret is a setting (the audit keys are made per home, in
+    HOME/keys), so there is no insecure default to refuse; what would weaken a
+    guarantee (a checkpoint never, an approval that never expires, a partial
+    decision that removes nothing, a ground nobody knows) is refused.
     """
 
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="TAGTRAIL_", env_ignore_empty=True,
+                                      validate_default=False)
+
     home: Path
-    database_url: str
+    database_url: str = Field(default_factory=_sqlite_in_home)
     approval_ttl_s: int = 7 * 86400
-    max_period_days: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_PERIOD_DAYS))
+    max_period_days: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_MAX_PERIOD_DAYS))
     guidance_version: str = "EM-access-guidance-2024.1"
     min_narrowing_fraction: float = DEFAULT_MIN_NARROWING_FRACTION
     audit_checkpoint_every: int = 1000
     audit_checkpoint_s: float = 10.0
     audit_unsigned_max_s: float = 3600.0
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then TAGTRAIL_HOME / TAGTRAIL_DATABASE_URL, then HOME/settings.json (no .env, no secrets dir)."""
+        return init_settings, _Environment(settings_cls), _SettingsJson(settings_cls)
+
+    @field_validator("max_period_days", mode="before")
+    @classmethod
+    def _periods(cls, value: Any) -> dict[str, int]:
+        """The defaults, with the grounds the file names replaced (null: the defaults)."""
+        periods = dict(DEFAULT_MAX_PERIOD_DAYS)
+        if value is None:
+            return periods
+        if not isinstance(value, dict):
+            raise ValueError(f"max_period_days must be an object of grounds and days, got {value!r}")
+        for ground, days in value.items():
+            if ground not in GROUNDS or not _is_whole(days) or days <= 0:
+                raise ValueError(f"max_period_days[{ground!r}] must be a known ground with a positive whole "
+                                 f"number of days")
+            periods[ground] = days
+        return periods
+
+    @field_validator("approval_ttl_s", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> int:
+        if not _is_whole(value) or value <= 0:
+            raise ValueError("approval_ttl_s must be a positive whole number of seconds")
+        return value
+
+    @field_validator("guidance_version", mode="before")
+    @classmethod
+    def _guidance(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"guidance_version must be non-empty text, got {value!r}")
+        return value
+
+    @field_validator("min_narrowing_fraction", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> float:
+        if not _is_number(value) or not 0 <= value < 1:
+            raise ValueError(f"min_narrowing_fraction must be a number from 0 up to (not including) 1, got {value!r}")
+        return float(value)
+
+    @field_validator("audit_checkpoint_every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> int:
+        if not _is_whole(value) or value < 1:
+            raise ValueError(f"audit_checkpoint_every must be a whole number >= 1, got {value!r}")
+        return value
+
+    @field_validator("audit_checkpoint_s", "audit_unsigned_max_s", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any, info: ValidationInfo) -> float:
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"{info.field_name} must be seconds >= 0, got {value!r}")
+        return float(value)
 
     @property
     def audit_dir(self) -> Path:
@@ -82,45 +212,40 @@ class Settings:
         return self.home / "keys"
 
     @staticmethod
-    def from_home(home: str | os.PathLike, *, database_url: str | None = None) -> "Settings":
-        """Settings for `home`: `TAGTRAIL_DATABASE_URL` overrides the SQLite default;
-        HOME/settings.json (optional) may set approval_ttl_s, max_period_days,
-        guidance_version and min_narrowing_fraction. Unknown keys are refused,
-        so a typo is never ignored."""
-        home = Path(home)
-        url = database_url or os.environ.get("TAGTRAIL_DATABASE_URL") or f"sqlite:///{(home / 'tagtrail.db').resolve()}"
-        extra: dict = {}
-        cfg = home / "settings.json"
-        if cfg.exists():
-            try:
-                extra = json.loads(cfg.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{cfg}: not readable JSON: {exc}") from None
-            if not isinstance(extra, dict):
-                raise InputError(f"{cfg}: must be a JSON object")
-            unknown = set(extra) - _KEYS
-            if unknown:
-                raise InputError(f"{cfg}: unknown keys {sorted(unknown)}")
-        periods = dict(DEFAULT_MAX_PERIOD_DAYS)
-        for ground, days in (extra.get("max_period_days") or {}).items():
-            if ground not in GROUNDS or not isinstance(days, int) or isinstance(days, bool) or days <= 0:
-                raise InputError(f"{cfg}: max_period_days[{ground!r}] must be a known ground with a positive whole number of days")
-            periods[ground] = days
-        ttl = extra.get("approval_ttl_s", 7 * 86400)
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
-            raise InputError(f"{cfg}: approval_ttl_s must be a positive whole number of seconds")
-        share = extra.get("min_narrowing_fraction", DEFAULT_MIN_NARROWING_FRACTION)
-        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
-            raise InputError(f"{cfg}: min_narrowing_fraction must be a number from 0 up to (not including) 1, "
-                             f"got {share!r}")
-        audit: dict = {}
-        for key, default in AUDIT_DEFAULTS.items():
-            value, whole = extra.get(key, default), isinstance(default, int)
-            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
-                    or value < (1 if whole else 0):
-                raise InputError(f"{cfg}: {key} must be {'a whole number >= 1' if whole else 'seconds >= 0'}, "
-                                 f"got {value!r}")
-            audit[key] = value if whole else float(value)
-        return Settings(home=home, database_url=url, approval_ttl_s=ttl, max_period_days=periods,
-                        guidance_version=str(extra.get("guidance_version", "EM-access-guidance-2024.1")),
-                        min_narrowing_fraction=float(share), **audit)
+    def from_home(home: str | os.PathLike | None = None, *, database_url: str | None = None) -> "Settings":
+        """Settings for `home` (None: $TAGTRAIL_HOME). `database_url`, else
+        $TAGTRAIL_DATABASE_URL, overrides the SQLite default; HOME/settings.json
+        (optional) may set the policy choices (`POLICY_KEYS`).
+
+        Raises
+        ------
+        InputError
+            HOME/settings.json is not a JSON object of known keys, or a value is
+            out of range: one message naming the file and each bad key.
+        """
+        given: dict[str, Any] = {}
+        if home is not None:
+            given["home"] = Path(home)
+        if database_url:
+            given["database_url"] = database_url
+        try:
+            return Settings(**given)
+        except ValidationError as exc:
+            where = given.get("home") or os.environ.get("TAGTRAIL_HOME")  # the settings.json the values came from
+            raise InputError(_refusal(exc, where)) from None
+
+
+def _refusal(exc: ValidationError, home: str | os.PathLike | None) -> str:
+    """One line for a `ValidationError`: the file, then each bad key and why (our own words)."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        cause = (err.get("ctx") or {}).get("error")
+        key = ".".join(str(p) for p in err["loc"])
+        if isinstance(cause, ValueError):
+            problems.append(str(cause))
+        elif err["type"] == "missing" and key == "home":
+            problems.append("no home: give one, or set TAGTRAIL_HOME")
+        else:
+            problems.append(f"{key}: {err['msg']}")
+    where = f"{Path(home) / 'settings.json'}: " if home is not None else ""
+    return where + "; ".join(problems)

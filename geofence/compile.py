@@ -9,7 +9,7 @@ parts; circles own none). Compiled zone i is input zone i.
 Each polygon zone also gets a square-cell grid over its bounding box
 expanded by a margin, with per-cell lower/upper bounds of the signed
 distance, so most fixes are classified without touching an edge
-(`geofence.kernels._classify_one`).
+(`geofence.kernels._classify_run`).
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trails.projection import project_lonlat
-from trails.quarantine import OK, REASON_CODE, Rejected
+from trails.quarantine import OK, Rejected
+from trails.timestamps import POS_INF_MS
 
 from . import rules
 from .classify import classify_assignments
@@ -38,7 +39,6 @@ from .schedule import active_intervals
 __all__ = ["FixInput", "EventInput", "ChunkedColumn", "AssignmentTable", "DetectResult", "RerunContext", "detect_columns",
            "gap_records", "battery_policy_counts"]
 
-POS_INF_MS = np.int64(2**62)
 _KIND_CODE = {"curfew": rules.KIND_CURFEW, "inclusion": rules.KIND_INCLUSION,
               "exclusion": rules.KIND_EXCLUSION}
 
@@ -247,34 +247,8 @@ def _fix_device_codes(fixes: FixInput, devices: pa.Array) -> np.ndarray:
     return remap[code]
 
 
-def _screen_rows(dev_code, ts_ms, row, extra_key, as_of_explicit, a_dev, a_start, a_end):
-    """Reasons 8-10 for one source. Returns (kept indices sorted by (device, ts),
-    their assignment index, reason codes per input row (127 = kept))."""
-    n = ts_ms.shape[0]
-    reason = np.full(n, 127, np.int8)
-    if as_of_explicit is not None:
-        reason[ts_ms > as_of_explicit] = REASON_CODE["after_as_of"]
-    # sort by (device, ts, extra key, row): then assignment lookup is a merge
-    keys = [row] + ([extra_key] if extra_key is not None else []) + [ts_ms, dev_code]
-    order = np.lexsort(keys)
-    assign_sorted = rules.assign_fixes(dev_code[order], ts_ms[order], a_dev, a_start, a_end)
-    unassigned = (assign_sorted < 0) & (reason[order] == 127)
-    reason[order[unassigned]] = REASON_CODE["unassigned"]
-    ok = reason[order] == 127
-    cand = order[ok]
-    cand_assign = assign_sorted[ok]
-    if cand.size > 1:
-        same = (dev_code[cand][1:] == dev_code[cand][:-1]) & (ts_ms[cand][1:] == ts_ms[cand][:-1])
-        if extra_key is not None:
-            same &= extra_key[cand][1:] == extra_key[cand][:-1]
-        dup = np.concatenate(([False], same))
-        reason[cand[dup]] = REASON_CODE["duplicate"]
-        cand, cand_assign = cand[~dup], cand_assign[~dup]
-    return cand, cand_assign, reason
-
-
 def _rejected(source: str, row: np.ndarray, reason: np.ndarray) -> Rejected:
-    bad = reason != 127
+    bad = reason != OK
     return Rejected(source, row[bad].astype(np.int64), reason[bad].astype(np.int8))
 
 
@@ -419,7 +393,7 @@ def detect_columns(
     devices = pa.array(table.device_names, pa.string())
     a_dev, a_start, a_end = table.a_dev, table.a_start, table.a_end
 
-    # 1. reasons 8-10: fixes by the layout kernels, events (few) by sorting
+    # 1. reasons 8-10, by the layout kernel: fixes, then events (a duplicate also has the same kind)
     f_dev = _fix_device_codes(fixes, devices)
     st.mark("read device codes")
     ts_all = _load(fixes.ts_ms)
@@ -431,9 +405,11 @@ def detect_columns(
     if events is not None and len(events):
         e_dev = _device_codes(events.device_id, devices)
         kinds = pc.dictionary_encode(events.event).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        e_keep, e_assign, e_reason = _screen_rows(e_dev, events.ts_ms, events.row, kinds, as_of_ms,
-                                                  a_dev, a_start, a_end)
-        e_rej = _rejected("events", events.row, e_reason)
+        e_lay = lay_out_fixes(e_dev, events.ts_ms, len(devices), a_dev, a_start, a_end, as_of_ms=as_of_ms,
+                              extra_key=kinds)
+        e_keep = np.flatnonzero(e_lay.dest >= 0)
+        e_assign = e_lay.assignment_of(e_lay.dest[e_keep])
+        e_rej = _rejected("events", events.row, e_lay.reason)
         e_is_tamper = pc.equal(events.event, "strap_tamper").to_numpy(zero_copy_only=False)[e_keep]
         e_ts = events.ts_ms[e_keep]
     else:

@@ -37,17 +37,16 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from trails.keys import as_strings
+from trails.timestamps import NEG_INF_MS, POS_INF_MS
 
-from . import rules
 from .detect import AssignmentTable, EventInput, FixInput, RerunContext, _device_codes, detect_columns
+from .layout import assign_rows, first_rows
 from .model import Assignment, Policy, Zone
 
 __all__ = ["FixRows", "EventRows", "Change", "IncrementalDetector"]
-
-_INF = 2**62
-_MIN = -(2**62)
 
 
 @dataclass(frozen=True)
@@ -218,9 +217,9 @@ class IncrementalDetector:
         self._set_config(list(assignments), tuple(zones))
         n = len(self.assignments)
         self._cuts: list[list[int]] = [[] for _ in range(n)]  # retained safe cuts, ascending
-        self._cut_last = np.full(n, _MIN, np.int64)  # == cuts[-1], or _MIN without a cut
+        self._cut_last = np.full(n, NEG_INF_MS, np.int64)  # == cuts[-1], or NEG_INF_MS without a cut
         self._complete = np.ones(n, np.bool_)  # rows held from A.start (no cut dropped yet)
-        self._latest = np.full(n, _MIN, np.int64)  # latest kept row (as_of is the latest over all)
+        self._latest = np.full(n, NEG_INF_MS, np.int64)  # latest kept row (as_of is the latest over all)
         self._live: dict[int, dict[str, dict]] = {}  # records a rerun may still change
         self._frozen: dict[int, dict[str, dict]] = {}  # settled before the oldest retained cut: never rerun
         self._tail = _Fixes.empty()  # rows at or after their assignment's latest cut
@@ -260,15 +259,13 @@ class IncrementalDetector:
 
     # ------------------------------------------------------------------ writing
     def _owners(self, devices, ts: np.ndarray) -> np.ndarray:
-        """Index of the assignment holding each (device, ts), or -1."""
+        """Index of the assignment holding each (device, ts), or -1 (``unassigned``,
+        as detection decides it: `geofence.layout.assign_rows`)."""
         if ts.shape[0] == 0:
             return np.full(0, -1, np.int64)
         code = _device_codes(as_strings(devices), self._devices)
-        order = np.lexsort((ts, code))
-        out = np.empty(ts.shape[0], np.int64)
         t = self._table
-        out[order] = rules.assign_fixes(code[order], ts[order], t.a_dev, t.a_start, t.a_end)
-        return out
+        return assign_rows(code, ts, len(self._devices), t.a_dev, t.a_start, t.a_end)
 
     def add(self, fixes: FixRows | None = None, events: EventRows | None = None) -> tuple[list[Change], np.ndarray, np.ndarray]:
         """Take one batch; returns (changes, fix rows without assignment, event rows without assignment)
@@ -285,15 +282,15 @@ class IncrementalDetector:
         new_e = _Events.of(events, e_owner, ek)
         own = np.concatenate([new_f.owner, new_e.owner])
         own_ts = np.concatenate([new_f.ts, new_e.ts])
-        new_min = _per_owner(np.minimum, own, own_ts, n, _INF)
-        touched = new_min < _INF
+        new_min = _per_owner(np.minimum, own, own_ts, n, POS_INF_MS)
+        touched = new_min < POS_INF_MS
 
         # where each touched assignment reruns from: its latest cut before the new rows (the usual
         # case, vectorised), an earlier retained cut, A.start, or a rebuild from the whole history
         rerun = touched.copy()
-        start = np.where(self._cut_last > _MIN, self._cut_last, self._table.a_start)
-        from_cut = self._cut_last > _MIN
-        late = np.flatnonzero(touched & ((self._cut_last >= new_min) | ((self._cut_last == _MIN) & ~self._complete)))
+        start = np.where(self._cut_last > NEG_INF_MS, self._cut_last, self._table.a_start)
+        from_cut = self._cut_last > NEG_INF_MS
+        late = np.flatnonzero(touched & ((self._cut_last >= new_min) | ((self._cut_last == NEG_INF_MS) & ~self._complete)))
         rebuild = []
         for i in late.tolist():
             cuts = self._cuts[i]
@@ -314,9 +311,9 @@ class IncrementalDetector:
 
         old_as_of = self.as_of
         if own_ts.size:
-            self.as_of = max(self.as_of if self.as_of is not None else _MIN, int(own_ts.max()))
+            self.as_of = max(self.as_of if self.as_of is not None else NEG_INF_MS, int(own_ts.max()))
         if self.as_of is not None and self.as_of != old_as_of:  # every assignment still worn runs to as_of
-            worn = self._table.a_end > (old_as_of if old_as_of is not None else _MIN)
+            worn = self._table.a_end > (old_as_of if old_as_of is not None else NEG_INF_MS)
             rerun |= worn & (self.as_of > self._table.a_start)
         changes = self._rerun(np.flatnonzero(rerun), start, from_cut) if rerun.any() and self.as_of is not None else []
         return changes, np.flatnonzero(f_owner < 0), np.flatnonzero(e_owner < 0)
@@ -332,11 +329,11 @@ class IncrementalDetector:
             raise ValueError(f"restore needs one saved state per assignment ({n}), got {len(saved)}")
         self._cuts = [[int(c) for c in cuts] for cuts, _, _ in saved]
         self._complete = np.array([bool(c) for _, c, _ in saved], np.bool_)
-        self._cut_last = np.array([c[-1] if c else _MIN for c in self._cuts], np.int64)
+        self._cut_last = np.array([c[-1] if c else NEG_INF_MS for c in self._cuts], np.int64)
         self._live = {i: dict(r) for i, (_, _, r) in enumerate(saved) if r}
         self._frozen = {}
-        first = np.array([c[0] if c else _MIN for c in self._cuts], np.int64)
-        since = np.where(self._complete | (first == _MIN), self._table.a_start, first)
+        first = np.array([c[0] if c else NEG_INF_MS for c in self._cuts], np.int64)
+        since = np.where(self._complete | (first == NEG_INF_MS), self._table.a_start, first)
         f_ts = np.asarray(fixes.ts_ms, np.int64)
         e_ts = np.asarray(events.ts_ms, np.int64)
         fo, eo = self._owners(fixes.device_id, f_ts), self._owners(events.device_id, e_ts)
@@ -349,7 +346,7 @@ class IncrementalDetector:
         self._archive_rows = self._archive_pruned = len(self._archive[0])
         self._events = _Events.of(events, eo, ek)
         self._latest = _per_owner(np.maximum, np.concatenate([rows.owner, self._events.owner]),
-                                  np.concatenate([rows.ts, self._events.ts]), n, _MIN)
+                                  np.concatenate([rows.ts, self._events.ts]), n, NEG_INF_MS)
 
     def reconfigure(self, assignments: Sequence[Assignment], zones: Sequence[Zone]) -> list[Change]:
         """New subjects or zones: re-evaluate only the assignments they touch.
@@ -397,9 +394,9 @@ class IncrementalDetector:
             elif self._all_records(i):  # rebuilt: every record is diffed against the rerun from A.start
                 live[j] = dict(self._all_records(i))
         cuts: list[list[int]] = [[] for _ in range(n)]
-        cut_last = np.full(n, _MIN, np.int64)
+        cut_last = np.full(n, NEG_INF_MS, np.int64)
         complete = np.ones(n, np.bool_)
-        latest = np.full(n, _MIN, np.int64)
+        latest = np.full(n, NEG_INF_MS, np.int64)
         new_idx = old_to_new[kept]
         for i, j in zip(kept.tolist(), new_idx.tolist()):
             cuts[j] = self._cuts[i]
@@ -427,11 +424,11 @@ class IncrementalDetector:
         if rebuild:
             self._rebuild(rebuild)
         old_as_of = self.as_of
-        self.as_of = int(self._latest.max()) if n and self._latest.max() > _MIN else None
+        self.as_of = int(self._latest.max()) if n and self._latest.max() > NEG_INF_MS else None
         rerun = np.zeros(n, np.bool_)
         rerun[rebuild] = True
-        start = np.where(self._cut_last > _MIN, self._cut_last, self._table.a_start)
-        from_cut = self._cut_last > _MIN
+        start = np.where(self._cut_last > NEG_INF_MS, self._cut_last, self._table.a_start)
+        from_cut = self._cut_last > NEG_INF_MS
         if self.as_of is not None and old_as_of is not None and self.as_of < old_as_of:
             others = np.flatnonzero(~rerun)
             if others.size:
@@ -439,7 +436,7 @@ class IncrementalDetector:
             rerun[:] = True
             start, from_cut = self._table.a_start.copy(), np.zeros(n, np.bool_)
         elif self.as_of != old_as_of:
-            rerun |= self._table.a_end > (old_as_of if old_as_of is not None else _MIN)
+            rerun |= self._table.a_end > (old_as_of if old_as_of is not None else NEG_INF_MS)
         start[rerun & ~from_cut] = self._table.a_start[rerun & ~from_cut]
         start[rebuild] = self._table.a_start[rebuild]
         from_cut[rebuild] = False
@@ -467,48 +464,48 @@ class IncrementalDetector:
         for i in idx:
             a = self.assignments[i]
             hf, he = self.history(a)
-            end = _INF if a.end_ms is None else a.end_ms
+            end = POS_INF_MS if a.end_ms is None else a.end_ms
             f_ts, e_ts = np.asarray(hf.ts_ms, np.int64), np.asarray(he.ts_ms, np.int64)
             fm = np.flatnonzero((f_ts >= a.start_ms) & (f_ts < end))
             em = np.flatnonzero((e_ts >= a.start_ms) & (e_ts < end))
             f_parts.append(_Fixes.of(hf, np.full(f_ts.size, i, np.int64), fm))
             e_parts.append(_Events.of(he, np.full(e_ts.size, i, np.int64), em))
             self._cuts[i] = []
-            self._cut_last[i] = _MIN
+            self._cut_last[i] = NEG_INF_MS
             self._complete[i] = True
             vals = [int(f_ts[fm].max())] if fm.size else []
             vals += [int(e_ts[em].max())] if em.size else []
-            self._latest[i] = max(vals) if vals else _MIN
+            self._latest[i] = max(vals) if vals else NEG_INF_MS
         self._tail = _Fixes.concat(f_parts)
         self._events = _Events.concat(e_parts)
 
     def _dedup(self, idx: np.ndarray) -> None:
-        """Drop repeated rows of assignments `idx` (a history may hold rows the batch carries too)."""
-        mine = np.zeros(len(self.assignments), np.bool_)
+        """Drop repeated rows of assignments `idx` (a history may hold rows the batch carries
+        too): the first of each (assignment, instant[, kind]) stays (`geofence.layout.first_rows`)."""
+        n = len(self.assignments)
+        mine = np.zeros(n, np.bool_)
         mine[idx] = True
-        sel = np.flatnonzero(mine[self._tail.owner])
         t = self._tail
-        order = sel[np.lexsort((t.ts[sel], t.owner[sel]))]
-        dup = np.zeros(order.size, np.bool_)
-        dup[1:] = (t.owner[order][1:] == t.owner[order][:-1]) & (t.ts[order][1:] == t.ts[order][:-1])
-        if dup.any():
-            keep = np.ones(len(t), np.bool_)
-            keep[order[dup]] = False
+        sel = np.flatnonzero(mine[t.owner])
+        keep = np.ones(len(t), np.bool_)
+        keep[sel] = first_rows(t.owner[sel], t.ts[sel], n)
+        if not keep.all():
             self._tail = t.take(np.flatnonzero(keep))
         e = self._events
-        seen, keep_e = set(), np.ones(len(e), np.bool_)
-        for k in np.flatnonzero(mine[e.owner]).tolist():
-            key = (int(e.owner[k]), int(e.ts[k]), e.kind[k])
-            keep_e[k] = key not in seen
-            seen.add(key)
-        if not keep_e.all():
-            self._events = e.take(np.flatnonzero(keep_e))
+        sel = np.flatnonzero(mine[e.owner])
+        if sel.size:
+            kinds = pa.array(e.kind[sel].tolist(), pa.string())
+            codes = pc.dictionary_encode(kinds).indices.to_numpy(zero_copy_only=False)
+            keep_e = np.ones(len(e), np.bool_)
+            keep_e[sel] = first_rows(e.owner[sel], e.ts[sel], n, extra_key=codes)
+            if not keep_e.all():
+                self._events = e.take(np.flatnonzero(keep_e))
 
     def _prune_archive(self) -> None:
         """Merge the archive's chunks, leaving out rows before their assignment's oldest retained cut."""
         arch = _Fixes.concat(self._archive)
-        first = np.array([c[0] if c else _MIN for c in self._cuts], np.int64)
-        lo = np.where(self._complete | (first == _MIN), _MIN, first)
+        first = np.array([c[0] if c else NEG_INF_MS for c in self._cuts], np.int64)
+        lo = np.where(self._complete | (first == NEG_INF_MS), NEG_INF_MS, first)
         arch = arch.take(np.flatnonzero(arch.ts >= lo[arch.owner]))
         self._archive = [arch]
         self._archive_rows = self._archive_pruned = len(arch)
@@ -572,13 +569,13 @@ class IncrementalDetector:
         n = len(self.assignments)
         pos = np.full(n, -1, np.int64)
         pos[R] = np.arange(R.size, dtype=np.int64)
-        s_of = np.full(n, _INF, np.int64)
+        s_of = np.full(n, POS_INF_MS, np.int64)
         s_of[R] = start
         tail = self._tail
         parts = [tail.take(np.flatnonzero(tail.ts >= s_of[tail.owner]))]
         early = start < self._cut_last[R]  # rows before the latest cut are needed too: from the archive
         if early.any():
-            want = np.full(n, _INF, np.int64)
+            want = np.full(n, POS_INF_MS, np.int64)
             want[R[early]] = start[early]
             parts += [c.take(np.flatnonzero(c.ts >= want[c.owner])) for c in self._archive]
         rows = _Fixes.concat(parts)

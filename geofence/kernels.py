@@ -179,40 +179,17 @@ def _cell_code(lo, hi, acc):
 
 
 @njit_serial
-def _classify_one(px, py, acc, z, za):
-    """Code of one fix against zone `z`: bbox and grid prefilters, then the exact distance.
-
-    Equals ``_code(_signed_distance(px, py, z, za), acc)``; a non-finite
-    point or an accuracy that is negative or NaN gives UNCERTAIN.
-    """
-    if not (math.isfinite(px) and math.isfinite(py) and acc >= 0.0):
-        return UNCERTAIN
-    if za.is_circle[z]:
-        dx = px - za.cx[z]
-        dy = py - za.cy[z]
-        return _code(za.radius_m[z] - math.sqrt(dx * dx + dy * dy), acc)
-    g = _grid_params(z, za)
-    c = _bbox_code(px, py, acc, g)
-    if c == _UNDECIDED:
-        k = _cell_index(px, py, g)
-        if k >= 0:
-            c = _cell_code(za.cell_dmin[k], za.cell_dmax[k], acc)
-    if c == _UNDECIDED:
-        d = _polygon_signed_distance(
-            px, py, za.zone_ring_offsets[z], za.zone_ring_offsets[z + 1], za.vx, za.vy, za.ring_offsets
-        )
-        c = _code(d, acc)
-    return c
-
-
-@njit_serial
 def _classify_run(x, y, acc, f0, nf, z, za, out, o):
     """Codes of fixes ``f0:f0+nf`` against zone `z` into ``out[o:o+nf]``.
 
-    Same steps as `_classify_one` per fix, with the zone's scalars and arrays
-    hoisted out of the loop: arrays are read here, never passed to the
-    per-fix prefilter helpers, because Numba reference-counts array
-    arguments and that costs ~20 ns per call where it is not pruned.
+    Per fix: a non-finite point or an accuracy that is negative or NaN is
+    UNCERTAIN; else the bounding box, then the grid cell, then the exact
+    distance decide, so the code equals ``_code(_signed_distance(...), acc)``
+    (tests/test_kernels.py checks this against a one-fix-at-a-time kernel).
+    The zone's scalars and arrays are hoisted out of the loop: arrays are
+    read here, never passed to the per-fix prefilter helpers, because Numba
+    reference-counts array arguments and that costs ~20 ns per call where it
+    is not pruned.
     """
     if za.is_circle[z]:
         _classify_circle_run(x, y, acc, f0, nf, za.cx[z], za.cy[z], za.radius_m[z], out, o)
@@ -292,13 +269,6 @@ def _classify_points(x, y, acc, z, za, out):
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         f0 = b * _BLOCK
         _classify_run(x, y, acc, f0, min(_BLOCK, n - f0), z, za, out, f0)
-
-
-@njit_parallel
-def _classify_points_one_by_one(x, y, acc, z, za, out):
-    """Same as `_classify_points` through `_classify_one` (a cross-check for tests)."""
-    for i in prange(x.shape[0]):
-        out[i] = _classify_one(x[i], y[i], acc[i], z, za)
 
 
 @njit_parallel

@@ -3,6 +3,13 @@ ordered by time, screened for the quarantine reasons decided here
 (`after_as_of`, `unassigned`, `duplicate`), and placed per assignment (CSR
 ``fix_offsets``) by a destination index `dest` that columns are scattered with.
 
+This is the one place detection decides reasons 8-10, for every kind of row:
+fixes (`lay_out_fixes`), events (the same, with the event kind as an extra
+key for duplicates: `lay_out_fixes(..., extra_key=...)`), the assignment that
+holds each row of an incremental batch (`assign_rows`) and repeated rows in
+the incremental detector's state (`first_rows`). (First-arrival deduplication
+against what ingest and intake accepted before is `trails.keys`.)
+
 Why not a sort: ``np.lexsort`` over (device, ts, row) is O(n log n) with
 three keys and was the largest single cost of detection. Device codes are
 small integers, so a stable counting sort groups the rows by device in O(n);
@@ -25,8 +32,10 @@ import numpy as np
 
 from trails.jit import njit_parallel, njit_serial, prange
 from trails.quarantine import OK, REASON_CODE
+from trails.timestamps import NEG_INF_MS, POS_INF_MS
 
-__all__ = ["IGNORED", "FixLayout", "lay_out_fixes", "scatter", "scatter_chunk", "index_dtype"]
+__all__ = ["IGNORED", "FixLayout", "lay_out_fixes", "assign_rows", "first_rows", "scatter", "scatter_chunk",
+           "index_dtype"]
 
 #: Reason code of a row outside what was asked for (store mode: a device not
 #: in the subjects, a time outside --from/--to). Not kept, not quarantined.
@@ -34,29 +43,49 @@ IGNORED = 126
 _AFTER_AS_OF = REASON_CODE["after_as_of"]
 _UNASSIGNED = REASON_CODE["unassigned"]
 _DUPLICATE = REASON_CODE["duplicate"]
-_NEG_INF = np.iinfo(np.int64).min
+
+
+@njit_serial
+def _same_extra_before(perm, ts, extra, block_start, k):
+    """Whether a row before position `k` of its device block (from `block_start`), at
+    the same instant, has the same extra key as row ``perm[k]`` (runs of one instant are short)."""
+    i = perm[k]
+    k2 = k - 1
+    while k2 >= block_start and ts[perm[k2]] == ts[i]:
+        if extra[perm[k2]] == extra[i]:
+            return True
+        k2 -= 1
+    return False
 
 
 @njit_parallel
-def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, has_as_of,
-            lo_ms, hi_ms, unknown_code, codes, perm, reason, dest, fix_offsets, dev_max):
+def _layout(dev, ts, extra, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, has_as_of,
+            lo_ms, hi_ms, unknown_code, codes, perm, reason, dest, fix_offsets, dev_max, owner):
     """All of `lay_out_fixes` in one compiled function (one cache entry to load).
 
-    `codes` = (after_as_of, unassigned, duplicate) reason codes, passed in rather
-    than read as globals: Numba freezes globals into its on-disk cache, which
-    is not invalidated when `trails.quarantine.REASONS` changes.
+    `codes` = (after_as_of, unassigned, duplicate) reason codes, and `lo_ms`
+    (``NEG_INF_MS`` when unbounded), passed in rather than read as globals:
+    Numba freezes globals into its on-disk cache, which is not invalidated when
+    `trails.quarantine.REASONS` changes. `extra`: per row, a key that must also
+    be equal for a duplicate (an event's kind), or empty (fixes). `owner`: when
+    not empty, filled with the assignment holding each row's (device, instant)
+    that is neither ignored nor after as_of (duplicates included), else -1.
 
     1. stable counting sort of row indices by device into `perm` (chunked:
        chunk c writes its rows of device d from its own cursor);
     2. each device's block ordered by ts (checked; stable-sorted if needed);
     3. per device, in time order: ignored (outside [lo_ms, hi_ms)),
-       after_as_of, unassigned, duplicate (same instant as the previous kept
-       row), else kept by the device's assignment holding the instant
-       (one device's assignments do not overlap; visited in start order);
+       after_as_of, unassigned, duplicate (same instant, and same `extra`, as
+       an earlier kept row: all rows of one device and instant share reasons
+       8-9, so the earlier rows of that instant are kept or duplicates), else
+       kept by the device's assignment holding the instant (one device's
+       assignments do not overlap; visited in start order);
     4. fix_offsets from the kept counts; dest[i] = CSR position of kept row i, else -1.
     """
     n = ts.shape[0]
     n_a = a_start.shape[0]
+    has_extra = extra.shape[0] == n and n > 0
+    has_owner = owner.shape[0] == n and n > 0
     step = (n + n_chunks - 1) // n_chunks
     counts = np.zeros((n_chunks, n_dev + 1), np.int64)
     for c in prange(n_chunks):
@@ -104,11 +133,13 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
         j = da_off[d]
         j1 = da_off[d + 1]
         prev_kept = False
-        prev_t = _NEG_INF
-        mx = _NEG_INF
+        prev_t = lo_ms
+        mx = lo_ms - 1  # below every row kept: "none kept"
         for k in range(dev_off[d], dev_off[d + 1]):
             i = perm[k]
             t = ts[i]
+            if has_owner:
+                owner[i] = -1
             if t < lo_ms or t >= hi_ms:
                 reason[i] = IGNORED
                 continue
@@ -118,7 +149,12 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
             while j < j1 and a_end[a_order[j]] <= t:
                 j += 1
             if j < j1 and a_start[a_order[j]] <= t:
-                if prev_kept and prev_t == t:
+                if has_owner:
+                    owner[i] = a_order[j]
+                dup = prev_kept and prev_t == t
+                if dup and has_extra:
+                    dup = _same_extra_before(perm, ts, extra, dev_off[d], k)
+                if dup:
                     reason[i] = duplicate_code
                 else:
                     reason[i] = OK
@@ -137,6 +173,8 @@ def _layout(dev, ts, n_dev, n_chunks, da_off, a_order, a_start, a_end, as_of, ha
         else:
             reason[i] = unknown_code
         dest[i] = -1
+        if has_owner:
+            owner[i] = -1
 
     fix_offsets[0] = 0
     for a in range(n_a):
@@ -217,8 +255,9 @@ def index_dtype(n: int):
 def lay_out_fixes(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
                   a_dev: np.ndarray, a_start: np.ndarray, a_end: np.ndarray, *,
                   as_of_ms: int | None = None, unknown_device: str = "unassigned",
-                  window: tuple[int | None, int | None] = (None, None)) -> FixLayout:
-    """Group, order, screen and place fix rows for detection.
+                  window: tuple[int | None, int | None] = (None, None),
+                  extra_key: np.ndarray | None = None) -> FixLayout:
+    """Group, order, screen and place fix (or event) rows for detection.
 
     Parameters
     ----------
@@ -226,16 +265,45 @@ def lay_out_fixes(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
         device list (``0 <= code < n_devices``), or -1 for any other device.
     ts_ms : int64 (n,).
     a_dev, a_start, a_end : per assignment, its device code and [start, end)
-        (an open end as a huge number). One device's assignments must not
-        overlap (SUBJECTS.json validation guarantees it).
+        (an open end as `trails.timestamps.POS_INF_MS`). One device's
+        assignments must not overlap (SUBJECTS.json validation guarantees it).
     as_of_ms : an explicit --as-of (rows after it are ``after_as_of``).
     unknown_device : ``"unassigned"`` (file mode: quarantined) or
         ``"ignore"`` (store mode: the store holds other wearers too).
     window : store mode's [--from, --to): rows outside are ignored.
+    extra_key : int (n,) or None: a row is a duplicate only if this key is
+        equal too (events: a code of the event kind; CONTRACT.md "Quarantine" 10).
 
     Rows of equal device and time keep their input order, so the first is
     kept and later ones are ``duplicate``: input order must be row order.
     """
+    return _lay_out(dev_code, ts_ms, n_devices, a_dev, a_start, a_end, as_of_ms=as_of_ms,
+                    unknown_device=unknown_device, window=window, extra_key=extra_key)[0]
+
+
+def assign_rows(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
+                a_dev: np.ndarray, a_start: np.ndarray, a_end: np.ndarray) -> np.ndarray:
+    """int64 index of the assignment holding each row's (device, instant), -1 for none
+    (the row is ``unassigned``): reason 9 as `lay_out_fixes` decides it, rows in any order.
+    Arguments as for `lay_out_fixes`."""
+    return _lay_out(dev_code, ts_ms, n_devices, a_dev, a_start, a_end, want_owner=True)[1]
+
+
+def first_rows(group: np.ndarray, ts_ms: np.ndarray, n_groups: int, *,
+               extra_key: np.ndarray | None = None) -> np.ndarray:
+    """True for each row that is the first (in input order) of its (group, instant[, extra key]):
+    the duplicate rule of `lay_out_fixes` with every instant of a group assigned.
+    `group`: int (n,) in ``0 .. n_groups - 1``."""
+    groups = np.arange(int(n_groups), dtype=np.int64)
+    lay = _lay_out(group, ts_ms, n_groups, groups, np.full(groups.size, NEG_INF_MS, np.int64),
+                   np.full(groups.size, POS_INF_MS, np.int64), extra_key=extra_key)[0]
+    return lay.reason == OK
+
+
+def _lay_out(dev_code, ts_ms, n_devices, a_dev, a_start, a_end, *, as_of_ms: int | None = None,
+             unknown_device: str = "unassigned", window: tuple[int | None, int | None] = (None, None),
+             extra_key: np.ndarray | None = None, want_owner: bool = False) -> tuple[FixLayout, np.ndarray | None]:
+    """Check and coerce the inputs, run `_layout`: (layout, owner per row if `want_owner`)."""
     if unknown_device not in ("unassigned", "ignore"):
         raise ValueError(f"unknown_device must be 'unassigned' or 'ignore', got {unknown_device!r}")
     dev = np.ascontiguousarray(dev_code)
@@ -243,6 +311,11 @@ def lay_out_fixes(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
         dev = dev.astype(np.int64)
     ts = np.ascontiguousarray(ts_ms, np.int64)
     n = ts.shape[0]
+    if dev.shape[0] != n:
+        raise ValueError(f"{dev.shape[0]} device codes but {n} instants")
+    extra = np.zeros(0, np.int64) if extra_key is None else np.ascontiguousarray(extra_key, np.int64)
+    if extra_key is not None and extra.shape[0] != n:
+        raise ValueError(f"{extra.shape[0]} extra keys but {n} instants")
     n_dev = int(n_devices)
     a_dev = np.ascontiguousarray(a_dev, np.int64)
     n_a = a_dev.shape[0]
@@ -252,20 +325,22 @@ def lay_out_fixes(dev_code: np.ndarray, ts_ms: np.ndarray, n_devices: int,
     reason = np.empty(n, np.int8)
     fix_offsets = np.zeros(n_a + 1, np.int64)
     dev_max = np.empty(n_dev, np.int64)
+    owner = np.empty(n if want_owner else 0, np.int64)
     a_order = np.lexsort((a_start, a_dev)).astype(np.int64)
     da_off = np.zeros(n_dev + 1, np.int64)
     np.cumsum(np.bincount(a_dev, minlength=n_dev)[:n_dev], out=da_off[1:])
-    lo, hi = window
-    _layout(dev, ts, n_dev, _chunks(n), da_off, a_order, np.ascontiguousarray(a_start, np.int64),
+    lo = NEG_INF_MS if window[0] is None else int(window[0])
+    hi = POS_INF_MS if window[1] is None else int(window[1])
+    _layout(dev, ts, extra, n_dev, _chunks(n), da_off, a_order, np.ascontiguousarray(a_start, np.int64),
             np.ascontiguousarray(a_end, np.int64), np.int64(0 if as_of_ms is None else as_of_ms),
-            as_of_ms is not None, np.int64(_NEG_INF if lo is None else lo),
-            np.int64(np.iinfo(np.int64).max if hi is None else hi),
+            as_of_ms is not None, np.int64(lo), np.int64(hi),
             np.int8(IGNORED if unknown_device == "ignore" else _UNASSIGNED),
             np.array([_AFTER_AS_OF, _UNASSIGNED, _DUPLICATE], np.int8),
-            perm, reason, dest, fix_offsets, dev_max)
+            perm, reason, dest, fix_offsets, dev_max, owner)
     del perm
-    latest = int(dev_max.max()) if n_dev and dev_max.max() > _NEG_INF else None
-    return FixLayout(dest=dest, fix_offsets=fix_offsets, reason=reason, latest_ms=latest)
+    latest = int(dev_max.max()) if n_dev and dev_max.max() >= lo else None  # below lo: none kept
+    return FixLayout(dest=dest, fix_offsets=fix_offsets, reason=reason, latest_ms=latest), \
+        (owner if want_owner else None)
 
 
 def scatter(src: np.ndarray, dest: np.ndarray, out: np.ndarray, *, fill_nan: float | None = None) -> np.ndarray:

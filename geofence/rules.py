@@ -7,7 +7,9 @@ runs twice: once to count the records each assignment or pair yields, once
 to write them into slices sized from those counts, so parallel iterations
 write only their own slice and results never depend on thread count.
 
-The plain-Python twin these are checked against is `tests/reference.py`.
+Each kernel's plain-Python twin is in `tests/naive_rules.py` (compared on
+seeded random layouts in `tests/test_rules_twins.py`; `safe_cuts` in
+`tests/test_safe_cuts.py`); `tests/reference.py` is the whole-pipeline twin.
 """
 from __future__ import annotations
 

@@ -31,17 +31,16 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from trails.timestamps import DAY_MS, NEG_INF_MS, POS_INF_MS
+
 from .model import Window, Zone
 
 __all__ = ["NEG_INF_MS", "POS_INF_MS", "active_intervals", "resolve_local", "window_instances"]
 
-#: Sentinels for an unbounded side of an active interval (about +-146 million years).
-NEG_INF_MS: int = -(2**62)
-POS_INF_MS: int = 2**62
+#: NEG_INF_MS / POS_INF_MS (`trails.timestamps`): an unbounded side of an active interval.
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
-_MS_PER_DAY = 86_400_000
 _WEEK_MIN = 7 * 1440
 #: Local dates expanded stay inside what `datetime` can represent.
 _MIN_ORDINAL = date(1, 1, 3).toordinal()
@@ -170,7 +169,7 @@ def _covers_whole_week(windows: tuple[Window, ...]) -> bool:
 
 def _ordinal_of_ms(ms: int) -> int:
     """Proleptic ordinal of the UTC date of `ms`, clamped to the supported dates."""
-    ordinal = _EPOCH.date().toordinal() + ms // _MS_PER_DAY
+    ordinal = _EPOCH.date().toordinal() + ms // DAY_MS
     return min(max(ordinal, _MIN_ORDINAL), _MAX_ORDINAL)
 
 

@@ -1,9 +1,13 @@
-"""Shared test fixtures: where ../shared lives, and skipping cleanly if absent."""
+"""Shared test fixtures: where ../shared lives, and the PostgreSQL server the suite
+starts itself (tests/pg_server.py: `pg_server` per session, `pg_url` a fresh database
+per test; in CI a server that cannot start fails the run, never skips it)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from pg_server import missing_part, pg_server, pg_url  # noqa: F401  (fixtures and the CI rule, for every test)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

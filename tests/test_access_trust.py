@@ -293,7 +293,7 @@ def test_justification_needs_twenty_letters_or_digits(api_env, text, n):
     r = api_env.client.post("/v1/access-requests", json=request_body(api_env.subjects[0], justification=text),
                             headers=api_env.h("caseworker"))
     assert r.status_code == 422
-    (err,) = r.json()["detail"]
+    (err,) = r.json()["errors"]  # field errors are under "errors"; "detail" is one line (api.http.errors)
     assert err["loc"] == ["body", "justification"]
     assert err["msg"] == f"Value error, needs at least 20 letters or digits of explanation (got {n})"
 

@@ -80,10 +80,14 @@ def _post(env, body, who="caseworker", raw: bytes | None = None, url="/v1/access
 
 
 def _fields(r) -> list[tuple]:
+    """The fields a 422 names: the API's one error shape (api.http.errors), a one-line
+    `detail` and one `errors` item per field."""
     assert r.status_code == 422, r.text
-    detail = r.json()["detail"]
-    assert isinstance(detail, list) and all(set(d) == {"loc", "msg", "type"} for d in detail), detail
-    return [tuple(d["loc"]) for d in detail]
+    body = r.json()
+    assert set(body) == {"detail", "errors"} and body["detail"].startswith("invalid request: "), body
+    errors = body["errors"]
+    assert isinstance(errors, list) and all(set(d) == {"loc", "msg", "type"} for d in errors), errors
+    return [tuple(d["loc"]) for d in errors]
 
 
 @pytest.mark.parametrize("raw", [b"{", b"not json", b"[1, 2", b'{"subject_id": }', b"\xff\xfe", b"", b"null",
@@ -91,7 +95,7 @@ def _fields(r) -> list[tuple]:
 def test_malformed_json_is_422(fuzz_env, raw):
     r = _post(fuzz_env, None, raw=raw)
     assert r.status_code == 422, r.text
-    assert isinstance(r.json()["detail"], list)
+    assert isinstance(r.json()["detail"], str) and r.json()["errors"]
 
 
 CASES = {
@@ -136,7 +140,7 @@ def test_missing_fields_are_listed(fuzz_env):
 
 def test_naive_timestamp_message(fuzz_env):
     r = _post(fuzz_env, request_body(fuzz_env.subjects[0], start="2024-03-05T00:00:00"))
-    (err,) = r.json()["detail"]
+    (err,) = r.json()["errors"]
     assert err["msg"] == "Value error, timestamp '2024-03-05T00:00:00' has no UTC offset: add Z or +HH:MM"
 
 
@@ -159,7 +163,7 @@ def test_bad_parameters_are_422(fuzz_env, url):
     who = "auditor" if "/audit/" in url else "caseworker"
     r = fuzz_env.client.get(url, headers=fuzz_env.h(who))
     assert r.status_code == 422, r.text
-    assert isinstance(r.json()["detail"], list) and r.json()["detail"]
+    assert isinstance(r.json()["detail"], str) and r.json()["errors"]
 
 
 @pytest.mark.parametrize("query, message", [
@@ -193,9 +197,11 @@ def test_bad_decisions_are_422(fuzz_env):
 
 def test_unknown_paths_and_methods(fuzz_env):
     r = fuzz_env.client.get("/v1/nothing-here", headers=fuzz_env.h("admin"))
-    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    assert r.status_code == 404 and r.json() == {"detail": "no endpoint at /v1/nothing-here: see /docs for the "
+                                                           "API's paths"}
     r = fuzz_env.client.delete("/v1/access-requests/1", headers=fuzz_env.h("admin"))
-    assert r.status_code == 405
+    assert r.status_code == 405 and r.json() == {"detail": "method DELETE is not allowed on /v1/access-requests/1: "
+                                                           "allowed methods are GET"}
 
 
 @pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,

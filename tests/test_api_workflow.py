@@ -351,7 +351,7 @@ def test_audit_endpoints(api_env):
     for url in (f"/v1/audit/proof/inclusion?index={size}&size={size}", "/v1/audit/proof/inclusion?index=0&size=999999",
                 "/v1/audit/proof/consistency?first=5&second=2"):
         r = env.client.get(url, headers=h)
-        assert r.status_code == 400, (url, r.text)
+        assert r.status_code == 422, (url, r.text)  # invalid input is 422 everywhere (issue 11)
         assert isinstance(r.json()["detail"], str) and r.json()["detail"]
     for url in ("/v1/audit/proof/inclusion?index=-1&size=2", "/v1/audit/proof/inclusion?index=a&size=2",
                 f"/v1/audit/proof/inclusion?index=0&size={10**30}", "/v1/audit/proof/consistency?first=1"):

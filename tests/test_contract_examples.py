@@ -38,9 +38,9 @@ def test_contract_example(name, tmp_path, capsys):
     want_code = int((case / "expected" / "exit_code").read_text().strip())
     err = capsys.readouterr().err
     assert code == want_code, err
-    if want_code != 0:
-        assert not (out / "breaches.jsonl").exists()
-        assert len(err.strip().splitlines()) == 1
+    if want_code != 0:  # "Exit 2, writing nothing": neither file, nor the directory
+        assert not out.exists(), sorted(p.name for p in out.iterdir())
+        assert len(err.strip().splitlines()) == 1, err
         return
     got = [json.loads(l) for l in (out / "breaches.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
     want = [json.loads(l) for l in (case / "expected" / "breaches.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]

@@ -85,7 +85,22 @@ def test_input_error_exits_2_naming_item(tmp_path, capsys, break_case, needle):
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert needle in err
-    assert not out.exists()
+    assert not out.exists()  # nothing written: no breaches.jsonl, no quarantine.csv, not even the directory
+
+
+@pytest.mark.parametrize("break_case,needle", [pytest.param(f, n, id=i) for i, f, n in INPUT_ERRORS])
+def test_input_error_leaves_an_existing_out_dir_as_it_was(tmp_path, capsys, break_case, needle):
+    """Exit 2 into a directory that holds an earlier run's outputs: both files keep their
+    bytes, and nothing is added (no fresh quarantine.csv beside a stale breaches.jsonl)."""
+    d = _copy_case(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    before = {"breaches.jsonl": b'{"earlier": "run"}\n', "quarantine.csv": b"source,row,reason\nfixes,1,bad_device\n"}
+    for name, data in before.items():
+        (out / name).write_bytes(data)
+    assert main(_run(d, out, **break_case(d))) == 2
+    assert needle in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_same_output_with_one_or_two_threads_and_across_runs(tmp_path):

@@ -178,7 +178,7 @@ def test_cli_error_is_one_line_and_writes_nothing(tmp_path, capsys):
 
 def test_cli_check_bad_zone_example(capsys):
     rc = main(["zones", "check", str(SHARED / "contract" / "examples" / "bad_zone" / "zones.geojson")])
-    assert rc == 2 and "zone 'EXC-bowtie': invalid geometry" in capsys.readouterr().err
+    assert rc == 1 and "zone 'EXC-bowtie': invalid geometry" in capsys.readouterr().err  # the check failed: 1
 
 
 def test_cli_help_has_examples(capsys):
@@ -224,7 +224,7 @@ def test_cli_import_and_check_use_the_policy_crs(tmp_path, capsys):
     capsys.readouterr()
     assert main(["zones", "check", str(out), "--policy", str(policy)]) == 0
     assert capsys.readouterr().out.strip().endswith("1 zone(s) valid")
-    assert main(["zones", "check", str(out)]) == 2
+    assert main(["zones", "check", str(out)]) == 1  # the check failed: 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "zone 'WLG': coordinates[0][0]: position [" in err and BNG_AREA in err
 
@@ -232,5 +232,5 @@ def test_cli_import_and_check_use_the_policy_crs(tmp_path, capsys):
 def test_cli_check_zone_swapped_example(capsys):
     rc = main(["zones", "check", str(SHARED / "contract" / "examples" / "zone_swapped" / "zones.geojson")])
     err = capsys.readouterr().err
-    assert rc == 2 and err.endswith(f"zone 'S1-home': coordinates: position [51.458827028, -0.115807189] (lon, lat) "
+    assert rc == 1 and err.endswith(f"zone 'S1-home': coordinates: position [51.458827028, -0.115807189] (lon, lat) "
                                     f"lies outside {BNG_AREA}: are latitude and longitude swapped?\n")

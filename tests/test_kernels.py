@@ -29,6 +29,7 @@ from geofence.classify import (
 )
 from geofence.compile import CompiledZones, ZoneXY, compile_zones, compile_zones_xy
 from geofence.model import Zone
+from trails.jit import njit_parallel, njit_serial, prange
 from trails.projection import project_lonlat
 
 WARDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "liverpool_wards_2013_martinjc.geojson"
@@ -170,6 +171,37 @@ def test_signed_distance_table(x, y, expected):
 # ------------------------------------------------------- prefilter == exact
 
 
+@njit_serial
+def _classify_one(px, py, acc, z, za):
+    """Code of one fix against zone `z` through the same prefilters as
+    `geofence.kernels._classify_run`, one call per fix (no hoisting): the
+    cross-check that hoisting changed nothing. Tests only."""
+    if not (math.isfinite(px) and math.isfinite(py) and acc >= 0.0):
+        return UNCERTAIN
+    if za.is_circle[z]:
+        dx = px - za.cx[z]
+        dy = py - za.cy[z]
+        return kernels._code(za.radius_m[z] - math.sqrt(dx * dx + dy * dy), acc)
+    g = kernels._grid_params(z, za)
+    c = kernels._bbox_code(px, py, acc, g)
+    if c == kernels._UNDECIDED:
+        k = kernels._cell_index(px, py, g)
+        if k >= 0:
+            c = kernels._cell_code(za.cell_dmin[k], za.cell_dmax[k], acc)
+    if c == kernels._UNDECIDED:
+        d = kernels._polygon_signed_distance(px, py, za.zone_ring_offsets[z], za.zone_ring_offsets[z + 1],
+                                             za.vx, za.vy, za.ring_offsets)
+        c = kernels._code(d, acc)
+    return c
+
+
+@njit_parallel
+def _classify_points_one_by_one(x, y, acc, z, za, out):
+    """`geofence.classify.classify_points` through `_classify_one` (tests only)."""
+    for i in prange(x.shape[0]):
+        out[i] = _classify_one(x[i], y[i], acc[i], z, za)
+
+
 def _tricky_accuracies(rng, cz: CompiledZones, z: int, x, y) -> np.ndarray:
     """Accuracies at and around |d| and the cell bounds, plus random ones."""
     d = signed_distance(x, y, z, cz)
@@ -203,9 +235,10 @@ def test_prefilter_equals_exact_distance(seed):
             got = classify_points(x, y, acc, z, cz)
             np.testing.assert_array_equal(got, want)
             one = np.empty_like(got)
-            kernels._classify_points_one_by_one(x, y, acc, z, cz.arrays(), one)
+            _classify_points_one_by_one(x, y, acc, z, cz.arrays(), one)
             np.testing.assert_array_equal(one, want)
-    assert np.bincount(want, minlength=3).min() > 0  # all three codes occurred
+            # every zone, at both grid sizes, was tried with fixes of all three codes
+            assert np.bincount(want, minlength=3).min() > 0, (zone.zone_id, grid_cells, np.bincount(want))
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trails.keys import DAY_MS, KeyIndex
+from trails.keys import KeyIndex
+from trails.timestamps import DAY_MS
 
 _row = st.tuples(st.sampled_from(["D1", "D2", "D3", "dev-é", "D10", ""]),
                  st.integers(0, 3 * DAY_MS - 1).map(lambda t: t - t % 500))

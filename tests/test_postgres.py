@@ -1,15 +1,20 @@
-"""The service on PostgreSQL (any SQLAlchemy URL via TAGTRAIL_DATABASE_URL):
-a throwaway cluster is started for these tests (initdb + pg_ctl as the
-`postgres` user, Unix socket only), then the same migrations, `detect --db`,
-users, a request decided by two approvers at once, the append-only trigger
-and `tagtrail audit verify` are checked on it."""
+"""The service on PostgreSQL (any SQLAlchemy URL via TAGTRAIL_DATABASE_URL), on the
+server the suite starts itself (tests/pg_server.py: pgserver's bundled binaries first,
+then the distribution's; each test gets a fresh database): the same migrations,
+`detect --db`, users, a request decided by two approvers at once, the append-only
+trigger, `tagtrail audit verify` and the stream. Then the server itself: where its
+binaries come from, that it runs unprivileged on a private socket and always stops,
+and that without one CI fails (elsewhere the tests skip) with the reason."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,45 +22,9 @@ import pytest
 
 from api.cli.main import main
 from conftest import EXAMPLES
+from pg_server import BIN_ENV, Candidate, PgUnavailable, candidates, first_server, running, stop
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _pg_available() -> str | None:
-    if not (PG_BIN / "initdb").exists():
-        return "PostgreSQL 15 server binaries not installed"
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        return "runuser not available to start PostgreSQL as a non-root user"
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg not installed"
-    return None
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    why = _pg_available()
-    if why:
-        pytest.skip(why)
-    d = Path(tempfile.mkdtemp(prefix="tagtrail-pg-"))
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(d, "postgres")
-    port = 5400 + os.getpid() % 500
-    # no pipes: the server outlives pg_ctl and would hold a captured pipe open forever
-    run = lambda *cmd: subprocess.run([*as_pg, *cmd], check=True, stdin=subprocess.DEVNULL,  # noqa: E731
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-    run(str(PG_BIN / "initdb"), "-D", str(d / "data"), "-A", "trust", "-U", "postgres")
-    run(str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "log"), "-w", "-o",
-        f"-k {d} -c listen_addresses='' -p {port}", "start")
-    try:
-        run(str(PG_BIN / "createdb"), "-h", str(d), "-p", str(port), "-U", "postgres", "tagtrail")
-        yield f"postgresql+psycopg://postgres@/tagtrail?host={d}&port={port}"
-    finally:
-        subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-m", "fast", "stop"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-        shutil.rmtree(d, ignore_errors=True)
+TESTS = Path(__file__).resolve().parent
 
 
 def test_service_on_postgres(pg_url, tmp_path, monkeypatch, capsys):
@@ -124,17 +93,10 @@ def test_service_on_postgres(pg_url, tmp_path, monkeypatch, capsys):
 def test_stream_on_postgres_equals_batch(pg_url, name, tmp_path, monkeypatch):
     """Intake (one executemany per batch, seqs checked), passes through read-only sessions
     (no advisory lock), compaction and a restart, on PostgreSQL: the queue equals batch detection."""
-    from sqlalchemy import create_engine, text
-
     from test_incremental import _example, batch
     from test_stream_api import _db_records, _example_home, _post_all, _setup
 
-    monkeypatch.setenv("TAGTRAIL_DATABASE_URL", pg_url)
-    eng = create_engine(pg_url)  # a fresh schema per case: the module's cluster is shared
-    with eng.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    eng.dispose()
+    monkeypatch.setenv("TAGTRAIL_DATABASE_URL", pg_url)  # a fresh database per test
     fixes, events, assignments, zones, policy = _example(name)
     home = _example_home(name, tmp_path)
     app, client, tokens = _setup(home, assignments, zones, tmp_path)
@@ -144,3 +106,99 @@ def test_stream_on_postgres_equals_batch(pg_url, name, tmp_path, monkeypatch):
     app.state.stream.flush()
     assert _db_records(app) == batch(arr_f, arr_e, assignments, zones, policy)
     app.state.engine.dispose()
+
+
+def _pgserver_bindir() -> Path:
+    """Where pgserver's wheel puts its binaries (its package directory, pginstall/bin)."""
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None, "pgserver is a test dependency (pyproject.toml [test])"
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def test_pgserver_binaries_come_first_then_the_distribution_or_only_the_forced_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv(BIN_ENV, raising=False)
+    found = candidates()
+    assert found[0] == Candidate("pgserver", _pgserver_bindir())
+    assert all(c.source == "distribution" for c in found[1:]) and len(found) >= 2
+    monkeypatch.setenv(BIN_ENV, str(tmp_path))
+    assert candidates() == (Candidate(BIN_ENV, tmp_path),)
+
+
+def test_pgserver_copy_runs_unprivileged_on_a_private_socket_and_stops_when_the_body_raises():
+    """Staged: the copy used when root's `nobody` cannot reach the venv (a clone under /root)."""
+    bindir = _pgserver_bindir()
+    with pytest.raises(RuntimeError, match="the body failed"):
+        with running(Candidate("pgserver", bindir), stage=True) as server:
+            root, pid = server.root, server.postmaster_pid()
+            assert server.bindir.is_relative_to(root)
+            with server.connect() as conn:
+                row = conn.execute("SELECT current_setting('server_version'), current_setting('listen_addresses'),"
+                                   " current_setting('fsync')").fetchone()
+            assert server.version == f"postgres (PostgreSQL) {row[0]}" and row[1:] == ("", "off")  # no TCP at all
+            uid = int(Path(f"/proc/{pid}/status").read_text().split("\nUid:")[1].split()[1])
+            assert uid != 0 and uid == root.stat().st_uid
+            assert root.stat().st_mode & 0o777 == 0o700 and (root / ".s.PGSQL.5432").is_socket()
+            raise RuntimeError("the body failed")
+    assert _state(pid) in ("gone", "Z") and not root.exists()  # Z: dead, not yet reaped by init
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (R, S, Z...), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.fixture()
+def broken_install() -> Iterator[Path]:
+    """A bin directory whose initdb fails (as a damaged install would), readable by `nobody`."""
+    d = Path(tempfile.mkdtemp(prefix="tagtrail-broken-pg-"))
+    d.chmod(0o755)
+    for name, body in (("postgres", "echo 'postgres (PostgreSQL) 99.0'"), ("pg_ctl", "exit 0"),
+                       ("initdb", "echo 'initdb: the disk is on fire' >&2; exit 3")):
+        (d / name).write_text(f"#!/bin/sh\n{body}\n")
+        (d / name).chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+def test_a_candidate_that_cannot_start_falls_through_to_the_next_and_all_reasons_are_named(broken_install, tmp_path):
+    missing = tmp_path / "no-such-bin"
+    with pytest.raises(PgUnavailable) as e:
+        first_server((Candidate("distribution", broken_install), Candidate(BIN_ENV, missing),
+                      Candidate("pgserver", None, "the pgserver package is not installed")))
+    assert str(e.value) == (
+        f"no PostgreSQL server could be started for the tests: distribution ({broken_install}): initdb exited with "
+        f"status 3: initdb: the disk is on fire; {BIN_ENV} ({missing}): no initdb and pg_ctl in {missing}; pgserver: "
+        f"the pgserver package is not installed. Install the test extras (pip install -e '.[test]' brings pgserver) "
+        f"or set {BIN_ENV} to a PostgreSQL bin directory")
+    server = first_server((Candidate("distribution", broken_install), Candidate("pgserver", _pgserver_bindir())))
+    try:
+        assert server.source == "pgserver" and server.bindir == _pgserver_bindir()
+        with server.connect() as conn:
+            assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
+    finally:
+        stop(server)
+
+
+@pytest.mark.parametrize("ci", [True, False], ids=["CI-fails", "no-CI-skips"])
+def test_no_server_fails_in_ci_and_skips_elsewhere_with_the_reason(ci, tmp_path):
+    missing = tmp_path / "no-such-bin"
+    (tmp_path / "test_probe.py").write_text("def test_probe(pg_url):\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update({BIN_ENV: str(missing), "PYTHONPATH": str(TESTS), "COLUMNS": "1000",
+                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})  # only pg_server: a bare pytest starts in 0.3 s
+    if ci:
+        env["CI"] = "1"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "pg_server", "-p", "no:cacheprovider", "-rA",
+                          "test_probe.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    why = (f"no PostgreSQL server could be started for the tests: {BIN_ENV} ({missing}): no initdb and pg_ctl "
+           f"in {missing}. Install the test extras (pip install -e '.[test]' brings pgserver) or set {BIN_ENV} "
+           "to a PostgreSQL bin directory")
+    assert why in done.stdout, done.stdout
+    if ci:
+        assert done.returncode == 1 and "1 error" in done.stdout and f"Failed: {why}" in done.stdout
+    else:
+        assert done.returncode == 0 and "1 skipped" in done.stdout
+        assert f"SKIPPED [1] test_probe.py:1: {why}" in done.stdout

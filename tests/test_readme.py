@@ -2,7 +2,10 @@
 every other shell block runs, as written, in bash (with `set -euo pipefail`)
 on small data, in order, in one scratch directory: the CLI session, then the
 API session against a real `tagtrail serve` (curl fails the script on any
-HTTP error). Docs that cannot rot."""
+HTTP error). Docs that cannot rot. The scratch directory stands for the
+repository: its `.venv` is a link to the venv running the tests, so the
+tour's `. .venv/bin/activate` works as written; every block also runs with
+that venv's bin first on PATH (each block is its own shell)."""
 from __future__ import annotations
 
 import json
@@ -43,6 +46,7 @@ def _free_port() -> int:
 def test_every_shell_block_runs(tmp_path):
     blocks = _shell_blocks()[1:]
     assert len(blocks) >= 2 and all("tagtrail " in b for b in blocks)
+    (tmp_path / ".venv").symlink_to(BIN.parent, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if k not in ("TAGTRAIL_HOME", "TAGTRAIL_DATABASE_URL")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     port = _free_port()
@@ -74,3 +78,23 @@ def test_every_subcommand_has_help_with_examples():
         p = subprocess.run([str(BIN / "tagtrail"), sub, "--help"], capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         assert "example" in p.stdout.lower(), sub
+
+
+def test_tour_says_how_to_find_tagtrail():
+    """The first tour block activates .venv (where `make run` installs tagtrail),
+    and the text says so: a newcomer who pastes it gets a working `tagtrail`."""
+    tour = _shell_blocks()[1]
+    assert tour.splitlines()[0] == ". .venv/bin/activate"
+    text = README.read_text(encoding="utf-8")
+    assert "Activate it once per shell" in text and "`.venv/bin/tagtrail`" in text
+
+
+def test_make_run_takes_a_port():
+    """`make run PORT=8080` serves on 8080 (before issue 11 the port could not be changed)."""
+    env = {k: v for k, v in os.environ.items() if k != "TAGTRAIL_HOME"}
+    p = subprocess.run(["make", "-n", "run", "PORT=8080"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == ".venv/bin/tagtrail demo --home ./data --port 8080"
+    p = subprocess.run(["make", "-n", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert p.stdout.splitlines()[-1] == ".venv/bin/tagtrail demo --home ./data --port 8000"

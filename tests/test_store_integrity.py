@@ -297,6 +297,7 @@ def test_serve_started_during_an_ingest_refuses_and_nothing_is_stored_twice(tmp_
 
 def test_ingest_during_serve_refuses_naming_the_service(tmp_path):
     home = tmp_path / "home"
+    home.mkdir()  # `serve` refuses a home that does not exist (issue 11)
     port = _free_port()
     srv = subprocess.Popen([str(BIN / "tagtrail"), "serve", "--home", str(home), "--port", str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -1,14 +1,19 @@
 """Faults: a real `tagtrail serve` is killed (SIGKILL) while batches arrive and
 detection runs. After a restart, and the client resending what it got no
 answer for, no acknowledged row is lost, no row is stored twice, and the
-breach queue equals batch detection on the rows in the order they arrived."""
+breach queue equals batch detection on the rows in the order they arrived.
+
+The kill is placed by the client, not by a timer: right after a fixed number
+of acknowledged batches, one batch taken whose answer is lost, and the next
+batch half sent, so the same thing is tested on a fast machine and a slow one."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -54,7 +59,36 @@ def _wait_caught_up(port: int, token: str) -> None:
     raise AssertionError("detection did not catch up")
 
 
+#: Batches acknowledged before the kill; batch KILL_AFTER is taken but its answer is lost, and
+#: batch KILL_AFTER + 1 is half sent when the server dies.
+KILL_AFTER = 20
+BATCH_ROWS = 250
+
+
+def _half_sent(port: int, token: str, rows: list[dict]) -> socket.socket:
+    """A POST /v1/fixes whose headers and first half of the body are on the wire (no more)."""
+    body = json.dumps({"fixes": rows}).encode()
+    head = (f"POST /v1/fixes HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(head + body[:len(body) // 2])
+    return sock
+
+
+def _no_answer(sock: socket.socket) -> bool:
+    """True when the connection ends without a byte of response."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.close()
+
+
 def test_kill_mid_stream_loses_and_doubles_nothing(tmp_path):
+    """The kill lands at the same point every run: after the KILL_AFTER-th acknowledged batch,
+    after the server has taken one more batch whose answer the client never sees, and while the
+    next batch is half received (detection passes run in the background, so one may be under way)."""
     from trails.sim.simulate import simulate
 
     sim = tmp_path / "sim"
@@ -73,41 +107,41 @@ def test_kill_mid_stream_loses_and_doubles_nothing(tmp_path):
         rows[k], rows[j] = rows[j], rows[k]
     fixes = [{"device_id": r["device_id"], "ts": format_ms(int(r["ts"].timestamp() * 1000)), "lat": r["lat"],
               "lon": r["lon"], "accuracy_m": r.get("accuracy_m"), "battery_pct": r.get("battery_pct")} for r in rows]
-    batches = [fixes[i:i + 250] for i in range(0, len(fixes), 250)]
+    # every row is valid, assigned, in the past and unique: each batch is accepted whole the first time
+    assert len({(f["device_id"], f["ts"]) for f in fixes}) == len(fixes)
+    batches = [fixes[i:i + BATCH_ROWS] for i in range(0, len(fixes), BATCH_ROWS)]
+    assert len(batches) > KILL_AFTER + 3
     port = _free_port()
-    server = _start(home, port)
-    acked: list[int] = []
-    unanswered: list[int] = []
     h = {"Authorization": f"Bearer {tok}"}
 
-    def client(first: int, stop_on_error: bool) -> None:
-        for b in range(first, len(batches)):
-            try:
-                r = httpx.post(f"http://127.0.0.1:{port}/v1/fixes", json={"fixes": batches[b]}, headers=h, timeout=30)
-                assert r.status_code == 200, r.text
-                acked.append(b)
-            except httpx.HTTPError:
-                unanswered.append(b)
-                if stop_on_error:
-                    return
+    def post(b: int) -> dict:
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/fixes", json={"fixes": batches[b]}, headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["fixes"]
 
-    th = threading.Thread(target=client, args=(0, True))
-    th.start()
-    time.sleep(float(rng.uniform(1.0, 3.0)))
-    os.killpg(server.pid, signal.SIGKILL)  # no shutdown: mid-request, mid-pass
+    def fresh(b: int) -> dict:
+        return {"received": len(batches[b]), "accepted": len(batches[b]), "quarantined": {}}
+
+    server = _start(home, port)
+    for b in range(KILL_AFTER):
+        assert post(b) == fresh(b), b
+    assert post(KILL_AFTER) == fresh(KILL_AFTER)  # durable; the answer is lost on its way back
+    sock = _half_sent(port, tok, batches[KILL_AFTER + 1])
+    os.killpg(server.pid, signal.SIGKILL)  # no shutdown: mid-request
     server.wait()
-    th.join()
-    assert acked and unanswered, "the kill should land in the middle of the stream"
+    assert _no_answer(sock), "the half-sent batch got an answer"
     server = _start(home, port)
     try:
-        resend = unanswered[0]
-        client(resend, False)  # the client resends what got no answer, then carries on
-        assert not unanswered[1:], "the restarted server answered everything"
+        # the client resends what it got no answer for, then carries on
+        assert post(KILL_AFTER) == {"received": len(batches[KILL_AFTER]), "accepted": 0,
+                                    "quarantined": {"duplicate": len(batches[KILL_AFTER])}}
+        for b in range(KILL_AFTER + 1, len(batches)):
+            assert post(b) == fresh(b), b  # the half-sent batch left nothing behind
         _wait_caught_up(port, tok)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-    sent = [f for b in acked for f in batches[b]]  # in the order the server took them
+    sent = fixes  # the order the server first took them: batches 0, 1, ... (the resend added nothing)
     # nothing lost, nothing twice: every row sent is in the intake log or the store exactly once
     import sqlite3
 

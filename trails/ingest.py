@@ -9,8 +9,12 @@ Rules written down here (the contract leaves them to us):
 
 - *Duplicates* (reason 10): a row whose ``(device_id, ts_ms)`` (events: plus
   ``event``) is already in the store, or occurs earlier in the same file, is
-  quarantined as ``duplicate``; the first kept copy wins. Re-ingesting a file
-  therefore adds no fixes, and the quarantine records every refused row.
+  quarantined as ``duplicate``; the first kept copy wins (`trails.keys.KeySet`,
+  the rule continuous intake uses too). Re-ingesting a file therefore adds no
+  fixes, and the quarantine records every refused row.
+- *Quarantine rows* keep the row's ``device_id`` and ``ts`` as the file wrote
+  them (at most `trails.quarantine.QUARANTINE_TEXT_CHARS` characters), whatever
+  the reason: a duplicate's ``ts`` is its own text, not the instant re-written.
 - *Atomic*: all new files are written to ``HOME/store/.tmp-<id>/`` and renamed
   into place (and listed in the store's manifest) only after both files were
   read and validated completely; an `InputError` (missing file, unreadable,
@@ -33,24 +37,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trails.keys import KeySet, event_names
 from trails.projection import project_lonlat
 from trails.quarantine import REASON_CODE, REASONS, Rejected, bounded_text
 from trails.readers import _iter_validated
 from trails.store import (
-    DAY_MS,
     EVENT_SCHEMA,
     FIX_SCHEMA,
     QUARANTINE_SCHEMA,
+    STORE_CRS,
     StoreLock,
     Transaction,
     day_label,
+    device_order,
     existing_keys,
     sort_order,
 )
+from trails.timestamps import DAY_MS
 
-__all__ = ["STORE_CRS", "IngestSummary", "ingest"]
+__all__ = ["IngestSummary", "ingest"]
 
-STORE_CRS = "EPSG:27700"
 #: Rows per day file (a day with more gets several files, each sorted).
 FILE_ROWS = 2_000_000
 #: Rows buffered across days before the biggest day is written early.
@@ -149,11 +155,6 @@ def _quarantine_table(source_file: str, source: str, rows: np.ndarray, reasons: 
     ], schema=QUARANTINE_SCHEMA)
 
 
-def _format_ms(ts_ms: np.ndarray) -> pa.Array:
-    t = pa.array(ts_ms, pa.int64()).cast(pa.timestamp("ms"))
-    return pc.strftime(t, format="%Y-%m-%dT%H:%M:%SZ")
-
-
 class _Source:
     """Accumulates one file's kept rows and quarantine parts across batches."""
 
@@ -166,7 +167,9 @@ class _Source:
         self.rejected: list[Rejected] = []
         self.n_read = 0
 
-    def add(self, kept, rejected: Rejected, table: pa.Table, bad: np.ndarray) -> None:
+    def add(self, kept, rejected: Rejected, table: pa.Table, bad: np.ndarray) -> int:
+        """Count a batch and quarantine its rejected rows; returns the batch's first row number."""
+        first_row = self.n_read + 1
         self.n_read += table.num_rows
         if len(rejected):
             self.rejected.append(rejected)
@@ -174,15 +177,7 @@ class _Source:
                 self.name, self.kind, rejected.row, rejected.reason,
                 _raw_text(table, "device_id", bad), _raw_text(table, "ts", bad), self.ingest_id,
             ))
-
-
-def _ranks(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """(sorted distinct values, int64 rank of each value among them): one hash pass."""
-    enc = pc.dictionary_encode(values)
-    sort_idx = pc.sort_indices(enc.dictionary).to_numpy()
-    rank_of_code = np.empty(len(sort_idx), np.int64)
-    rank_of_code[sort_idx] = np.arange(len(sort_idx))
-    return enc.dictionary.take(pa.array(sort_idx)), rank_of_code[enc.indices.to_numpy(zero_copy_only=False)]
+        return first_row
 
 
 def _parallel_map(f, items: list) -> list:
@@ -201,13 +196,13 @@ class _Appender:
     ``part-<ingest id>-<n>.parquet`` once a day holds `FILE_ROWS` rows, or at
     the end; so a day partition may hold several files, each sorted. Keys already
     seen (earlier in this file, or stored before: loaded once per day touched)
-    are quarantined as ``duplicate``; the first kept copy wins.
+    are quarantined as ``duplicate``; the first kept copy wins (`trails.keys.KeySet`,
+    given the batch's sort order, which groups equal keys in row order).
     """
 
     def __init__(self, home, kind: str, txn: Transaction, src: _Source) -> None:
         self.home, self.kind, self.txn, self.src = home, kind, txn, src
-        self.known = pa.array([], pa.string())  # key strings -> global ids (their index here)
-        self.seen: dict[int, np.ndarray] = {}  # day -> sorted int64 (gid << 27 | ms of day)
+        self.keys = KeySet(self._stored_keys)
         self.n_stored = 0
         self.days: set[int] = set()
         self.writes: list = []
@@ -218,35 +213,27 @@ class _Appender:
         self.file_no = 0
         self.adds: list = []
 
-    def _gids(self, keys: pa.Array) -> np.ndarray:
-        idx = pc.index_in(keys, value_set=self.known)
-        if idx.null_count:
-            new = pc.unique(keys.filter(idx.is_null()))
-            self.known = pa.concat_arrays([self.known, new])
-            idx = pc.index_in(keys, value_set=self.known)
-        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
+    def _stored_keys(self, day: int) -> tuple[pa.Array, np.ndarray]:
+        """The `KeySet` names and instants of the rows the store holds for `day`."""
+        cols = ["device_id", "ts_ms"] + (["event"] if self.kind == "events" else [])
+        old = existing_keys(self.home, self.kind, day, cols)
+        dev = old.column("device_id").combine_chunks()
+        names = event_names(dev, old.column("event").combine_chunks()) if self.kind == "events" else dev
+        return names, old.column("ts_ms").to_numpy()
 
-    def _key_strings(self, device_id: pa.Array, event: pa.Array | None) -> pa.Array:
-        if event is None:
-            return device_id
-        return pc.binary_join_element_wise(device_id, event, "\x00")
+    def _quarantine_duplicates(self, rows: np.ndarray, raw: pa.Table, first_row: int) -> None:
+        """Quarantine rows `rows` (1-based) of the raw batch `raw` (whose first row is
+        `first_row`) as ``duplicate``, with their text as read, like every other reason."""
+        pos = rows - first_row
+        codes = np.full(len(rows), _DUPLICATE, np.int8)
+        self.src.quarantine.append(_quarantine_table(
+            self.src.name, self.kind, rows, codes, _raw_text(raw, "device_id", pos), _raw_text(raw, "ts", pos),
+            self.src.ingest_id))
+        self.src.rejected.append(Rejected(self.kind, rows, codes))
 
-    def _seen_for(self, day: int) -> np.ndarray:
-        seen = self.seen.get(day)
-        if seen is None:
-            cols = ["device_id", "ts_ms"] + (["event"] if self.kind == "events" else [])
-            old = existing_keys(self.home, self.kind, day, cols)
-            if old.num_rows:
-                dev = old.column("device_id").combine_chunks()
-                ev = old.column("event").combine_chunks() if self.kind == "events" else None
-                gid = self._gids(self._key_strings(dev, ev))
-                seen = np.sort((gid << 27) | (old.column("ts_ms").to_numpy() - day * DAY_MS))
-            else:
-                seen = np.zeros(0, np.int64)
-            self.seen[day] = seen
-        return seen
-
-    def add(self, kept, xy=None) -> None:
+    def add(self, kept, raw: pa.Table, first_row: int, xy=None) -> None:
+        """Add one validated batch: `kept` rows of the raw table `raw` (first row number
+        `first_row`), with their projected (x, y) for fixes."""
         n = len(kept)
         if n == 0:
             return
@@ -254,53 +241,21 @@ class _Appender:
         dev = kept.device_id
         ts = np.asarray(kept.ts_ms)
         day = ts // DAY_MS
-        gid = self._gids(self._key_strings(dev, ev))
-        key = (gid << 27) | (ts - day * DAY_MS)
-        _, dev_rank = _ranks(dev)
+        dev_rank = device_order(dev)
         if ev is None:
             order = sort_order(dev_rank, ts, day=day)
         else:
-            _, ev_rank = _ranks(ev)
+            ev_rank = device_order(ev)
             order = np.lexsort((ev_rank, ts, dev_rank, day))
-        day_s, key_s = day[order], key[order]
-        # duplicates within the batch: equal keys, first (lowest row) kept
-        if ev is None:
-            dup = np.zeros(n, bool)
-            dup[1:] = (key_s[1:] == key_s[:-1]) & (day_s[1:] == day_s[:-1])
-        else:
-            o2 = np.lexsort((np.arange(n), key_s, day_s))
-            d2 = np.zeros(n, bool)
-            d2[1:] = (key_s[o2][1:] == key_s[o2][:-1]) & (day_s[o2][1:] == day_s[o2][:-1])
-            dup = np.zeros(n, bool)
-            dup[o2] = d2
-        starts = np.concatenate([[0], np.flatnonzero(day_s[1:] != day_s[:-1]) + 1])
-        ends = np.append(starts[1:], n)
-        for a, b in zip(starts, ends):
-            d = int(day_s[a])
-            seen = self._seen_for(d)
-            if seen.size:
-                k = key_s[a:b]
-                # only keys inside seen's range can hit, and only that window of seen
-                lo, hi = np.searchsorted(seen, [k.min(), k.max()], side="left")
-                hi = np.searchsorted(seen, k.max(), side="right")
-                window = seen[lo:hi]
-                if window.size:
-                    pos = np.searchsorted(window, k)
-                    hit = pos < window.size
-                    hit[hit] = window[pos[hit]] == k[hit]
-                    dup[a:b] |= hit
-            fresh = key_s[a:b][~dup[a:b]]
-            self.seen[d] = np.sort(np.concatenate([seen, fresh]), kind="stable") if seen.size else np.sort(fresh)
+        k_day, key = self.keys.keys(dev if ev is None else event_names(dev, ev), ts)
+        first = self.keys.first_keys(k_day, key, order=order)
+        dup = ~first[order]
         rows = np.asarray(kept.row)
         if dup.any():
-            d_idx = order[dup]
-            self.src.quarantine.append(_quarantine_table(
-                self.src.name, self.kind, rows[d_idx], np.full(len(d_idx), _DUPLICATE, np.int8),
-                dev.take(pa.array(d_idx, pa.int64())), _format_ms(ts[d_idx]), self.src.ingest_id,
-            ))
-            self.src.rejected.append(Rejected(self.kind, rows[d_idx], np.full(len(d_idx), _DUPLICATE, np.int8)))
+            self._quarantine_duplicates(rows[order[dup]], raw, first_row)
             order = order[~dup]
-            day_s = day_s[~dup]
+        self.keys.add_keys(k_day[order], key[order])
+        day_s = day[order]
         m = len(order)
         if m == 0:
             return
@@ -341,7 +296,7 @@ class _Appender:
         table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
         if len(pieces) > 1:  # each piece is sorted; the concatenation may not be
             dev = table.column("device_id").combine_chunks()
-            _, rank = _ranks(dev)
+            rank = device_order(dev)
             order = sort_order(rank, table.column("ts_ms").to_numpy())
             if not (len(order) < 2 or bool((order[1:] > order[:-1]).all())):
                 table = table.take(pa.array(order))
@@ -349,12 +304,16 @@ class _Appender:
         self.file_no += 1
         self.writes.append(self._writer.submit(self.txn.write, rel, table))
 
-    def submit(self, kept, xy_future=None) -> None:
-        """`add` in the appender's own thread (batches stay in order); at most 2 waiting."""
+    def submit(self, kept, raw: pa.Table, first_row: int, xy_future=None) -> None:
+        """`add` in the appender's own thread (batches stay in order); at most 2 waiting.
+
+        Only the raw ``device_id`` and ``ts`` columns wait with the batch (for
+        quarantining duplicates), not the whole raw table."""
+        raw = raw.select(["device_id", "ts"])
         while len(self.adds) >= 2:
             self.adds.pop(0).result()
         self.adds.append(self._adder.submit(
-            lambda: self.add(kept, None if xy_future is None else xy_future.result())))
+            lambda: self.add(kept, raw, first_row, None if xy_future is None else xy_future.result())))
 
     def drain(self) -> None:
         while self.adds:
@@ -442,8 +401,8 @@ def _ingest_locked(fixes_path, *, home, events_path, progress: bool, batch_rows:
             for kept, rejected, table, bad in fix_iter:
                 t1 = time.perf_counter()
                 timings["read_validate"] = timings.get("read_validate", 0.0) + t1 - t0
-                fixes.add(kept, rejected, table, bad)
-                fix_app.submit(kept, _project_async(kept.lon, kept.lat))
+                first_row = fixes.add(kept, rejected, table, bad)
+                fix_app.submit(kept, table, first_row, _project_async(kept.lon, kept.lat))
                 t0 = time.perf_counter()
                 timings["append"] = timings.get("append", 0.0) + t0 - t1
                 if bar is not None:
@@ -453,8 +412,7 @@ def _ingest_locked(fixes_path, *, home, events_path, progress: bool, batch_rows:
                 events = _Source(events_path, "events", txn.ingest_id)
                 ev_app = _Appender(home, "events", txn, events)
                 for kept, rejected, table, bad in ev_iter:
-                    events.add(kept, rejected, table, bad)
-                    ev_app.add(kept)
+                    ev_app.add(kept, table, events.add(kept, rejected, table, bad))
         except BaseException:
             fix_app.close(flush=False)
             if ev_app is not None:

@@ -7,8 +7,12 @@ header and blank lines are not records. Every CSV column is read as text, with
 no null inference. In Parquet, ``row`` is the 1-based row index and
 ``device_id``/``event`` must be string or integer columns.
 
-File-level problems raise `trails.errors.InputError` naming the file (and the
-column); row-level problems are quarantined (`trails.validate`). A missing
+A source is a path (its extension says CSV or Parquet), or the file's bytes
+(or a binary file object) with ``fmt="csv"``/``"parquet"``: an HTTP body is read
+where it is, never written to a temporary file. File-level problems raise
+`trails.errors.InputError` naming the file (``fixes file 'in/f.csv': ...``; a
+source that is not a path by its ``name``, ``(body)`` unless given) and the
+column; row-level problems are quarantined (`trails.validate`). A missing
 required column is reported with what the header holds and the likely cause
 (a second byte-order mark, a name differing in case or quoting, a header that
 looks ``;``- or tab-separated): `_header_hint`.
@@ -29,9 +33,12 @@ took 4.8 GB):
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,45 +74,100 @@ MAX_CHUNK_BYTES = 256 << 20
 MAX_CHUNK_BYTES_PER_ROW = 1024
 
 
-def _check_path(path, kind: str) -> Path:
-    p = Path(path)
-    if p.suffix not in (".csv", ".parquet"):
-        raise InputError(f"{kind} file {str(p)!r}: extension {p.suffix or '(none)'!r} is not .csv or .parquet")
-    if not p.exists():
-        raise InputError(f"{kind} file {str(p)!r}: not found")
-    if not p.is_file():
-        raise InputError(f"{kind} file {str(p)!r}: not a regular file")
-    return p
+@dataclass(frozen=True)
+class _Input:
+    """One source to read: a path, or bytes held in memory (`data`), or a caller's
+    seekable binary file (`stream`, read from `start`, never closed here)."""
+
+    label: str  # how messages name it: 'dir/f.csv' (repr of the path) or (body)
+    fmt: str  # "csv" or "parquet"
+    path: Path | None = None
+    data: pa.Buffer | None = None
+    stream: object | None = None
+    start: int = 0
+
+    @contextlib.contextmanager
+    def open(self):
+        """A binary stream of the whole source from its start (closed, or rewound, after)."""
+        if self.path is not None:
+            with open(self.path, "rb") as fh:
+                yield fh
+        elif self.data is not None:
+            yield pa.BufferReader(self.data)  # zero-copy
+        else:
+            self.stream.seek(self.start)
+            yield self.stream
+
+    def arrow(self):
+        """What pyarrow's readers take: the path, or a stream positioned at the start."""
+        if self.path is not None:
+            return self.path
+        if self.data is not None:
+            return pa.BufferReader(self.data)
+        self.stream.seek(self.start)
+        return self.stream
 
 
-def _csv_header(p: Path, kind: str) -> list[str]:
+def _input(source, kind: str, fmt: str | None, name: str) -> _Input:
+    """Check `source` and say how to read it (errors name the file)."""
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        label = repr(str(p))
+        if p.suffix not in (".csv", ".parquet"):
+            raise InputError(f"{kind} file {label}: extension {p.suffix or '(none)'!r} is not .csv or .parquet")
+        if fmt is not None and fmt != p.suffix[1:]:
+            raise InputError(f"{kind} file {label}: asked to read it as {fmt}, but its extension is {p.suffix!r}")
+        if not p.exists():
+            raise InputError(f"{kind} file {label}: not found")
+        if not p.is_file():
+            raise InputError(f"{kind} file {label}: not a regular file")
+        return _Input(label, p.suffix[1:], path=p)
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"{kind} source {name}: fmt must be 'csv' or 'parquet' when it is not a path, got {fmt!r}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _Input(name, fmt, data=pa.py_buffer(source))
+    if isinstance(source, pa.Buffer):
+        return _Input(name, fmt, data=source)
+    if not callable(getattr(source, "read", None)):
+        raise TypeError(f"{kind} source {name}: {type(source).__name__} is not a path, bytes or a binary file object")
+    try:
+        return _Input(name, fmt, stream=source, start=source.tell()) if source.seekable() else \
+            _Input(name, fmt, data=pa.py_buffer(source.read()))
+    except OSError as exc:
+        raise InputError(f"{kind} file {name}: unreadable: {exc}") from None
+
+
+def _csv_header(src: _Input, kind: str) -> list[str]:
     """The header row's raw names (first non-blank record; BOM dropped)."""
     try:
-        with open(p, "rb") as fb:
+        with src.open() as fb:
             text = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")
-            for rec in csv.reader(text):
-                if rec:
-                    return rec
+            try:
+                for rec in csv.reader(text):
+                    if rec:
+                        return rec
+            finally:
+                text.detach()  # the binary stream is closed (or kept) by `open`, not by the wrapper
     except UnicodeDecodeError:
-        raise InputError(f"{kind} file {str(p)!r}: unreadable: not valid UTF-8") from None
+        raise InputError(f"{kind} file {src.label}: unreadable: not valid UTF-8") from None
     except (OSError, csv.Error) as exc:
-        raise InputError(f"{kind} file {str(p)!r}: unreadable: {exc}") from None
-    raise InputError(f"{kind} file {str(p)!r}: unreadable: no header row")
+        raise InputError(f"{kind} file {src.label}: unreadable: {exc}") from None
+    raise InputError(f"{kind} file {src.label}: unreadable: no header row")
 
 
-def _check_utf8(p: Path, kind: str) -> None:
+def _check_utf8(src: _Input, kind: str) -> None:
     """Raise unless the whole file is valid UTF-8 (used when columns are skipped)."""
     dec = codecs.getincrementaldecoder("utf-8")()
     try:
-        with open(p, "rb") as fb:
+        with src.open() as fb:
             while chunk := fb.read(8 << 20):
                 dec.decode(chunk)
             dec.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise InputError(f"{kind} file {str(p)!r}: unreadable: not valid UTF-8") from None
+        raise InputError(f"{kind} file {src.label}: unreadable: not valid UTF-8") from None
 
 
-def _select(names: list[str], columns, kind: str, p: Path) -> dict[str, str]:
+def _select(names: list[str], columns, kind: str, src: _Input) -> dict[str, str]:
     """Map wanted column -> name as written in the file (names are trimmed)."""
     required, optional = columns
     found: dict[str, str] = {}
@@ -113,12 +175,12 @@ def _select(names: list[str], columns, kind: str, p: Path) -> dict[str, str]:
         name = raw.strip(WHITESPACE)
         if name in required or name in optional:
             if name in found:
-                raise InputError(f"{kind} file {str(p)!r}: column {name!r} appears more than once")
+                raise InputError(f"{kind} file {src.label}: column {name!r} appears more than once")
             found[name] = raw
     for name in required:
         if name not in found:
-            raise InputError(f"{kind} file {str(p)!r}: missing required column {name!r}"
-                             f"{_header_hint(name, names, is_csv=p.suffix == '.csv')}; "
+            raise InputError(f"{kind} file {src.label}: missing required column {name!r}"
+                             f"{_header_hint(name, names, is_csv=src.fmt == 'csv')}; "
                              f"the header holds {_header_text(names)}")
     return found
 
@@ -188,12 +250,12 @@ def _rechunk(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.
         yield pa.Table.from_batches(pending)
 
 
-def _iter_csv(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table]:
+def _iter_csv(src: _Input, columns, kind: str, batch_rows: int) -> Iterator[pa.Table]:
     """Check the header eagerly (errors before any output); return a batch generator."""
-    names = _csv_header(p, kind)
-    found = _select(names, columns, kind, p)
+    names = _csv_header(src, kind)
+    found = _select(names, columns, kind, src)
     if len(names) != len(found):
-        _check_utf8(p, kind)  # skipped columns are not converted, so check them here
+        _check_utf8(src, kind)  # skipped columns are not converted, so check them here
     convert = pacsv.ConvertOptions(
         column_types={raw: pa.string() for raw in found.values()},
         include_columns=list(found.values()),
@@ -205,47 +267,47 @@ def _iter_csv(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=True)
     rename = {raw: name for name, raw in found.items()}
     # opening parses the first block: done lazily (in the prefetch thread when streaming)
-    return _gen_csv(p, kind, (read, parse, convert), rename, batch_rows)
+    return _gen_csv(src, kind, (read, parse, convert), rename, batch_rows)
 
 
-def _csv_error(p: Path, kind: str, exc: Exception) -> InputError:
+def _csv_error(src: _Input, kind: str, exc: Exception) -> InputError:
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "utf8" in msg.lower():
         msg = "not valid UTF-8"
-    return InputError(f"{kind} file {str(p)!r}: unreadable: {msg}")
+    return InputError(f"{kind} file {src.label}: unreadable: {msg}")
 
 
-def _gen_csv(p: Path, kind: str, options, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
+def _gen_csv(src: _Input, kind: str, options, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
     read, parse, convert = options
     try:
-        reader = pacsv.open_csv(p, read_options=read, parse_options=parse, convert_options=convert)
+        reader = pacsv.open_csv(src.arrow(), read_options=read, parse_options=parse, convert_options=convert)
         for table in _rechunk(iter(reader), batch_rows):
             yield table.rename_columns([rename[c] for c in table.column_names])
     except pa.ArrowInvalid as exc:
-        raise _csv_error(p, kind, exc) from None
+        raise _csv_error(src, kind, exc) from None
     except OSError as exc:
-        raise InputError(f"{kind} file {str(p)!r}: unreadable: {exc}") from None
+        raise InputError(f"{kind} file {src.label}: unreadable: {exc}") from None
 
 
-def _iter_parquet(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.Table]:
+def _iter_parquet(src: _Input, columns, kind: str, batch_rows: int) -> Iterator[pa.Table]:
     try:
-        f = pq.ParquetFile(p)
+        f = pq.ParquetFile(src.arrow())
         schema = f.schema_arrow
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{kind} file {str(p)!r}: unreadable: {str(exc).splitlines()[0]}") from None
-    found = _select(list(schema.names), columns, kind, p)
+        raise InputError(f"{kind} file {src.label}: unreadable: {str(exc).splitlines()[0]}") from None
+    found = _select(list(schema.names), columns, kind, src)
     for name in ("device_id", "event"):
         if name in found:
             t = schema.field(found[name]).type
             if pa.types.is_dictionary(t):
                 t = t.value_type
             if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
-                raise InputError(f"{kind} file {str(p)!r}: column {name!r} has type {t}, not string or integer")
+                raise InputError(f"{kind} file {src.label}: column {name!r} has type {t}, not string or integer")
     t = schema.field(found["ts"]).type
     if pa.types.is_dictionary(t):
         t = t.value_type
     if not (pa.types.is_timestamp(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
-        raise InputError(f"{kind} file {str(p)!r}: column 'ts' has type {t}, not timestamp or string")
+        raise InputError(f"{kind} file {src.label}: column 'ts' has type {t}, not timestamp or string")
     for name in ("lat", "lon", "accuracy_m", "battery_pct"):
         if name in found:
             t = schema.field(found[name]).type
@@ -253,15 +315,15 @@ def _iter_parquet(p: Path, columns, kind: str, batch_rows: int) -> Iterator[pa.T
                 t = t.value_type
             if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)
                     or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
-                raise InputError(f"{kind} file {str(p)!r}: column {name!r} has type {t}, not a number or string")
-    dictionary_columns = _check_parquet_sizes(p, kind, f, found)
+                raise InputError(f"{kind} file {src.label}: column {name!r} has type {t}, not a number or string")
+    dictionary_columns = _check_parquet_sizes(src, kind, f, found)
     if dictionary_columns:
-        f = pq.ParquetFile(p, read_dictionary=dictionary_columns, metadata=f.metadata)
+        f = pq.ParquetFile(src.arrow(), read_dictionary=dictionary_columns, metadata=f.metadata)
     rename = {raw: name for name, raw in found.items()}
-    return _gen_parquet(p, kind, f, found, rename, batch_rows)
+    return _gen_parquet(src, kind, f, found, rename, batch_rows)
 
 
-def _check_parquet_sizes(p: Path, kind: str, f: pq.ParquetFile, found: dict[str, str]) -> list[str]:
+def _check_parquet_sizes(src: _Input, kind: str, f: pq.ParquetFile, found: dict[str, str]) -> list[str]:
     """Refuse a file whose metadata says a wanted column would decode too large; return
     the wanted string columns that hold dictionary pages (to be read as dictionaries).
 
@@ -287,7 +349,7 @@ def _check_parquet_sizes(p: Path, kind: str, f: pq.ParquetFile, found: dict[str,
             limit = max(MAX_CHUNK_BYTES, MAX_CHUNK_BYTES_PER_ROW * group.num_rows)
             if chunk.total_uncompressed_size > limit:
                 raise InputError(
-                    f"{kind} file {str(p)!r}: column {name!r} in row group {g} would take "
+                    f"{kind} file {src.label}: column {name!r} in row group {g} would take "
                     f"{chunk.total_uncompressed_size:,} bytes for {group.num_rows:,} rows once decoded, more than "
                     f"the limit of {limit:,} (the larger of {MAX_CHUNK_BYTES:,} bytes and "
                     f"{MAX_CHUNK_BYTES_PER_ROW:,} bytes per row): refusing to read it")
@@ -296,47 +358,57 @@ def _check_parquet_sizes(p: Path, kind: str, f: pq.ParquetFile, found: dict[str,
     return sorted(dictionary_columns)
 
 
-def _gen_parquet(p: Path, kind: str, f, found: dict, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
+def _gen_parquet(src: _Input, kind: str, f, found: dict, rename: dict, batch_rows: int) -> Iterator[pa.Table]:
     try:
         it = f.iter_batches(batch_size=batch_rows, columns=list(found.values()), use_threads=True)
         for b in it:
             yield pa.Table.from_batches([b]).rename_columns([rename[c] for c in b.schema.names])
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{kind} file {str(p)!r}: unreadable: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{kind} file {src.label}: unreadable: {str(exc).splitlines()[0]}") from None
 
 
-def iter_raw_batches(path, *, kind: str = "fixes", batch_rows: int = 1_000_000) -> Iterator[pa.Table]:
+def iter_raw_batches(source, *, kind: str = "fixes", batch_rows: int = 1_000_000, fmt: str | None = None,
+                     name: str = "(body)") -> Iterator[pa.Table]:
     """Stream the wanted columns of a fixes/events file as tables of <= `batch_rows` rows.
 
-    Columns are renamed to their contract names; CSV columns are strings.
-    Raises `InputError` for file-level problems (CONTRACT.md, "Files").
+    `source` is a path, or the file's bytes or a binary file object with `fmt`
+    (``"csv"`` or ``"parquet"``) saying what they hold; `name` is how messages
+    name such a source (``fixes file (body): ...``). Columns are renamed to their
+    contract names; CSV columns are strings. Raises `InputError` for file-level
+    problems (CONTRACT.md, "Files"), the same for every kind of source.
     """
+    return _raw_batches(_input(source, kind, fmt, name), kind, batch_rows)
+
+
+def _raw_batches(src: _Input, kind: str, batch_rows: int) -> Iterator[pa.Table]:
     columns = FIX_COLUMNS if kind == "fixes" else EVENT_COLUMNS
-    p = _check_path(path, kind)
-    if p.suffix == ".csv":
-        return _iter_csv(p, columns, kind, batch_rows)
-    return _iter_parquet(p, columns, kind, batch_rows)
+    if src.fmt == "csv":
+        return _iter_csv(src, columns, kind, batch_rows)
+    return _iter_parquet(src, columns, kind, batch_rows)
 
 
-def iter_fix_batches(path, *, batch_rows: int = 1_000_000) -> Iterator[tuple[Fixes, Rejected]]:
-    """Stream validated fixes (reasons 1-6) in batches; rows are numbered globally."""
-    for fixes, rejected, _table, _bad in _iter_validated(path, "fixes", batch_rows):
+def iter_fix_batches(source, *, batch_rows: int = 1_000_000, fmt: str | None = None,
+                     name: str = "(body)") -> Iterator[tuple[Fixes, Rejected]]:
+    """Stream validated fixes (reasons 1-6) in batches; rows are numbered globally.
+    `source`, `fmt`, `name`: as for `iter_raw_batches`."""
+    for fixes, rejected, _table, _bad in _iter_validated(source, "fixes", batch_rows, fmt=fmt, name=name):
         yield fixes, rejected
 
 
-def iter_event_batches(path, *, batch_rows: int = 1_000_000) -> Iterator[tuple[Events, Rejected]]:
+def iter_event_batches(source, *, batch_rows: int = 1_000_000, fmt: str | None = None,
+                       name: str = "(body)") -> Iterator[tuple[Events, Rejected]]:
     """Stream validated events (reasons 1, 2, 3, 7) in batches."""
-    for events, rejected, _table, _bad in _iter_validated(path, "events", batch_rows):
+    for events, rejected, _table, _bad in _iter_validated(source, "events", batch_rows, fmt=fmt, name=name):
         yield events, rejected
 
 
-def _iter_validated(path, kind: str, batch_rows: int):
+def _iter_validated(source, kind: str, batch_rows: int, *, fmt: str | None = None, name: str = "(body)"):
     """Iterator of (kept, Rejected, raw table, rejected positions in the table).
 
-    The path and header are checked eagerly (errors before any output).
+    The source and header are checked eagerly (errors before any output).
     """
-    batches = iter_raw_batches(path, kind=kind, batch_rows=batch_rows)
-    return _gen_validated(_prefetch(batches), str(path), kind)
+    src = _input(source, kind, fmt, name)
+    return _gen_validated(_prefetch(_raw_batches(src, kind, batch_rows)), src.label, kind)
 
 
 def _prefetch(iterator, depth: int = 1):
@@ -384,28 +456,28 @@ def _prefetch(iterator, depth: int = 1):
         stop.set()
 
 
-def _gen_validated(batches, name: str, kind: str):
+def _gen_validated(batches, label: str, kind: str):
     validate = validate_fixes if kind == "fixes" else validate_events
     first = 1
     for table in batches:
-        kept, rejected, bad = validate(table, first_row=first, name=f"{kind} file {name!r}")
+        kept, rejected, bad = validate(table, first_row=first, name=f"{kind} file {label}")
         yield kept, rejected, table, bad
         first += table.num_rows
 
 
-def read_fixes(path) -> tuple[Fixes, Rejected]:
+def read_fixes(source, *, fmt: str | None = None, name: str = "(body)") -> tuple[Fixes, Rejected]:
     """Read and validate a whole fixes file: (kept fixes, rejected rows)."""
     parts, rej = [], []
-    for f, r in iter_fix_batches(path):
+    for f, r in iter_fix_batches(source, fmt=fmt, name=name):
         parts.append(f)
         rej.append(r)
     return Fixes.concat(parts), Rejected.concat("fixes", rej)
 
 
-def read_events(path) -> tuple[Events, Rejected]:
+def read_events(source, *, fmt: str | None = None, name: str = "(body)") -> tuple[Events, Rejected]:
     """Read and validate a whole events file: (kept events, rejected rows)."""
     parts, rej = [], []
-    for e, r in iter_event_batches(path):
+    for e, r in iter_event_batches(source, fmt=fmt, name=name):
         parts.append(e)
         rej.append(r)
     return Events.concat(parts), Rejected.concat("events", rej)

@@ -41,15 +41,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from filelock import FileLock, Timeout
+
 from trails.errors import InputError
 from trails.home import private_dir, secure_home
 from trails.manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
+from trails.timestamps import DAY_MS
 
 log = logging.getLogger("tagtrail.store")
 
 
 __all__ = [
-    "DAY_MS",
+    "STORE_CRS",
     "FIX_SCHEMA",
     "EVENT_SCHEMA",
     "QUARANTINE_SCHEMA",
@@ -71,7 +74,9 @@ __all__ = [
     "write_intake_rows",
 ]
 
-DAY_MS = 86_400_000
+#: The CRS of the store's ``x``/``y`` (metres, British National Grid): `trails.ingest`
+#: and intake project every fix to it once; readers of the store take it from here.
+STORE_CRS = "EPSG:27700"
 FIX_SCHEMA = pa.schema([
     ("device_id", pa.string()),
     ("ts_ms", pa.int64()),
@@ -532,10 +537,15 @@ class StoreLock:
     `tagtrail serve` and `tagtrail watch` for the service's whole life (the
     service deduplicates against what it has accepted, so nothing else may add
     fixes meanwhile; its compaction writes under this same lock); any other
-    store write (`Transaction`) takes it for its own duration. It is an
-    exclusive ``flock`` on an open file, so it goes with the process, also
-    when the process is killed. The file says who holds it (``role pid``),
-    and whoever comes second refuses, naming the holder.
+    store write (`Transaction`) takes it for its own duration. Whoever comes
+    second refuses at once, naming the holder: the file says who holds it
+    (``role pid``, written on taking it, emptied on release).
+
+    The lock is a `filelock.FileLock` used as an exclusive, non-blocking
+    ``flock`` (`_file_lock` says which options and why): the kernel drops it
+    with the process's open file, so a holder killed with SIGKILL leaves no
+    lock behind (only its line in the file, which `holder` sees is stale).
+    Two `StoreLock` objects never share a hold, also in one process.
 
     Taking it makes HOME private (`trails.home.secure_home`), removes staging
     folders (``HOME/store/.tmp-*``) left by a writer that was killed (the lock
@@ -552,10 +562,36 @@ class StoreLock:
         self.home = Path(home)
         self.role = role
         self.path = self.home / "store.lock"
-        self._fd: int | None = None
+        self._lock: FileLock | None = None
 
     def _key(self) -> str:
         return os.path.realpath(self.path)
+
+    def _file_lock(self) -> FileLock:
+        """The `filelock.FileLock` behind this store lock, one per `StoreLock`.
+
+        - ``blocking=False``: one attempt; a held lock raises `filelock.Timeout` at once.
+        - ``thread_local=False``: the service takes the lock in one thread and may
+          release it in another (filelock's default keeps holds per thread).
+        - ``preserve_lock_file=True``: the file stays (it is never deleted, so every
+          process locks the same inode) and filelock never falls back to a "soft"
+          lock (a marker file, which a killed process would leave held); without
+          ``flock`` the lock fails rather than pretends.
+        - ``mode=0o600``: HOME stays private; ``on_acquired`` writes who holds it
+          through the locked descriptor, before anyone can read it as held.
+
+        filelock's re-entrancy (a counter per lock object) is never used: a
+        `StoreLock` acquires its own lock once, and a second `StoreLock` on the
+        same home (same process or not) has its own descriptor, so it is refused.
+        """
+        line = f"{self.role} {os.getpid()}\n".encode()
+
+        def record_holder(fd: int) -> None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, line, 0)
+
+        return FileLock(self.path, mode=0o600, thread_local=False, blocking=False,
+                        preserve_lock_file=True, on_acquired=record_holder)
 
     def acquire(self) -> "StoreLock":
         """Take the lock (never waits).
@@ -566,23 +602,18 @@ class StoreLock:
             Another process, or another holder in this one, has it: the message
             names what it is doing and its pid.
         """
-        import fcntl
-
         private_dir(self.home)
         secure_home(self.home)
+        if self._lock is not None:
+            raise InputError(self._refusal(self._holder_line()))
+        lock = self._file_lock()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            lock.acquire()
+        except Timeout:
+            raise InputError(self._refusal(self._holder_line())) from None
         except OSError as exc:
             raise InputError(f"store lock {str(self.path)!r}: cannot open it: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 100, 0).decode("ascii", "replace")
-            os.close(fd)
-            raise InputError(self._refusal(holder)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{self.role} {os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self._lock = lock
         with StoreLock._held_lock:
             StoreLock._held[self._key()] = self
         try:
@@ -591,6 +622,14 @@ class StoreLock:
             self.release()
             raise
         return self
+
+    def _holder_line(self) -> str:
+        """What the holder wrote in the lock file ("" if unreadable)."""
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read(100).decode("ascii", "replace")
+        except OSError:
+            return ""
 
     def _refusal(self, holder: str) -> str:
         """The one-line refusal: who holds the lock, and what to do instead."""
@@ -605,12 +644,21 @@ class StoreLock:
         return msg
 
     def release(self) -> None:
-        if self._fd is not None:
+        """Empty the holder line (nobody holds it now), then drop the lock."""
+        if self._lock is not None:
             with StoreLock._held_lock:
                 StoreLock._held.pop(self._key(), None)
-            os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # releases the flock
-            self._fd = None
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                pass
+            else:  # a second descriptor: closing it leaves the flock (held by the first) alone
+                try:
+                    os.ftruncate(fd, 0)
+                finally:
+                    os.close(fd)
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "StoreLock":
         return self.acquire()

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 
 from trails.errors import InputError
 from trails.quarantine import OK, REASON_CODE, Rejected
-from trails.timestamps import MAX_MS, MIN_MS, WHITESPACE
+from trails.timestamps import DAY_MS, MAX_MS, MIN_MS, WHITESPACE
 
 __all__ = [
     "NUMBER_PATTERN",
@@ -556,7 +556,6 @@ _CUM_DAYS = np.array([
 
 
 _CUM_DAYS_FLAT = _CUM_DAYS.reshape(-1)
-DAY_MS_I64 = np.int64(86_400_000)
 
 
 @lru_cache(maxsize=1)
@@ -709,12 +708,12 @@ def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
     y_idx = np.clip(year, 0, 9999)
     days = _year_start_days()[y_idx] + _CUM_DAYS_FLAT[leap * 13 + np.where(mon_ok, month, 1)] + (day - 1)
-    ms_of_day = ((hour * 60 + minute) * 60 + second) * 1000  # int32: < 86_400_000
+    ms_of_day = ((hour * 60 + minute) * 60 + second) * 1000  # int32: < DAY_MS < 2**31
     if W > 20:
         for k, scale in ((0, 100), (1, 10), (2, 1)):
             if 20 + k < W:
                 ms_of_day += np.where(k < nfrac, T[20 + k].astype(np.int32) - 48, 0) * scale
-    ms = days * DAY_MS_I64 + ms_of_day
+    ms = days * DAY_MS + ms_of_day  # int64, as `days` is
     if off_min is not None:
         ms -= off_min * 60_000
 

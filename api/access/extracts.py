@@ -73,8 +73,8 @@ from geofence.compile import compile_zones
 from geofence.model import Assignment, Policy, Zone, zone_label
 from geofence.schedule import active_intervals
 from trails.projection import project_lonlat
-from trails.store import read_store_fixes
-from trails.timestamps import format_ms
+from trails.store import STORE_CRS, read_store_fixes
+from trails.timestamps import POS_INF_MS, format_ms
 
 from api.access import csvsafe
 
@@ -97,8 +97,6 @@ GPX_NS = "http://www.topografix.com/GPX/1/1"
 #: Namespace of the per-fix quality elements inside GPX ``<extensions>``.
 EXTENSIONS_NS = "urn:tagtrail:gpx-extensions:1"
 
-_STORE_CRS = "EPSG:27700"  # the store holds x/y projected to this CRS (trails.ingest.STORE_CRS)
-_POS_INF_MS = 2**62
 _MEDIA = {"geojson": "application/geo+json", "csv": "text/csv", "gpx": "application/gpx+xml",
           "json": "application/json"}
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -160,7 +158,7 @@ def clip_assignments(assignments: Sequence[Assignment], subject_id: str, start_m
     out = []
     for a in sorted((a for a in assignments if a.subject_id == subject_id), key=lambda a: a.start_ms):
         lo = max(int(a.start_ms), start_ms)
-        hi = min(_POS_INF_MS if a.end_ms is None else int(a.end_ms), end_ms)
+        hi = min(POS_INF_MS if a.end_ms is None else int(a.end_ms), end_ms)
         if lo < hi:
             out.append(Assignment(a.subject_id, a.device_id, lo, hi, tuple(a.zones)))
     return tuple(out)
@@ -189,7 +187,7 @@ def _subject_fixes(home, subject_id: str, assignments: Sequence[Assignment], pol
 
     ts, lat, lon, x, y, acc = (cat(0, np.int64), cat(1, np.float64), cat(2, np.float64),
                                cat(3, np.float64), cat(4, np.float64), cat(5, np.float64))
-    if policy.crs != _STORE_CRS:
+    if policy.crs != STORE_CRS:
         x, y = project_lonlat(lon, lat, policy.crs)
     return _Clipped(clipped, np.asarray(t_end, np.int64), fix_offsets, ts, lat, lon, x, y, acc)
 

@@ -56,6 +56,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     # continuous operation: intake and the breach queue
     "post_fixes": frozenset({"feed"}),
     "breach_queue": _STAFF,
+    "get_breach": _STAFF,                        # one record and its history: as the queue
     "set_breach_status": frozenset({"caseworker"}),
     "stream_status": frozenset({"admin", "auditor", "feed"}),
     # subjects and zones the service detects against
@@ -80,7 +81,7 @@ assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PE
 PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
-    "breach_queue", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
+    "breach_queue", "get_breach", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home
 })
 

@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, require_database, resolve_home
 
 EPILOG = """\
 examples:
@@ -66,14 +66,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from api.settings import Settings
-    from trails.errors import InputError
-
-    home = resolve_home(args.home)
-    settings = Settings.from_home(home)
-    if settings.database_url.startswith("sqlite") and not (home / "tagtrail.db").exists():
-        raise InputError(f"no database at {home / 'tagtrail.db'}: nothing to {args.verb.split('-')[0]}")
-    return settings
+    """Settings of a home with a database: verify and resume create nothing."""
+    return require_database(resolve_home(args.home), args.verb.split("-")[0])
 
 
 def run_verify(args: argparse.Namespace) -> int:

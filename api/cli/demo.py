@@ -6,8 +6,9 @@ the store into `HOME/demo/results` and into the database, and prints the
 store and breach summaries. On first start it also creates one demo user per
 role (caseworker, approver, auditor, admin, and two requesters: police and
 probation) and writes their tokens to `HOME/demo-tokens.txt` (mode 600;
-tokens are never printed). Then it serves the API on 127.0.0.1:8000 unless
-`--no-serve`.
+tokens are never printed). Then it serves the API on 127.0.0.1:8000 (or
+`--port`) unless `--no-serve`. The port is checked first: if it is taken,
+the demo says so and stops before doing any work.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import os
 import time
 from pathlib import Path
 
-from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, audited_change, check_port, resolve_home
 
 EPILOG = """\
 examples:
   tagtrail demo                      # ./data (or $TAGTRAIL_HOME), 200 wearers x 7 days on first start
   tagtrail demo --home /tmp/tt --wearers 20 --days 2
   tagtrail demo --home /tmp/tt --no-serve   # set up and detect, do not serve
+  tagtrail demo --port 8080          # serve on another port (make run PORT=8080)
   rm -rf data && tagtrail demo       # start over with fresh demo data
 """
 
@@ -48,7 +50,8 @@ def _print_store(summary: dict) -> None:
     if summary.get("days"):
         print(f"  days: {summary['days']} ({summary['first_day']} .. {summary['last_day']})")
     q = summary.get("quarantined") or {}
-    print(f"  quarantined rows: {sum(q.values()):,}" + ("" if not q else "   " + ", ".join(f"{k}={v:,}" for k, v in q.items())))
+    by_reason = "" if not q else "   " + ", ".join(f"{k}={v:,}" for k, v in q.items())
+    print(f"  quarantined at ingest: {sum(q.values()):,} rows{by_reason}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from api.cli.main import main as cli_main
 
     home = resolve_home(args.home)
+    if args.serve:  # before minutes of work, not after them
+        check_port("127.0.0.1", args.port)
     demo = home / "demo"
     t0 = time.perf_counter()
     ready = demo / ".ingested"  # written last, so an interrupted first start is redone
@@ -98,40 +103,28 @@ DEMO_USERS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-def _demo_users(home) -> Path:
+def _demo_users(home: Path) -> Path:
     """Create the demo users unless they exist; their tokens go to
     HOME/demo-tokens.txt with mode 600 and are never printed."""
     from sqlalchemy import select
 
-    from api.audit.log import AuditLog
-    from api.db.session import open_database
-    from api.db.models import User
-    from api.settings import Settings
     from api.access.users import add_user
+    from api.db.models import User
 
     path = Path(home) / "demo-tokens.txt"
-    settings = Settings.from_home(home)
-    engine, factory = open_database(settings)
-    try:
-        audit = AuditLog(settings)
-        with factory() as session:
-            names = [n for n, _, _ in DEMO_USERS]
-            if session.scalars(select(User).where(User.name.in_(names))).first() is not None:
-                if not path.exists():
-                    print(f"note: demo users exist but {path} is gone; tokens are shown only once "
-                          f"(start over with a fresh home to get new ones)")
-                return path
-            lines = ["# tagtrail demo API tokens: send as 'Authorization: Bearer TOKEN'", "# name\trole\torg\ttoken"]
-            for name, role, org in DEMO_USERS:
-                _user, token = add_user(session, audit, name=name, role=role, org=org)
-                lines.append(f"{name}\t{role}\t{org or '-'}\t{token}")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
-            os.chmod(path, 0o600)
-            session.commit()  # tokens are on disk before the users exist
-            audit.write_checkpoint(session, force=True)
-            session.commit()
-    finally:
-        engine.dispose()
+    with audited_change(Path(home)) as (session, audit):
+        names = [n for n, _, _ in DEMO_USERS]
+        if session.scalars(select(User).where(User.name.in_(names))).first() is not None:
+            if not path.exists():
+                print(f"note: demo users exist but {path} is gone; tokens are shown only once "
+                      f"(start over with a fresh home to get new ones)")
+            return path
+        lines = ["# tagtrail demo API tokens: send as 'Authorization: Bearer TOKEN'", "# name\trole\torg\ttoken"]
+        for name, role, org in DEMO_USERS:
+            _user, token = add_user(session, audit, name=name, role=role, org=org)
+            lines.append(f"{name}\t{role}\t{org or '-'}\t{token}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # the tokens are on disk before the users exist
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(path, 0o600)
     return path

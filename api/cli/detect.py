@@ -18,7 +18,7 @@ from geofence.zones import load_zones
 from trails.errors import InputError
 from trails.timestamps import parse_timestamp
 
-from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, audited_change, resolve_home
 
 EPILOG = """\
 examples:
@@ -28,9 +28,9 @@ examples:
   # stand the analysis at a given instant
   tagtrail detect --fixes fixes.parquet --subjects subjects.json --zones zones.geojson \\
                   --as-of 2024-04-01T19:00:00Z --out results/
-  # on the store built by `tagtrail ingest`, one week only
+  # on the store built by `tagtrail ingest`, one week only (a bare date is midnight UTC)
   tagtrail detect --home data --subjects subjects.json --zones zones.geojson \\
-                  --from 2024-03-04T00:00:00Z --to 2024-03-11T00:00:00Z --out results/
+                  --from 2024-03-04 --to 2024-03-11 --out results/
   # what would the accumulated battery policy change?
   tagtrail detect --fixes fixes.csv --subjects subjects.json --zones zones.geojson \\
                   --out results/ --compare-battery-policies
@@ -43,23 +43,33 @@ coordinates projected at ingest. --from/--to restrict the analysis to that perio
 (assignments are clipped to it) and only those day partitions are read. Rows
 quarantined at ingest stay in the store's quarantine; quarantine.csv lists what
 this run set aside (after_as_of, unassigned, duplicate) with a 4th column `file`
-naming the ingested file the row came from.
+naming the ingested file the row came from. The summary counts both apart:
+"quarantined by this run" and "quarantined at ingest".
+
+File mode: when every fix row of --fixes is quarantined, a warning line on
+stderr says so (the exit code is still 0: the quarantine is the answer).
 """
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("detect", help="detect breaches (CONTRACT.md)", description=__doc__,
                        epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
-    p.add_argument("--fixes", metavar="FIXES", help="fixes file (.csv or .parquet)")
-    p.add_argument("--events", metavar="EVENTS", help="events file (.csv or .parquet)")
-    p.add_argument("--subjects", metavar="SUBJECTS.json", required=True)
-    p.add_argument("--zones", metavar="ZONES.geojson", required=True)
-    p.add_argument("--policy", metavar="POLICY.json")
+    p.add_argument("--fixes", metavar="FIXES", help="fixes file (.csv or .parquet); without it, store mode (--home)")
+    p.add_argument("--events", metavar="EVENTS", help="events file (.csv or .parquet); only with --fixes")
+    p.add_argument("--subjects", metavar="SUBJECTS.json", required=True,
+                   help="who wears which tag, when, with which zones (CONTRACT.md, \"Subjects\")")
+    p.add_argument("--zones", metavar="ZONES.geojson", required=True,
+                   help="the zones SUBJECTS.json names (CONTRACT.md, \"Zones\")")
+    p.add_argument("--policy", metavar="POLICY.json",
+                   help="thresholds and the CRS (CONTRACT.md, \"Policy\"); default: the contract's defaults")
     p.add_argument("--as-of", metavar="TS", dest="as_of", help="RFC 3339 instant the analysis stands at")
-    p.add_argument("--out", metavar="DIR", required=True)
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="folder for breaches.jsonl and quarantine.csv (created if needed)")
     add_home_option(p)
-    p.add_argument("--from", dest="from_ts", metavar="TS", help="store mode: first instant to read")
-    p.add_argument("--to", dest="to_ts", metavar="TS", help="store mode: instant to read up to (exclusive)")
+    p.add_argument("--from", dest="from_ts", metavar="TS",
+                   help="store mode: first instant to read (RFC 3339, or YYYY-MM-DD for midnight UTC)")
+    p.add_argument("--to", dest="to_ts", metavar="TS",
+                   help="store mode: instant to read up to, exclusive (RFC 3339, or YYYY-MM-DD for midnight UTC)")
     p.add_argument("--compare-battery-policies", action="store_true",
                    help="also print gap breach counts under per_episode and accumulated")
     p.add_argument("--db", action="store_true",
@@ -74,6 +84,24 @@ def _timestamp_arg(name: str, value: str) -> int:
         return parse_timestamp(value)
     except ValueError as exc:
         raise InputError(f"{name} {value!r} is not a valid timestamp: {exc}") from None
+
+
+def _day_or_timestamp_arg(name: str, value: str) -> int:
+    """--from/--to: an RFC 3339 instant, or a bare date ``YYYY-MM-DD`` meaning
+    midnight UTC (store days are UTC days, so a date names a day boundary)."""
+    import re
+    from datetime import date, datetime, timezone
+
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        try:
+            d = date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise InputError(f"{name} {value!r} is not a valid date: {exc}") from None
+        return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()) * 1000
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InputError(f"{name} {value!r} is neither a date YYYY-MM-DD nor an RFC 3339 timestamp: {exc}") from None
 
 
 def _combine(arr) -> pa.Array:
@@ -146,8 +174,11 @@ def _run(args: argparse.Namespace) -> int:
         for name, sec in stages.items():
             print(f"  {name:<30} {sec:8.3f}", file=sys.stderr)
         print(f"  {'total in process':<30} {elapsed:8.3f}", file=sys.stderr)
+    if origin is None:
+        _warn_all_quarantined(args.fixes, n_rows, result.quarantine, args.out)
     if not args.quiet:
-        _print_summary(result, n_rows, elapsed, args.out)
+        at_ingest = None if origin is None else _ingest_quarantined(resolve_home(args.home))
+        _print_summary(result, n_rows, elapsed, args.out, at_ingest=at_ingest)
     if args.compare_battery_policies:
         _print_policy_comparison(result, policy)
     return 0
@@ -235,8 +266,8 @@ def _from_store(args, policy, assignments):
     from trails.store import FixFiles, read_store_events
 
     home = resolve_home(args.home)
-    start = _timestamp_arg("--from", args.from_ts) if args.from_ts else None
-    end = _timestamp_arg("--to", args.to_ts) if args.to_ts else None
+    start = _day_or_timestamp_arg("--from", args.from_ts) if args.from_ts else None
+    end = _day_or_timestamp_arg("--to", args.to_ts) if args.to_ts else None
     if start is not None and end is not None and end <= start:
         raise InputError(f"--to {args.to_ts!r} is not after --from {args.from_ts!r}")
     if not (home / "store").exists():
@@ -281,33 +312,23 @@ def _store_quarantine(quarantine, origin):
 def _save_to_db(args, assignments, zones, records) -> None:
     import json as _json
 
-    from api.db.session import open_database, transaction
     from api.service.detections import save_detection
-    from api.settings import Settings
 
-    from api.audit.log import AuditLog
-
-    settings = Settings.from_home(resolve_home(args.home))
     features = _json.loads(Path(args.zones).read_text(encoding="utf-8-sig"))["features"]
-    engine, factory = open_database(settings)
-    try:
-        audit = AuditLog(settings)
-        with transaction(factory) as session:
-            counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones,
-                                    records=records)
-            # DPA 2018 s.62: collection and alteration are logged too (counts only, no subjects)
-            audit.append(session, action="breaches.upsert", actor=None, detail=dict(counts))
-        with factory() as session:
-            audit.write_checkpoint(session, force=True)
-            session.commit()
-    finally:
-        engine.dispose()
+    with audited_change(resolve_home(args.home)) as (session, audit):
+        counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones,
+                                records=records)
+        # DPA 2018 s.62: collection and alteration are logged too (counts only, no subjects)
+        audit.append(session, action="breaches.upsert", actor=None, detail=dict(counts))
+        database = audit.settings.database_url.split("://")[0]
     if not args.quiet:
-        print(f"database: {counts['inserted']} records added, {counts['updated']} updated "
-              f"({settings.database_url.split('://')[0]})")
+        print(f"database: {counts['inserted']} records added, {counts['updated']} updated ({database})")
 
 
-def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str) -> None:
+def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str, *, at_ingest: int | None) -> None:
+    """The run's summary on stdout. `at_ingest` (store mode) is the number of rows
+    the store's ingests quarantined: counted apart from this run's quarantine,
+    so a store whose ingest set rows aside never reads "quarantined rows: 0"."""
     by = Counter((r["kind"], r["type"], r["priority"]) for r in result.records)
     n_breach = sum(v for (k, _, _), v in by.items() if k == "breach")
     n_alert = sum(v for (k, _, _), v in by.items() if k == "alert")
@@ -315,9 +336,33 @@ def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str) 
     for (kind, type_, prio), n in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         print(f"  {kind:<6} P{prio}  {type_:<20} {n:>8}")
     q = Counter(reason for _, _, reason in result.quarantine)
-    print(f"quarantined rows: {sum(q.values())}" + ("" if not q else "   " + ", ".join(f"{k}={v}" for k, v in sorted(q.items()))))
+    by_reason = "" if not q else "   " + ", ".join(f"{k}={v}" for k, v in sorted(q.items()))
+    if at_ingest is None:
+        print(f"quarantined rows: {sum(q.values())}{by_reason}")
+    else:
+        print(f"quarantined by this run: {sum(q.values())} rows (after_as_of, unassigned, duplicate; "
+              f"in {Path(out) / 'quarantine.csv'}){by_reason}")
+        print(f"quarantined at ingest: {at_ingest:,} rows (every ingest into this store; HOME/store/quarantine)")
     rate = n_rows / elapsed if elapsed > 0 else 0.0
     print(f"{n_rows:,} fix rows in {elapsed:.2f} s ({rate:,.0f} fixes/s)")
+
+
+def _ingest_quarantined(home: Path) -> int:
+    """Rows the store's ingests quarantined, from its manifest (no quarantine file is read)."""
+    from trails.manifest import Manifest
+    from trails.store import store_root
+
+    _files, rows = Manifest.read(store_root(home)).files("quarantine")
+    return int(rows.sum())
+
+
+def _warn_all_quarantined(path: str, n_rows: int, quarantine, out: str) -> None:
+    """File mode: a fixes file none of whose rows could be used is worth a line on
+    stderr (the exit code stays 0: quarantining rows is a normal outcome)."""
+    n_fix = sum(1 for source, _, _ in quarantine if source == "fixes")
+    if n_rows > 0 and n_fix >= n_rows:
+        print(f"warning: every one of the {n_rows:,} rows of {path} was quarantined: no fix was analysed "
+              f"(reasons in {Path(out) / 'quarantine.csv'})", file=sys.stderr)
 
 
 def _print_policy_comparison(result: DetectResult, policy) -> None:

@@ -16,10 +16,12 @@ Rows that cannot be used (CONTRACT.md, "Quarantine") are recorded under
 HOME/store/quarantine/ with their file, row and reason; rows already in the
 store are quarantined as `duplicate`, so ingesting a file twice adds nothing.
 A missing or unreadable file, or a missing required column, changes nothing
-and exits 2. An ingest holds HOME/store.lock from start to end: it refuses
-(exit 2) while another ingest or a tagtrail service (serve, watch) runs on
-HOME, and they refuse while it runs. Staging folders left by an ingest that
-was killed are removed by whoever takes the lock next.
+and exits 2. A file none of whose rows could be stored (every row quarantined,
+duplicates included) exits 0 with a warning line on stderr. An ingest holds
+HOME/store.lock from start to end: it refuses (exit 2) while another ingest
+or a tagtrail service (serve, watch) runs on HOME, and they refuse while it
+runs. Staging folders left by an ingest that was killed are removed by
+whoever takes the lock next.
 """
 
 
@@ -55,4 +57,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"days: {s.days[0]} .. {s.days[-1]} ({len(s.days)})")
     print(f"{s.fixes_read + s.events_read} rows in {s.seconds:.2f} s ({s.rows_per_s:,.0f} rows/s)")
     sys.stdout.flush()
+    for path, read, stored in ((args.fixes, s.fixes_read, s.fixes_stored),
+                               (args.events, s.events_read, s.events_stored)):
+        if path is not None and read > 0 and stored == 0:
+            print(f"warning: every one of the {read:,} rows of {path} was quarantined: nothing from it was stored "
+                  f"(reasons above; rows in {home / 'store' / 'quarantine'})", file=sys.stderr)
     return 0

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, check_port, existing_home
 
 EPILOG = """\
 examples:
@@ -14,6 +15,10 @@ examples:
 Tokens come from `tagtrail demo` (HOME/demo-tokens.txt). The database is
 HOME/tagtrail.db unless TAGTRAIL_DATABASE_URL says otherwise; audit
 checkpoints go to HOME/audit.
+
+HOME must exist (`tagtrail demo`, `ingest`, `subjects load` or `users add`
+create one); serve prints the home it serves. A port already in use is
+refused at once (exit 2).
 
 The service holds HOME/store.lock while it runs: `tagtrail ingest` on the same
 HOME refuses meanwhile (send fixes to POST /v1/fixes or the watched folder),
@@ -33,14 +38,16 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run)
 
 
-def serve(home, *, host: str = "127.0.0.1", port: int = 8000, watch=None, watch_interval_s: float = 2.0) -> None:
+def serve(home: str | Path, *, host: str = "127.0.0.1", port: int = 8000, watch: str | Path | None = None,
+          watch_interval_s: float = 2.0) -> None:
     """Build the app for `home` and serve it until interrupted, holding the home's
     store lock (`trails.store.StoreLock`) throughout.
 
     Raises
     ------
     InputError
-        An ingest or another service holds the store lock on `home`.
+        An ingest or another service holds the store lock on `home`, or
+        `host`:`port` cannot be listened on.
     """
     import uvicorn
 
@@ -52,13 +59,16 @@ def serve(home, *, host: str = "127.0.0.1", port: int = 8000, watch=None, watch_
     # the store lock first, for the service's whole life: an ingest (or another
     # service) on this home makes us refuse before anything is opened
     with StoreLock(home, "service"):
-        app = create_app(Settings.from_home(home))
+        check_port(host, port)  # before the database is opened and migrated
+        settings = Settings.from_home(home)
+        app = create_app(settings)
         if watch is not None:
             from api.service.watch import FolderWatcher
 
             app.state.watcher = FolderWatcher(app.state.stream, app.state.session_factory, app.state.audit, watch,
                                               interval_s=watch_interval_s)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(f"serving {Path(home).resolve()} (database: {settings.database_url.split('://')[0]})", flush=True)
         print(f"API docs: http://{shown}:{port}/docs", flush=True)
         # uvicorn's access log prints raw paths (subject ids): off; api.http.access_log logs route templates
         _log_to_stderr()
@@ -78,5 +88,5 @@ def _log_to_stderr() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    serve(resolve_home(args.home), host=args.host, port=args.port, watch=args.watch)
+    serve(existing_home(args.home), host=args.host, port=args.port, watch=args.watch)
     return 0

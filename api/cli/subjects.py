@@ -10,13 +10,17 @@ withdrawn with a reason, never deleted).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, audited_change, existing_home, require_database, \
+    resolve_home
 
 EPILOG = """\
 examples:
   tagtrail subjects load --home data subjects.json zones.geojson
   tagtrail subjects show --home data
+
+`load` creates HOME if it is missing; `show` needs an existing one.
 """
 
 
@@ -27,8 +31,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     load = verbs.add_parser("load", help="validate and load SUBJECTS.json and ZONES.geojson", epilog=EPILOG,
                             formatter_class=EXAMPLES_FORMATTER)
     add_home_option(load)
-    load.add_argument("subjects", metavar="SUBJECTS.json")
-    load.add_argument("zones", metavar="ZONES.geojson")
+    load.add_argument("subjects", metavar="SUBJECTS.json", help="the assignments (CONTRACT.md, \"Subjects\")")
+    load.add_argument("zones", metavar="ZONES.geojson", help="the zones they name (CONTRACT.md, \"Zones\")")
     load.set_defaults(func=run_load)
     show = verbs.add_parser("show", help="count what is loaded", epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
     add_home_option(show)
@@ -36,39 +40,25 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def load_into(home, subjects_path, zones_path) -> dict:
+def load_into(home: str | Path, subjects_path: str | Path, zones_path: str | Path) -> dict[str, int]:
     """Validate both files and replace the database's assignments and zones (audited)."""
     import json
-    from pathlib import Path
 
+    from geofence.policy import load_policy
     from geofence.subjects import load_subjects
     from geofence.zones import load_zones
 
-    from api.audit.log import AuditLog
-    from api.db.session import open_database, transaction
     from api.service.detections import save_detection
-    from api.settings import Settings
-
-    from geofence.policy import load_policy
 
     policy_path = Path(home) / "policy.json"
     crs = load_policy(policy_path if policy_path.exists() else None).crs  # zones must lie in the policy CRS's area
     zones = load_zones(zones_path, crs=crs)
     assignments = load_subjects(subjects_path, {z.zone_id for z in zones})
     features = json.loads(Path(zones_path).read_text(encoding="utf-8-sig"))["features"]
-    settings = Settings.from_home(home)
-    engine, factory = open_database(settings)
-    try:
-        audit = AuditLog(settings)
-        with transaction(factory) as session:
-            counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones, records=[])
-            audit.append(session, action="subjects.load", actor=None,
-                         detail={"assignments": counts["assignments"], "zones": counts["zones"]})
-        with factory() as session:
-            audit.write_checkpoint(session, force=True)
-            session.commit()
-    finally:
-        engine.dispose()
+    with audited_change(Path(home)) as (session, audit):
+        counts = save_detection(session, assignments=assignments, zone_features=features, zones=zones, records=[])
+        audit.append(session, action="subjects.load", actor=None,
+                     detail={"assignments": counts["assignments"], "zones": counts["zones"]})
     return counts
 
 
@@ -79,13 +69,13 @@ def run_load(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    """Read-only: needs an existing home and database, creates nothing."""
     from sqlalchemy import func, select
 
-    from api.db.session import open_database
     from api.db.models import AssignmentRow, ZoneRow
-    from api.settings import Settings
+    from api.db.session import open_database
 
-    engine, factory = open_database(Settings.from_home(resolve_home(args.home)))
+    engine, factory = open_database(require_database(existing_home(args.home), "show"))
     try:
         with factory() as s:
             n_a = s.scalar(select(func.count()).select_from(AssignmentRow))

@@ -15,17 +15,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
+from api.cli.common import EXAMPLES_FORMATTER, add_home_option, audited_change, existing_home, require_database, \
+    resolve_home
+from api.db.models import ROLES
 
 EPILOG = """\
 examples:
   tagtrail users add --name "A. Approver" --role approver --org "home office"
   TOKEN=$(tagtrail users add --home /tmp/tt --name pc-4021 --role requester --org police)
+  FEED=$(tagtrail users add --home /tmp/tt --name supplier --role feed)
   tagtrail users revoke --home /tmp/tt --name pc-4021
   tagtrail users list --home /tmp/tt
 
 Roles: caseworker, approver, auditor, admin, requester (external: --org police
-or probation). Send the token as 'Authorization: Bearer TOKEN'.
+or probation), feed (the monitoring supplier's system: it may only send fixes
+and events, POST /v1/fixes). Send the token as 'Authorization: Bearer TOKEN'.
+`users add` creates HOME if it is missing; `revoke` and `list` need an
+existing one.
 A name is a person: re-adding a revoked user's name gives that person a new
 account (they still never approve requests made from the old one).
 """
@@ -39,7 +45,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                            formatter_class=EXAMPLES_FORMATTER)
     add_home_option(add)
     add.add_argument("--name", required=True, help="who this is (appears in the audit log)")
-    add.add_argument("--role", required=True, help="caseworker, approver, auditor, admin or requester")
+    add.add_argument("--role", required=True, help=f"one of {', '.join(ROLES)}")
     add.add_argument("--org", default=None, help="organisation; police or probation for a requester")
     add.set_defaults(func=run_add)
     rev = verbs.add_parser("revoke", help="revoke a user's token", epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
@@ -55,35 +61,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _open(args):
-    from api.audit.log import AuditLog
-    from api.db.session import open_database
-    from api.settings import Settings
-
-    settings = Settings.from_home(resolve_home(args.home))
-    engine, factory = open_database(settings)
-    return engine, factory, AuditLog(settings)
-
-
 def run_add(args: argparse.Namespace) -> int:
     from api.access.users import accounts_of, add_user
 
-    engine, factory, audit = _open(args)
-    try:
-        with factory() as session:
-            user, token = add_user(session, audit, name=args.name, role=args.role, org=args.org)
-            earlier = [u for u in accounts_of(session, user.person) if u.id != user.id]
-            session.commit()
-            audit.write_checkpoint(session, force=True)
-            session.commit()
-            print(f"added user {user.id} ({user.name}, {user.role}); token on stdout, shown only this once",
-                  file=sys.stderr)
-            if earlier:
-                listed = ", ".join(f"{u.id} ({u.name}, {u.role})" for u in earlier)
-                print(f"note: {user.name!r} is the same person as revoked user(s) {listed}: they may never decide "
-                      f"or confirm a request made from those accounts", file=sys.stderr)
-    finally:
-        engine.dispose()
+    with audited_change(resolve_home(args.home)) as (session, audit):
+        user, token = add_user(session, audit, name=args.name, role=args.role, org=args.org)
+        earlier = [u for u in accounts_of(session, user.person) if u.id != user.id]
+    print(f"added user {user.id} ({user.name}, {user.role}); token on stdout, shown only this once", file=sys.stderr)
+    if earlier:
+        listed = ", ".join(f"{u.id} ({u.name}, {u.role})" for u in earlier)
+        print(f"note: {user.name!r} is the same person as revoked user(s) {listed}: they may never decide "
+              f"or confirm a request made from those accounts", file=sys.stderr)
     print(token)
     return 0
 
@@ -91,24 +79,21 @@ def run_add(args: argparse.Namespace) -> int:
 def run_revoke(args: argparse.Namespace) -> int:
     from api.access.users import revoke_user
 
-    engine, factory, audit = _open(args)
-    try:
-        with factory() as session:
-            user = revoke_user(session, audit, name=args.name, user_id=args.user_id)
-            session.commit()
-            audit.write_checkpoint(session, force=True)
-            session.commit()
-            print(f"revoked user {user.id} ({user.name}, {user.role})")
-    finally:
-        engine.dispose()
+    home = existing_home(args.home)
+    require_database(home, "revoke")
+    with audited_change(home) as (session, audit):
+        user = revoke_user(session, audit, name=args.name, user_id=args.user_id)
+    print(f"revoked user {user.id} ({user.name}, {user.role})")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """Read-only: needs an existing home and database, creates nothing (no audit key either)."""
     from api.access.users import list_users
+    from api.db.session import open_database
     from trails.timestamps import format_ms
 
-    engine, factory, _audit = _open(args)
+    engine, factory = open_database(require_database(existing_home(args.home), "list"))
     try:
         with factory() as session:
             users = list_users(session)

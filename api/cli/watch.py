@@ -40,7 +40,7 @@ HOME refuses meanwhile.
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("watch", help="take in fix and event files dropped into a folder", description=__doc__,
                        epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
-    p.add_argument("folder", metavar="DIR")
+    p.add_argument("folder", metavar="DIR", help="the folder suppliers drop files into (taken files leave it)")
     add_home_option(p)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between scans (default 2)")
     p.add_argument("--once", action="store_true", help="take the files there now (two scans), process, exit")

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from geofence.errors import ZoneError
 from geofence.importer import import_zones, write_zones
 from geofence.model import ZONE_KINDS
 from geofence.policy import load_policy
 from geofence.zones import load_zones
 
-from api.cli.common import EXAMPLES_FORMATTER
+from trails.errors import InputError
+
+from api.cli.common import EXAMPLES_FORMATTER, EXIT_FAILED
 
 __all__ = ["register"]
 
@@ -40,8 +45,9 @@ examples:
   tagtrail zones check zones.geojson
   tagtrail zones check zones.geojson --policy policy.json   # zones for a policy with another crs
 
-Exit 0 and one line per zone when the file is a valid ZONES.geojson;
-2 with one line on stderr naming the zone otherwise.
+Exit 0 and one line per zone when the file is a valid ZONES.geojson; 1 with
+one line on stderr naming the zone when it is not (the check ran and failed);
+2 when there is nothing to check (no such file) or --policy is bad.
 """
 
 
@@ -63,7 +69,16 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    zones = load_zones(args.file, crs=load_policy(args.policy).crs)
+    """A file that fails the check is exit 1 (what `check` is for), unlike a
+    missing file or a bad --policy, which are input errors (exit 2)."""
+    crs = load_policy(args.policy).crs
+    if not Path(args.file).is_file():
+        raise InputError(f"{args.file}: no such file to check")
+    try:
+        zones = load_zones(args.file, crs=crs)
+    except ZoneError as exc:
+        print(f"tagtrail zones check: FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     for z in zones:
         shape = f"circle r={z.radius_m:g} m" if z.is_circle else f"{len(z.polygons)} polygon(s)"
         sched = "always active" if z.windows is None else f"{len(z.windows)} window(s), {z.timezone}"
@@ -112,7 +127,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         epilog=_CHECK_EPILOG,
         formatter_class=EXAMPLES_FORMATTER,
     )
-    chk.add_argument("file", metavar="ZONES.geojson")
+    chk.add_argument("file", metavar="ZONES.geojson", help="the zones file to validate")
     chk.add_argument("--policy", metavar="POLICY.json", default=None,
                      help="check against this policy's crs (as `tagtrail detect --policy` does; default EPSG:27700)")
     chk.set_defaults(func=_run_check)

@@ -16,9 +16,10 @@ from fastapi import FastAPI
 
 from api.db.session import open_database
 from api.http.errors import install_handlers
+from api.http.schemas import ErrorBody
 from api.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "ERROR_RESPONSES", "DESCRIPTION"]
 
 DESCRIPTION = """\
 Governed access to electronic-monitoring trails.
@@ -28,7 +29,26 @@ requester (police, probation) ask for data; an approver, never the requester,
 decides; the requester downloads the approved period until the approval
 expires; auditors and admins read reports and the audit log. Every call,
 including every read, is recorded in a tamper-evident audit log.
+
+**Errors** have one shape, whatever the status (schema `ErrorBody`):
+`{"detail": "...", "errors": [{"loc": [...], "msg": "...", "type": "..."}]}`.
+`detail` is always there: one line saying what went wrong, naming the value
+or field. `errors` is there only when the request failed validation (422):
+one item per field at fault. A query parameter an operation does not take is
+a validation error too (422, `type` `extra_forbidden`), never ignored.
+Statuses: 401 no valid token; 403 the role may not call the operation (an
+external requester gets one generic refusal with a reference); 404 unknown
+record or path; 405 method; 409 the record's state does not allow it; 410
+expired; 413 body too large; 414 query string too long; 415 media type; 422
+validation; 503 the audit log failed an integrity check; 507 storage full;
+500 anything unexpected (no details; the server log has them).
 """
+
+#: Documented on every operation: any 4xx or 5xx answer has the `ErrorBody` shape (api.http.errors).
+ERROR_RESPONSES: dict[int | str, dict] = {
+    "4XX": {"model": ErrorBody, "description": "refused or invalid (422: validation, with `errors`)"},
+    "5XX": {"model": ErrorBody, "description": "the service could not do it (503, 507, 500)"},
+}
 
 
 def _now_ms() -> int:
@@ -93,8 +113,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     install_handlers(app)
     install_docs(app)
     app.add_middleware(AccessLog)
-    app.include_router(health.router)
+    app.include_router(health.router, responses=ERROR_RESPONSES)
     for module in (access_requests, subjects, reports, audit, intake, breaches, admin):
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app
 

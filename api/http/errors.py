@@ -1,11 +1,21 @@
 """Errors the HTTP API raises on purpose, and the handlers that turn every
-error into JSON.
+error into the API's one error shape.
 
-Domain code raises an `ApiError` subclass with a message that names the
-values; `install_handlers` maps it to its status code and
-``{"detail": "..."}``. Validation errors become 422 with one message per
-field; anything unexpected becomes a generic 500 with no stack trace (and is
-logged on the server), though tests show bad input never gets that far.
+Every error response, whatever produced it (an `ApiError` from domain code,
+request validation, an HTTPException, the guard's refusals, routing's 404 and
+405, 413/414, 503, 507, the catch-all 500), is a JSON object built by
+`error_body`:
+
+- ``detail`` (always): one string saying what went wrong, naming the offending
+  value or field;
+- ``errors`` (only when the request failed validation, 422): one
+  ``{"loc": [...], "msg": "...", "type": "..."}`` per field at fault, never
+  the raw input.
+
+Clients read ``detail`` alone to report any error and ``errors`` to point at
+fields. Validation failures are 422 everywhere (never 400). Anything
+unexpected becomes a generic 500 with no stack trace (logged on the server),
+though tests show bad input never gets that far.
 """
 from __future__ import annotations
 
@@ -19,7 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["ApiError", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Gone", "Unprocessable",
            "BadRequest", "PayloadTooLarge", "UriTooLong", "UnsupportedMediaType", "ServiceUnavailable",
-           "install_handlers", "is_storage_full", "INTERNAL_ERROR", "STORAGE_FULL"]
+           "install_handlers", "is_storage_full", "error_body", "validation_summary", "INTERNAL_ERROR",
+           "STORAGE_FULL"]
 
 log = logging.getLogger("tagtrail.api")
 
@@ -118,6 +129,16 @@ def is_storage_full(exc: BaseException) -> bool:
     return False
 
 
+def error_body(detail: str, errors: list[dict] | None = None) -> dict:
+    """The API's one error shape (module docstring): ``{"detail": str}``, plus
+    ``"errors"`` when there are per-field validation errors. Every handler
+    builds its response here, so the shape has one implementation."""
+    body: dict = {"detail": detail}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
     """Pydantic's errors reduced to loc/msg/type: never the raw input (which
     may be large or personal) nor `ctx` (which may hold exception objects)."""
@@ -128,28 +149,67 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
     return out
 
 
+def _where(loc: list) -> str:
+    """["body", "fixes", 0, "ts"] -> "body.fixes[0].ts"."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "request"
+
+
+#: Field errors spelled out in a validation error's `detail`; the rest are counted (all are in `errors`).
+_SUMMARISED = 3
+
+
+def validation_summary(errors: list[dict]) -> str:
+    """One line for a 422's `detail`: each field at fault and what is wrong with it
+    (the first `_SUMMARISED`, then how many more are listed in `errors`)."""
+    parts = [f"{_where(e['loc'])}: {e['msg']}" for e in errors[:_SUMMARISED]]
+    more = len(errors) - len(parts)
+    tail = f"; and {more} more (see errors)" if more > 0 else ""
+    return "invalid request: " + ("; ".join(parts) or "failed validation") + tail
+
+
+#: Longest request path echoed back in a routing 404/405 message.
+_PATH_SHOWN = 200
+
+
+def _routing_detail(request: Request, exc: StarletteHTTPException) -> str:
+    """Routing's own 404/405 (Starlette's bare "Not Found" / "Method Not Allowed")
+    say which path and method, and what the path does allow."""
+    path = request.url.path
+    path = path if len(path) <= _PATH_SHOWN else path[:_PATH_SHOWN] + "..."
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        return f"no endpoint at {path}: see /docs for the API's paths"
+    if exc.status_code == 405 and exc.detail == "Method Not Allowed":
+        allowed = (exc.headers or {}).get("Allow") or "none"
+        return f"method {request.method} is not allowed on {path}: allowed methods are {allowed}"
+    return exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+
+
 def install_handlers(app: FastAPI) -> None:
-    """Register the exception handlers on `app`."""
+    """Register the exception handlers on `app`; each answers with `error_body`."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
+        errors = _validation_errors(exc)
+        return JSONResponse(error_body(validation_summary(errors), errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(_routing_detail(request, exc)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     async def _storage(request: Request, exc: Exception) -> JSONResponse:
         if not is_storage_full(exc):
             raise exc  # not ours: the catch-all below logs it and answers 500
         log.error("storage full on %s %s: %s", request.method, request.scope.get("route").path
                   if request.scope.get("route") else "?", exc)
-        return JSONResponse({"detail": STORAGE_FULL}, status_code=507)
+        return JSONResponse(error_body(STORAGE_FULL), status_code=507)
 
     from sqlalchemy.exc import OperationalError
 
@@ -157,6 +217,6 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _storage)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - never in tests
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
+        return JSONResponse(error_body(INTERNAL_ERROR), status_code=500)

@@ -16,7 +16,10 @@ body would already be in memory, parsed on the event loop. `GuardedRoute`
    operation but those that help investigate it is 503;
 4. the caller's role must be allowed for the route's operation id
    (`api.access.permissions.PERMISSIONS`): 403 otherwise;
-5. only then is the body read, and JSON is parsed in a worker thread, never
+5. a query parameter the operation does not declare is a 422 naming it and
+   the ones it takes (a filter that is not supported is never silently
+   ignored: `declared_query`);
+6. only then is the body read, and JSON is parsed in a worker thread, never
    on the event loop (`_ThreadParsedRequest`).
 
 Refusals and failures of operations on personal data are audited (DPA 2018
@@ -40,6 +43,7 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -48,7 +52,7 @@ from api.http.errors import ApiError, Forbidden, PayloadTooLarge, ServiceUnavail
 from api.access.permissions import PERMISSIONS, PERSONAL_DATA_OPS, WHILE_AUDIT_FAILED
 
 __all__ = ["GuardedRoute", "FailedAuthCounter", "JSON_BODY_LIMIT", "INTAKE_BODY_LIMIT", "MAX_QUERY_BYTES", "REFUSED",
-           "body_limit"]
+           "body_limit", "declared_query"]
 
 log = logging.getLogger("tagtrail.api")
 
@@ -77,11 +81,37 @@ def _parse_json(body: bytes) -> Any:
     except RecursionError:
         raise BodyRejected("body is nested too deeply to be a request (JSON arrays or objects inside each other "
                            "hundreds of levels deep)") from None
+    except UnicodeDecodeError as exc:  # FastAPI would answer a bare 400; it is invalid input like any other
+        raise BodyRejected(f"body is not JSON text in UTF-8, UTF-16 or UTF-32: byte {exc.start} cannot be "
+                           f"decoded") from None
 
 
 def body_limit(operation_id: str) -> int:
     """Largest body, in bytes, that `operation_id` accepts."""
     return _BODY_LIMITS.get(operation_id, JSON_BODY_LIMIT)
+
+
+def declared_query(dependant: Dependant) -> frozenset[str]:
+    """The query parameter names a route takes: its own and its dependencies',
+    as a client spells them (the alias: ``from``, not ``from_``). Read from
+    FastAPI's `Dependant` tree, the same one it validates requests with."""
+    names: set[str] = set()
+    todo = [dependant]
+    while todo:
+        d = todo.pop()
+        names.update(getattr(f, "validation_alias", None) or f.alias for f in d.query_params)
+        todo.extend(d.dependencies)
+    return frozenset(names)
+
+
+def _check_query(request: Request, op: str, allowed: frozenset[str]) -> None:
+    """422 for a query parameter `op` does not take, naming it and those it does."""
+    unknown = sorted({k for k in request.query_params.keys() if k not in allowed})
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise RequestValidationError([
+            {"loc": ("query", k), "type": "extra_forbidden",
+             "msg": f"{op} takes no query parameter {k[:100]!r} (it takes: {takes})"} for k in unknown[:20]])
 
 
 def _counted(receive, limit: int):
@@ -227,6 +257,7 @@ class GuardedRoute(APIRoute):
         op = self.operation_id or ""
         limit = body_limit(op)
         personal = op in PERSONAL_DATA_OPS
+        query_names = declared_query(self.dependant)
 
         async def guarded(request: Request) -> Response:
             _check_size(request, limit)
@@ -241,6 +272,7 @@ class GuardedRoute(APIRoute):
             request.scope.setdefault("state", {})["tagtrail_user_id"] = user.id
             parsed = _ThreadParsedRequest(request.scope, _counted(request.receive, limit))
             try:
+                _check_query(request, op, query_names)
                 return await inner(parsed)
             except (ApiError, RequestValidationError, HTTPException) as exc:
                 if personal:

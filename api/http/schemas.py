@@ -24,7 +24,8 @@ from api.settings import GROUNDS
 __all__ = ["MIN_TEXT_CHARS", "count_letters", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate",
            "DecisionCreate", "AccessRequestPublic", "AccessRequestList", "BreachPublic", "SubjectBreach",
            "BreachList", "Health", "IntakeResponse", "AssignmentIn", "AssignmentPublic", "AssignmentList",
-           "QueueItem", "QueuePage", "BreachStatusChange", "parse_ts", "fmt_ts"]
+           "QueueItem", "QueuePage", "BreachStatusChange", "BreachEventPublic", "BreachDetail", "FieldError",
+           "ErrorBody", "parse_ts", "fmt_ts"]
 
 #: Letters or digits (Unicode L*, N*) a justification, necessity statement or decision reason needs.
 MIN_TEXT_CHARS = 20
@@ -267,3 +268,39 @@ class BreachStatusChange(_In):
     status: Literal["new", "in_review", "actioned"]
     assignee: ShortText | None = None
     note: Annotated[str, Field(max_length=2000), AfterValidator(_utf8)] | None = None
+
+
+class BreachEventPublic(BaseModel):
+    """One change a person made to a record: who, when, the status it moved
+    from and to, the assignee after it, and the note they wrote."""
+
+    event_id: int
+    at: str = Field(description="when the change was made")
+    user_id: int
+    user: str | None = Field(description="the user's name (null if the account is gone)")
+    from_status: str
+    to_status: str
+    assignee: str | None = Field(description="who the record was assigned to after this change (null: nobody)")
+    note: str | None
+
+
+class BreachDetail(QueueItem):
+    """A record with its history on the work list, oldest change first."""
+
+    history: list[BreachEventPublic]
+
+
+class FieldError(BaseModel):
+    """One field at fault in a request that failed validation."""
+
+    loc: list[str | int] = Field(description='where: ["body", "start"], ["query", "limit"], ["path", "breach_id"]')
+    msg: str = Field(description="what is wrong with it")
+    type: str = Field(description="a machine-readable kind (pydantic's error type), e.g. missing, extra_forbidden")
+
+
+class ErrorBody(BaseModel):
+    """Every error response of the API, whatever its status (`api.http.errors.error_body`)."""
+
+    detail: str = Field(description="what went wrong, naming the offending value or field")
+    errors: list[FieldError] | None = Field(None, description="only on a 422 from validation: one item per field "
+                                                               "at fault (absent otherwise)")

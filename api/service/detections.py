@@ -20,7 +20,8 @@ from trails.timestamps import parse_timestamp
 
 from api.db.models import BreachRow
 
-__all__ = ["save_detection", "load_assignments", "load_zones_from_db", "bump_config_version", "config_version"]
+__all__ = ["save_detection", "breach_fields", "load_assignments", "load_zones_from_db", "bump_config_version",
+           "config_version"]
 
 CONFIG_VERSION_KEY = "config_version"
 
@@ -48,6 +49,20 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def breach_fields(record: dict) -> dict[str, object]:
+    """The `BreachRow` columns that a breach record (the contract's fields) sets.
+
+    The one mapping from a record to a row, for every writer of the breach
+    queue (`save_detection`, the stream's `api.service.stream.queue_writer`):
+    the instants are kept both as the contract's text and as epoch ms (the
+    queue sorts and filters on those), the duration as a float. The row's own
+    bookkeeping (`breach_id`, status, first seen, updated) is the writer's."""
+    return dict(kind=record["kind"], type=record["type"], subject_id=record["subject_id"],
+                device_id=record["device_id"], zone_id=record["zone_id"], start=record["start"], end=record["end"],
+                start_ms=parse_timestamp(record["start"]), end_ms=parse_timestamp(record["end"]),
+                duration_s=float(record["duration_s"]), priority=int(record["priority"]))
+
+
 def save_detection(session: Session, *, assignments: Sequence[Assignment], zone_features: Sequence[dict],
                    zones: Sequence[Zone], records: Sequence[dict]) -> dict[str, int]:
     """Replace stored assignments and zones (the files state the conditions for their
@@ -62,9 +77,7 @@ def save_detection(session: Session, *, assignments: Sequence[Assignment], zone_
         select(BreachRow).where(BreachRow.breach_id.in_([r["breach_id"] for r in records])))} if records else {}
     inserted = updated = 0
     for r in records:
-        fields = dict(kind=r["kind"], type=r["type"], subject_id=r["subject_id"], device_id=r["device_id"],
-                      zone_id=r["zone_id"], start=r["start"], end=r["end"], start_ms=parse_timestamp(r["start"]),
-                      end_ms=parse_timestamp(r["end"]), duration_s=float(r["duration_s"]), priority=int(r["priority"]))
+        fields = breach_fields(r)
         row = existing.get(r["breach_id"])
         if row is None:
             session.add(BreachRow(breach_id=r["breach_id"], first_seen_ms=now, updated_ms=now, **fields))

@@ -27,8 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,8 +42,9 @@ from trails.errors import InputError
 from trails.keys import KeyIndex
 from trails.projection import project_lonlat
 from trails.quarantine import REASON_CODE, REASONS, Rejected, bounded_text
-from trails.timestamps import format_ms, format_ms_array
-from trails.readers import iter_raw_batches
+from trails.readers import EVENT_COLUMNS, FIX_COLUMNS, iter_raw_batches
+from trails.store import STORE_CRS
+from trails.timestamps import POS_INF_MS, format_ms, format_ms_array
 from trails.validate import validate_events, validate_fixes
 
 from api.db import fixlog
@@ -57,7 +56,6 @@ __all__ = ["MAX_ROWS", "IntakeContext", "IntakeResult", "accept_batch", "batch_s
 
 #: Rows (fixes + events) one batch may carry.
 MAX_ROWS = 50_000
-STORE_CRS = "EPSG:27700"
 _FIX_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "battery_pct")
 _EVENT_FIELDS = ("device_id", "ts", "event")
 _DUPLICATE = REASON_CODE["duplicate"]
@@ -171,20 +169,17 @@ def parse_json_body(raw: bytes) -> tuple[pa.Table | None, pa.Table | None]:
     return fixes, events
 
 
-def parse_csv_body(raw: bytes, kind: str, tmp_dir: Path) -> pa.Table:
-    """The contract's columns of a CSV body (a fixes or an events file) as one table."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="batch-", suffix=".csv", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        tables = list(iter_raw_batches(name, kind=kind, batch_rows=MAX_ROWS + 1))
-    except InputError as exc:
-        raise BatchError(str(exc).replace(repr(name), "(body)")) from None
-    finally:
-        os.unlink(name)
-    from trails.readers import EVENT_COLUMNS, FIX_COLUMNS
+def parse_csv_body(raw: bytes, kind: str, tmp_dir: Path | None = None) -> pa.Table:
+    """The contract's columns of a CSV body (a fixes or an events file) as one table.
 
+    The body is read where it is (`trails.readers` takes bytes), with the same
+    checks and messages as a file, naming it ``(body)``. `tmp_dir` is not used
+    (bodies were once written to a temporary file there); it goes when the
+    router stops passing it."""
+    try:
+        tables = list(iter_raw_batches(raw, kind=kind, batch_rows=MAX_ROWS + 1, fmt="csv", name="(body)"))
+    except InputError as exc:
+        raise BatchError(str(exc)) from None
     cols = [c for group in (FIX_COLUMNS if kind == "fixes" else EVENT_COLUMNS) for c in group]
     if not tables:
         return pa.table({c: pa.array([], pa.string()) for c in cols if c in ("device_id", "ts", "lat", "lon", "event")})
@@ -198,7 +193,7 @@ class AssignmentIndex:
 
     devices: the distinct device ids, sorted; first/count: where each device's
     assignments start in the other columns and how many there are; start_ms,
-    end_ms (2**62 = still worn), subject_id: the assignments, by device."""
+    end_ms (`trails.timestamps.POS_INF_MS` = still worn), subject_id: the assignments, by device."""
 
     devices: pa.Array
     first: np.ndarray
@@ -215,7 +210,7 @@ class AssignmentIndex:
             else (np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64))
         return AssignmentIndex(pa.array(names.tolist(), pa.string()), first.astype(np.int64), count.astype(np.int64),
                                np.array([a.start_ms for a in rows], np.int64),
-                               np.array([2**62 if a.end_ms is None else a.end_ms for a in rows], np.int64),
+                               np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in rows], np.int64),
                                pa.array([a.subject_id for a in rows], pa.string()))
 
 

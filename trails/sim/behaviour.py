@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from trails.sim.population import Wearer, to_lonlat
+from trails.timestamps import POS_INF_MS
 
 __all__ = ["Calendar", "Track", "simulate_wearer", "swap_ms"]
 
@@ -289,7 +290,7 @@ def _battery(w: Wearer, rng: np.random.Generator, kind: np.ndarray, charges, n: 
 def swap_ms(w: Wearer, cal: Calendar) -> int:
     """The instant the wearer's tag is replaced (half a minute after the swap slot's fix)."""
     if w.swap_minute < 0:
-        return 2**62
+        return POS_INF_MS
     return cal.start_ms + w.swap_minute * 60_000 + 30_000
 
 

@@ -14,7 +14,7 @@ rows do not change with ``bad_row_rate``.
 
 Speed: per-fix work is vectorised per wearer; rows are formatted and written
 by pyarrow in batches of wearers (timestamps by table lookup into a byte
-buffer, see `format_ts_ms`).
+buffer: `trails.timestamps.format_ms_column`).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from trails.errors import InputError
 from trails.sim.bad_rows import KINDS, UNKNOWN_EVENT, UNKNOWN_EVENT_NAME, draw_bad_rows, render_bad_fix
 from trails.sim.behaviour import Calendar, simulate_wearer, swap_ms
 from trails.sim.population import load_towns, make_wearer
-from trails.timestamps import format_ms, parse_timestamp
+from trails.timestamps import DAY_MS, MAX_MS, format_ms, format_ms_column, parse_timestamp
 
 __all__ = ["SimulationSummary", "SimulationError", "simulate", "format_ts_ms", "FIX_COLUMNS"]
 
@@ -79,47 +79,8 @@ class SimulationSummary:
 
 # --------------------------------------------------------------------------- timestamps
 
-def _digits_table(width: int) -> np.ndarray:
-    return np.array([list(f"{i:0{width}d}".encode()) for i in range(10**width)], dtype=np.uint8)
-
-
-_MS3 = _digits_table(3)
-_D2 = _digits_table(2)
-_TOD = np.empty((86_400, 8), dtype=np.uint8)
-_s = np.arange(86_400)
-_TOD[:, 0:2], _TOD[:, 2], _TOD[:, 3:5] = _D2[_s // 3600], 58, _D2[(_s // 60) % 60]
-_TOD[:, 5], _TOD[:, 6:8] = 58, _D2[_s % 60]
-del _s
-
-
-def format_ts_ms(ms: np.ndarray) -> pa.StringArray:
-    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` strings (years 1970-9999).
-
-    Vectorised by table lookup into one fixed-width byte buffer, about five
-    times faster than ``pyarrow.compute.strftime``.
-
-    >>> format_ms(0) == format_ts_ms(np.array([0]))[0].as_py()
-    True
-    """
-    ms = np.asarray(ms, dtype=np.int64)
-    n = ms.size
-    if n == 0:
-        return pa.array([], type=pa.string())
-    days = ms // 86_400_000
-    d0, d1 = int(days.min()), int(days.max())
-    dates = np.arange(d0, d1 + 1).astype("datetime64[D]").astype(str)
-    date_tab = np.frombuffer("".join(dates).encode(), dtype=np.uint8).reshape(-1, 10)
-    rem = (ms - days * 86_400_000).astype(np.int32)
-    sec = rem // 1000
-    out = np.empty((n, 24), dtype=np.uint8)
-    out[:, 0:10] = date_tab[days - d0]
-    out[:, 10] = ord("T")
-    out[:, 11:19] = _TOD[sec]
-    out[:, 19] = ord(".")
-    out[:, 20:23] = _MS3[rem - sec * 1000]
-    out[:, 23] = ord("Z")
-    offsets = np.arange(0, (n + 1) * 24, 24, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
+#: Kept for callers of the simulator's formatter; the one implementation is `trails.timestamps`.
+format_ts_ms = format_ms_column
 
 
 # --------------------------------------------------------------------------- arguments
@@ -153,7 +114,7 @@ def _check(wearers: int, days: int, fmt: str, bad_row_rate: float, start_ms: int
         raise SimulationError(f"format must be one of {', '.join(FORMATS)}: {fmt=}")
     if not (0.0 <= bad_row_rate <= 1.0):  # also rejects NaN
         raise SimulationError(f"bad_row_rate must be in [0, 1]: {bad_row_rate=}")
-    if not 86_400_000 <= start_ms <= 253_402_300_799_999 - 367 * 86_400_000:
+    if not DAY_MS <= start_ms <= MAX_MS - 367 * DAY_MS:
         raise SimulationError(f"start must lie between 1970 and 9998: {format_ms(start_ms)}")
 
 
@@ -214,7 +175,7 @@ def _build_batch(tracks, wearers, bads, fmt: str, string_ts: bool):
     bat = np.concatenate([t.battery_pct for t in tracks])
     is_csv = fmt == "csv"
     if is_csv or string_ts:
-        ts_col = format_ts_ms(ts_ms)
+        ts_col = format_ms_column(ts_ms)
     else:
         ts_col = pa.array(ts_ms, type=pa.timestamp("ms", tz="UTC"))
     cols = [device, ts_col, pa.array(lat), pa.array(lon), pa.array(acc), pa.array(bat, from_pandas=True)]

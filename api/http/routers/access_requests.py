@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from geofence.model import Assignment, Policy
+from trails.timestamps import DAY_MS
 
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.guard import GuardedRoute
@@ -43,7 +44,6 @@ from api.settings import Settings
 
 router = APIRouter(prefix="/access-requests", tags=["access requests"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
-DAY_MS = 86_400_000
 RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="access request id")]
 DATA_OUTCOMES = frozenset({"data_provided", "partial_data_provided"})
 TRAIL_FORMATS = ("geojson", "csv", "gpx")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
 from api.http.guard import GuardedRoute
 from api.audit.log import AuditIntegrityError
-from api.http.errors import BadRequest, NotFound, ServiceUnavailable
+from api.http.errors import NotFound, ServiceUnavailable, Unprocessable
 
 router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
@@ -54,7 +54,7 @@ def audit_checkpoint(session: SessionDep, user: CurrentUser, audit: AuditDep, cl
 def audit_inclusion_proof(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep,
                           index: Index, size: Index) -> dict[str, Any]:
     """Inclusion proof of entry `index` in the tree of the first `size`
-    entries. 400 when index >= size or size exceeds the log.
+    entries. 422 when index >= size or size exceeds the log (as for any invalid input).
 
     Roles: auditor, admin.
     """
@@ -63,7 +63,7 @@ def audit_inclusion_proof(session: SessionDep, user: CurrentUser, audit: AuditDe
     except AuditIntegrityError as exc:
         raise ServiceUnavailable(f"the audit log failed an integrity check: {exc}") from None
     except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+        raise Unprocessable(str(exc)) from None
     audit.append(session, action="audit.read", actor=user, now_ms=clock(),
                  detail={"read": "inclusion_proof", "index": index, "size": size})
     commit(session, audit)
@@ -74,7 +74,7 @@ def audit_inclusion_proof(session: SessionDep, user: CurrentUser, audit: AuditDe
 def audit_consistency_proof(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep,
                             first: Index, second: Index) -> dict[str, Any]:
     """Consistency proof that the tree of `second` entries extends the tree
-    of `first`. 400 when first > second or second exceeds the log.
+    of `first`. 422 when first > second or second exceeds the log (as for any invalid input).
 
     Roles: auditor, admin.
     """
@@ -83,7 +83,7 @@ def audit_consistency_proof(session: SessionDep, user: CurrentUser, audit: Audit
     except AuditIntegrityError as exc:
         raise ServiceUnavailable(f"the audit log failed an integrity check: {exc}") from None
     except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+        raise Unprocessable(str(exc)) from None
     audit.append(session, action="audit.read", actor=user, now_ms=clock(),
                  detail={"read": "consistency_proof", "first": first, "second": second})
     commit(session, audit)

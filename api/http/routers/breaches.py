@@ -3,8 +3,10 @@
 Records come from detection (`tagtrail detect --db`, or continuous detection
 in the service); each carries a status: ``new``, ``in_review``, ``actioned``,
 or ``withdrawn`` (set only by detection, with a reason, when data received
-later removes the record; it is never deleted). Every read and every status
-change is audited.
+later removes the record; it is never deleted). `GET /v1/breaches/{id}`
+gives one record with its history: every status change, who made it and
+when, the assignee it left and the note written with it. Every read and
+every status change is audited.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize
 from api.http.guard import GuardedRoute
 from api.http.errors import Conflict, NotFound, Unprocessable
 from api.db.models import BreachEvent, BreachRow, User
-from api.http.schemas import BreachStatusChange, QueueItem, QueuePage, fmt_ts
+from api.http.schemas import BreachDetail, BreachEventPublic, BreachStatusChange, QueueItem, QueuePage, fmt_ts
+from geofence.records import RECORD_TYPES
 
 router = APIRouter(prefix="/breaches", tags=["breach queue"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
 Status = Literal["new", "in_review", "actioned", "withdrawn"]
+RecordType = Literal[RECORD_TYPES]  # type: ignore[valid-type]
+BreachId = Annotated[str, Path(min_length=16, max_length=16, pattern="^[0-9a-f]{16}$")]
 
 
 def _item(b: BreachRow) -> QueueItem:
@@ -38,27 +43,37 @@ def breach_queue(session: SessionDep, user: CurrentUser, audit: AuditDep, clock:
                  status: Annotated[list[Status] | None, Query(description="default: new and in_review")] = None,
                  priority: Annotated[int | None, Query(ge=1, le=4)] = None,
                  kind: Literal["breach", "alert"] | None = None,
+                 type: Annotated[list[RecordType] | None,
+                                 Query(description="record types (repeat for several)")] = None,
+                 subject_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
                  assignee: Annotated[str | None, Query(max_length=200)] = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
                  offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> QueuePage:
         """The work list: records by priority (1 first), then oldest first.
+        Filters combine (all must hold); a query parameter not listed here is
+        a 422, never ignored.
 
         Roles: caseworker, approver, auditor, admin.
         """
         statuses = sorted(set(status)) if status else ["in_review", "new"]
+        types = sorted(set(type)) if type else None
         q = select(BreachRow).where(BreachRow.status.in_(statuses))
         if priority is not None:
             q = q.where(BreachRow.priority == priority)
         if kind is not None:
             q = q.where(BreachRow.kind == kind)
+        if types is not None:
+            q = q.where(BreachRow.type.in_(types))
+        if subject_id is not None:
+            q = q.where(BreachRow.subject_id == subject_id)
         if assignee is not None:
             q = q.where(BreachRow.assignee == assignee)
         total = session.scalar(select(func.count()).select_from(q.subquery()))
         rows = list(session.scalars(q.order_by(BreachRow.priority, BreachRow.first_seen_ms, BreachRow.start_ms,
                                                BreachRow.breach_id).limit(limit).offset(offset)))
-        audit.append(session, action="breach.queue.read", actor=user, now_ms=clock(),
-                     detail={"status": statuses, "priority": priority, "kind": kind, "limit": limit, "offset": offset,
-                             "breach_ids": [b.breach_id for b in rows]})
+        audit.append(session, action="breach.queue.read", actor=user, subject_id=subject_id, now_ms=clock(),
+                     detail={"status": statuses, "priority": priority, "kind": kind, "type": types, "limit": limit,
+                             "offset": offset, "breach_ids": [b.breach_id for b in rows]})
         out = QueuePage(items=[_item(b) for b in rows], count=len(rows), total=int(total or 0))
         commit(session, audit)
         return out
@@ -77,9 +92,8 @@ def stream_status(request: Request, session: SessionDep, user: CurrentUser) -> d
 
 
 @router.post("/{breach_id}/status", operation_id="set_breach_status", response_model=QueueItem)
-def set_breach_status(breach_id: Annotated[str, Path(min_length=16, max_length=16, pattern="^[0-9a-f]{16}$")],
-                      body: BreachStatusChange, session: SessionDep, user: CurrentUser, audit: AuditDep,
-                      clock: ClockDep) -> QueueItem:
+def set_breach_status(breach_id: BreachId, body: BreachStatusChange, session: SessionDep, user: CurrentUser,
+                      audit: AuditDep, clock: ClockDep) -> QueueItem:
     """Move a record along the work list (new, in_review, actioned) and, when
     `assignee` is given, (un)assign it: the name of an active user, or null.
     Without `assignee` the assignment stays as it is. The note is kept with
@@ -112,5 +126,32 @@ def set_breach_status(breach_id: Annotated[str, Path(min_length=16, max_length=1
                          "to": {"status": b.status, "assignee": b.assignee},
                          "note_sha256": None if body.note is None else hashlib.sha256(body.note.encode()).hexdigest()})
     out = _item(b)
+    commit(session, audit)
+    return out
+
+
+@router.get("/{breach_id}", operation_id="get_breach", response_model=BreachDetail)
+def get_breach(breach_id: BreachId, session: SessionDep, user: CurrentUser, audit: AuditDep,
+               clock: ClockDep) -> BreachDetail:
+    """One record and its history on the work list, oldest change first:
+    each status change with who made it, when, the assignee it left and the
+    note written with it (notes are kept here, not in the audit log). The
+    read is audited (the record's wearer by pseudonym).
+
+    Roles: caseworker, approver, auditor, admin. 404 for an unknown breach_id.
+    """
+    b = session.get(BreachRow, breach_id)
+    if b is None:
+        raise NotFound(f"breach {breach_id} not found")
+    events = session.execute(
+        select(BreachEvent, User.name).outerjoin(User, User.id == BreachEvent.user_id)
+        .where(BreachEvent.breach_id == breach_id).order_by(BreachEvent.ts_ms, BreachEvent.id)).all()
+    history = [BreachEventPublic(event_id=e.id, at=fmt_ts(e.ts_ms), user_id=e.user_id, user=name,
+                                 from_status=e.from_status, to_status=e.to_status, assignee=e.assignee, note=e.note)
+               for e, name in events]
+    audit.append(session, action="breach.read", actor=user, subject_id=b.subject_id,
+                 justification_ref=f"breach:{breach_id}", now_ms=clock(),
+                 detail={"breach_id": breach_id, "event_ids": [h.event_id for h in history]})
+    out = BreachDetail(**_item(b).model_dump(), history=history)
     commit(session, audit)
     return out

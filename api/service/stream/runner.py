@@ -1,0 +1,117 @@
+"""The runner: schedules the service's work in one background thread.
+
+It knows nothing of rows or records. Woken by `notify` (intake accepted a
+batch) or every second, it runs passes until one finds nothing new (at most
+one pass per `min_pass_s`: a pass reruns every worn assignment when as_of
+moves, so back-to-back passes under many small batches would starve intake;
+what arrives meanwhile goes into the next pass), then the housekeeping
+(compaction when due, an audit checkpoint when due). An error is logged and
+kept in `last_error`, and the work is retried at the next wake-up: the
+service never stops because one pass failed. `idle` is set whenever nothing
+notified is left to do, so tests and `flush` can wait for it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Runner", "sign_if_due"]
+
+log = logging.getLogger("tagtrail.stream")
+
+#: Seconds the thread sleeps after a failure before it waits for the next wake-up.
+RETRY_PAUSE_S = 0.5
+#: Seconds between wake-ups when nobody notifies.
+WAKE_EVERY_S = 1.0
+
+
+class Runner:
+    """Runs `run_pass` (returns whether it found work) and then `housekeeping` in a thread.
+
+    Parameters
+    ----------
+    run_pass : one pass; True when it processed rows (then another pass follows).
+    housekeeping : what to do once the passes are done (compaction, checkpoints).
+    min_pass_s : at least this long from the start of a pass to the start of the next.
+    """
+
+    def __init__(self, run_pass: Callable[[], bool], housekeeping: Callable[[], None], *, min_pass_s: float = 0.2,
+                 name: str = "tagtrail-detect") -> None:
+        self.run_pass = run_pass
+        self.housekeeping = housekeeping
+        self.min_pass_s = min_pass_s
+        self.name = name
+        self.last_error: str | None = None
+        self.idle = threading.Event()
+        self.idle.set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Start the thread (once; a second call does nothing)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the thread after its current step; returns whether it was running."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is None:
+            return False
+        self._thread.join(timeout=timeout)
+        self._thread = None
+        return True
+
+    def notify(self) -> None:
+        """There is new work: wake the thread (and clear `idle` until it is done)."""
+        self.idle.clear()
+        self._wake.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until everything notified so far has been processed."""
+        return self.idle.wait(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=WAKE_EVERY_S)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set():
+                    began = time.monotonic()
+                    if not self.run_pass():
+                        break
+                    self._stop.wait(max(0.0, self.min_pass_s - (time.monotonic() - began)))
+                self.housekeeping()
+                self.last_error = None
+            except Exception as exc:  # logged; retried on the next wake-up
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("detection pass failed; will retry")
+                time.sleep(RETRY_PAUSE_S)
+            finally:
+                if not self._wake.is_set():
+                    self.idle.set()
+
+
+def sign_if_due(audit, read_only: sessionmaker[Session]) -> None:
+    """Sign an audit checkpoint when the cadence says so, also while no request commits
+    (an idle service must not leave its last entries unsigned for long). A refusal
+    (the log failed an integrity check) is logged: the API refuses what it must."""
+    from api.audit.log import AuditIntegrityError
+
+    with read_only() as session:
+        try:
+            audit.write_checkpoint(session)
+        except AuditIntegrityError as exc:
+            log.warning("audit checkpoint refused: %s", exc)
+        finally:
+            session.rollback()
