@@ -33,5 +33,17 @@ bench: $(STAMP)
 check: $(STAMP)
 	$(PYTHON) ../shared/contract/check.py "$(CURDIR)/$(BIN)/tagtrail" ../shared/contract/examples
 
+# Line coverage of trails/, geofence/ and api/ (.coveragerc): the whole suite, then the
+# kernel, twin and reference tests again with NUMBA_DISABLE_JIT=1 so the kernels' bodies
+# count (under the JIT coverage sees only their `def` lines). Reports in build/coverage/.
+KERNEL_TESTS := tests/test_kernels.py tests/test_layout.py tests/test_rules_twins.py tests/test_safe_cuts.py \
+                tests/test_detect_vs_reference.py tests/test_reference_examples.py tests/test_incremental.py
+coverage: $(STAMP)
+	rm -rf build/coverage && mkdir -p build/coverage
+	$(BIN)/python -m pytest -n 2 -q --cov --cov-report=
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -n 2 -q --cov --cov-append --cov-report= $(KERNEL_TESTS)
+	$(BIN)/python -m coverage html -q && $(BIN)/python -m coverage json -q
+	$(BIN)/python -m coverage report --sort=cover | tail -n 25
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from trails.projection import STORE_CRS
+
 __all__ = ["Window", "Zone", "Assignment", "Policy", "ZONE_KINDS", "DAY_NAMES", "VERSION_SEP", "zone_key",
            "zone_label"]
 
@@ -85,7 +87,7 @@ class Assignment:
 class Policy:
     """POLICY.json with defaults applied; durations in whole milliseconds."""
 
-    crs: str = "EPSG:27700"
+    crs: str = STORE_CRS  # the contract's default is the store's CRS
     coverage_ms: int = 300_000
     gap_ms: int = 900_000
     curfew_grace_ms: int = 900_000

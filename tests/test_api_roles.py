@@ -47,8 +47,9 @@ assert set(ROLE_COLUMNS) == set(ROLES)
 # - assignments and zones: the admin runs the service "(assignments, zones)" (P). Zone versions and
 #   corrections are the record of what changed in the past and why: the auditor reads them (P, "reads
 #   everything"). Corrections are proposed by one admin and decided by another.
-#   list_assignments / auditor = 403 is the code's choice; P's "reads everything" would allow it (the
-#   auditor already reads zone versions and correction payloads): raised with the lead, see the report.
+#   The assignments themselves (who wears which device, when, under which zones) are read by the
+#   admin and, since it "reads everything" (P) and checks that conditions were applied as imposed,
+#   the auditor; each read is audited like any personal data.
 # - audit log: "reads everything, including the audit log and its proofs" (P, auditor); the admin is
 #   "like the auditor" (P).
 ROLE_TABLE = """
@@ -68,7 +69,7 @@ report_access_requests   GET    /v1/reports/access-requests                     
 report_breaches          GET    /v1/reports/breaches                             403  200  200  200  403  403
 post_fixes               POST   /v1/fixes                                        403  403  403  403  403  200
 stream_status            GET    /v1/breaches/stream-status                       403  403  200  200  403  200
-list_assignments         GET    /v1/admin/assignments                            403  403  403  200  403  403
+list_assignments         GET    /v1/admin/assignments                            403  403  200  200  403  403
 upsert_assignment        PUT    /v1/admin/assignments                            403  403  403  200  403  403
 upsert_zone              PUT    /v1/admin/zones/{zone_id}                        403  403  403  200  403  403
 list_zone_versions       GET    /v1/admin/zones/{zone_id}/versions               403  403  200  200  403  403

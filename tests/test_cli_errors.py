@@ -239,8 +239,8 @@ def test_from_to_accept_a_bare_date(store, capsys):
     code, _, err = _run(capsys, *_detect(root, "x", "--from", "2024-03-06", "--to", "2024-03-05"))
     assert code == 2 and err == "tagtrail detect: error: --to '2024-03-05' is not after --from '2024-03-06'\n"
     code, _, err = _run(capsys, *_detect(root, "x", "--from", "2024-02-30"))
-    assert code == 2 and err == ("tagtrail detect: error: --from '2024-02-30' is not a valid date: day is out of "
-                                 "range for month\n")
+    assert code == 2 and err == ("tagtrail detect: error: --from '2024-02-30' is not a date YYYY-MM-DD or an RFC 3339 "
+                                 "timestamp: day 30 is out of range for 2024-02\n")
 
 
 def test_store_summary_says_what_its_quarantine_counts(store, capsys):

@@ -71,3 +71,25 @@ def test_out_of_range_is_its_own_error_and_naive_has_no_range():
     # a naive string has no instant, so it is naive whatever its year
     with pytest.raises(NaiveTimestampError):
         parse_timestamp("0000-01-01T00:00:00")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("2024-03-31", "2024-03-31T00:00:00.000Z"),  # the day of the spring clock change: still midnight UTC
+    (" 2024-10-27 ", "2024-10-27T00:00:00.000Z"),
+    ("0001-01-01", "0001-01-01T00:00:00.000Z"),
+    ("2024-02-29", "2024-02-29T00:00:00.000Z"),
+    ("2024-03-31T01:00:00+01:00", "2024-03-31T00:00:00.000Z"),  # an instant is parsed as one
+])
+def test_day_or_timestamp_reads_a_bare_date_as_midnight_utc(text, want):
+    from trails.timestamps import parse_day_or_timestamp
+
+    assert format_ms(parse_day_or_timestamp(text)) == want
+
+
+@pytest.mark.parametrize("text", ["2023-02-29", "2024-13-01", "0000-01-01", "2024-3-1", "2024-03-31T25:00:00Z",
+                                  "2024-03-31T12:00:00"])
+def test_day_or_timestamp_refuses_a_day_that_does_not_exist_and_a_naive_time(text):
+    from trails.timestamps import parse_day_or_timestamp
+
+    with pytest.raises(ValueError):
+        parse_day_or_timestamp(text)

@@ -15,7 +15,11 @@ from trails.errors import InputError
 if TYPE_CHECKING:
     from pyproj import Transformer
 
-__all__ = ["transformer_for", "project_lonlat", "check_projected_crs"]
+__all__ = ["STORE_CRS", "transformer_for", "project_lonlat", "check_projected_crs"]
+
+#: The British National Grid (metres): the CRS of the store's ``x``/``y`` (ingest and
+#: intake project every fix to it once) and the contract's default policy ``crs``.
+STORE_CRS = "EPSG:27700"
 
 
 @lru_cache(maxsize=8)

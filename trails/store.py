@@ -46,6 +46,7 @@ from filelock import FileLock, Timeout
 from trails.errors import InputError
 from trails.home import private_dir, secure_home
 from trails.manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
+from trails.projection import STORE_CRS
 from trails.timestamps import DAY_MS
 
 log = logging.getLogger("tagtrail.store")
@@ -74,9 +75,6 @@ __all__ = [
     "write_intake_rows",
 ]
 
-#: The CRS of the store's ``x``/``y`` (metres, British National Grid): `trails.ingest`
-#: and intake project every fix to it once; readers of the store take it from here.
-STORE_CRS = "EPSG:27700"
 FIX_SCHEMA = pa.schema([
     ("device_id", pa.string()),
     ("ts_ms", pa.int64()),

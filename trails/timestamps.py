@@ -36,6 +36,7 @@ __all__ = [
     "NaiveTimestampError",
     "TimestampRangeError",
     "parse_timestamp",
+    "parse_day_or_timestamp",
     "format_ms",
     "format_ms_array",
     "format_ms_column",
@@ -126,6 +127,27 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
     return era * 146097 + doe - 719468
+
+
+def parse_day_or_timestamp(text: str) -> int:
+    """Epoch ms of an RFC 3339 instant, or of midnight UTC for a bare date ``YYYY-MM-DD``.
+
+    Store days and simulated runs are UTC days, so a date given where an
+    instant is expected names a day boundary; a date that does not exist
+    (``2024-02-30``) raises ValueError like any bad timestamp.
+    """
+    value = text.strip()
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", value)
+    if m is None:
+        return parse_timestamp(value)
+    y, mo, d = (int(g) for g in m.groups())
+    if y < 1:
+        raise ValueError(f"year {y:04d} is before 0001")
+    if not 1 <= mo <= 12:
+        raise ValueError(f"month {mo:02d} does not exist")
+    if not 1 <= d <= days_in_month(y, mo):
+        raise ValueError(f"day {d:02d} is out of range for {y:04d}-{mo:02d}")
+    return _days_from_civil(y, mo, d) * DAY_MS
 
 
 def _civil_from_days(z: int) -> tuple[int, int, int]:

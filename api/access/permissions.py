@@ -60,7 +60,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "set_breach_status": frozenset({"caseworker"}),
     "stream_status": frozenset({"admin", "auditor", "feed"}),
     # subjects and zones the service detects against
-    "list_assignments": frozenset({"admin"}),
+    "list_assignments": frozenset({"auditor", "admin"}),  # the auditor reads everything
     "upsert_assignment": frozenset({"admin"}),
     "upsert_zone": frozenset({"admin"}),
     "list_zone_versions": frozenset({"admin", "auditor"}),

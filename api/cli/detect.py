@@ -16,7 +16,8 @@ from geofence.records import write_outputs
 from geofence.subjects import load_subjects
 from geofence.zones import load_zones
 from trails.errors import InputError
-from trails.timestamps import parse_timestamp
+from trails.projection import STORE_CRS
+from trails.timestamps import parse_day_or_timestamp, parse_timestamp
 
 from api.cli.common import EXAMPLES_FORMATTER, add_home_option, audited_change, resolve_home
 
@@ -87,21 +88,11 @@ def _timestamp_arg(name: str, value: str) -> int:
 
 
 def _day_or_timestamp_arg(name: str, value: str) -> int:
-    """--from/--to: an RFC 3339 instant, or a bare date ``YYYY-MM-DD`` meaning
-    midnight UTC (store days are UTC days, so a date names a day boundary)."""
-    import re
-    from datetime import date, datetime, timezone
-
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        try:
-            d = date.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise InputError(f"{name} {value!r} is not a valid date: {exc}") from None
-        return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()) * 1000
+    """--from/--to: an RFC 3339 instant, or a bare date ``YYYY-MM-DD`` meaning midnight UTC."""
     try:
-        return parse_timestamp(value)
+        return parse_day_or_timestamp(value)
     except ValueError as exc:
-        raise InputError(f"{name} {value!r} is neither a date YYYY-MM-DD nor an RFC 3339 timestamp: {exc}") from None
+        raise InputError(f"{name} {value!r} is not a date YYYY-MM-DD or an RFC 3339 timestamp: {exc}") from None
 
 
 def _combine(arr) -> pa.Array:
@@ -275,7 +266,7 @@ def _from_store(args, policy, assignments):
     devices = sorted({a.device_id for a in assignments})
     files = FixFiles(home, start_ms=start, end_ms=end)
     n = len(files)
-    same_crs = policy.crs == "EPSG:27700"  # the store keeps x/y in the British National Grid
+    same_crs = policy.crs == STORE_CRS  # the store keeps x/y in the British National Grid
     def chunked(name: str) -> ChunkedColumn:
         return ChunkedColumn(load=lambda: files.column(name), chunks=lambda fn: files.each_chunk(name, fn))
 

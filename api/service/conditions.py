@@ -38,6 +38,7 @@ from geofence.model import Assignment, Zone, zone_key
 from geofence.subjects import parse_subjects
 from geofence.zones import parse_zones
 from trails.errors import InputError
+from trails.projection import STORE_CRS
 from trails.timestamps import format_ms
 
 from api.db.models import AssignmentRow, Correction, ZoneRow, ZoneVersion
@@ -85,7 +86,7 @@ def load_assignments(session: Session, subject_id: str | None = None) -> tuple[A
     return tuple(out)
 
 
-def load_zones(session: Session, keys: Sequence[str] | None = None, *, crs: str = "EPSG:27700") -> tuple[Zone, ...]:
+def load_zones(session: Session, keys: Sequence[str] | None = None, *, crs: str = STORE_CRS) -> tuple[Zone, ...]:
     """The zone versions `keys` name (default: every version a segment uses), as `Zone`s
     whose `zone_id` is the versioned key, ordered by key."""
     if keys is None:
@@ -168,7 +169,7 @@ def _validated_zone(session: Session, zone_id: str, feature: dict, crs: str) -> 
 
 
 def change_zone(session: Session, zone_id: str, feature: dict, *, at_ms: int, user_id: int | None,
-                crs: str = "EPSG:27700", correction_id: int | None = None, now_ms: int | None = None) -> ZoneChange:
+                crs: str = STORE_CRS, correction_id: int | None = None, now_ms: int | None = None) -> ZoneChange:
     """Make `feature` the zone's geometry and schedule from `at_ms` on (a new version);
     segments that use the zone and run across `at_ms` are split there.
 
@@ -308,7 +309,7 @@ def replace_all(session: Session, assignments: Sequence[Assignment], zone_featur
     session.flush()
 
 
-def apply_correction(session: Session, correction: Correction, *, now_ms: int, crs: str = "EPSG:27700") -> dict:
+def apply_correction(session: Session, correction: Correction, *, now_ms: int, crs: str = STORE_CRS) -> dict:
     """Apply an approved correction (the caller has checked the second admin); returns what it did.
 
     - ``zone``: ``{"zone_id", "feature", "from"}``: the feature applies from

@@ -35,7 +35,7 @@ from trails.errors import InputError
 from trails.sim.bad_rows import KINDS, UNKNOWN_EVENT, UNKNOWN_EVENT_NAME, draw_bad_rows, render_bad_fix
 from trails.sim.behaviour import Calendar, simulate_wearer, swap_ms
 from trails.sim.population import load_towns, make_wearer
-from trails.timestamps import DAY_MS, MAX_MS, format_ms, format_ms_column, parse_timestamp
+from trails.timestamps import DAY_MS, MAX_MS, format_ms, format_ms_column, parse_day_or_timestamp
 
 __all__ = ["SimulationSummary", "SimulationError", "simulate", "format_ts_ms", "FIX_COLUMNS"]
 
@@ -92,15 +92,8 @@ def _parse_start(start: str | date | datetime) -> int:
         return int(start.timestamp() * 1000)
     if isinstance(start, date):
         return int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
-    text = str(start).strip()
-    if len(text) == 10:
-        try:
-            d = date.fromisoformat(text)
-        except ValueError:
-            raise SimulationError(f"start is not a date YYYY-MM-DD or a timestamp: {start!r}") from None
-        return _parse_start(d)
     try:
-        return parse_timestamp(text)
+        return parse_day_or_timestamp(str(start))
     except ValueError as exc:
         raise SimulationError(f"start is not a date YYYY-MM-DD or a timestamp: {start!r} ({exc})") from None
 
