@@ -91,7 +91,9 @@ def test_tour_says_how_to_find_tagtrail():
 
 def test_make_run_takes_a_port():
     """`make run PORT=8080` serves on 8080 (before issue 11 the port could not be changed)."""
-    env = {k: v for k, v in os.environ.items() if k != "TAGTRAIL_HOME"}
+    # MAKEFLAGS/MAKELEVEL: the suite may itself run under make (`make coverage`), whose
+    # sub-makes would print "Entering directory" lines around the command.
+    env = {k: v for k, v in os.environ.items() if k not in ("TAGTRAIL_HOME", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     p = subprocess.run(["make", "-n", "run", "PORT=8080"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stderr
