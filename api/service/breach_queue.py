@@ -151,14 +151,14 @@ def change_status(session: Session, audit, user: User, breach_id: str, *, status
     Raises `UnknownBreach`, `WithdrawnBreach`, `UnknownAssignee`; a status
     people may not set (`PEOPLE_STATUSES`) is a ValueError (the ways in
     validate it first)."""
-    if status not in PEOPLE_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(PEOPLE_STATUSES)}, got {status!r}")
     b = session.get(BreachRow, breach_id)
     if b is None:
         raise UnknownBreach(f"breach {breach_id} not found")
     if b.status == "withdrawn":
         raise WithdrawnBreach(f"breach {breach_id} was withdrawn by detection ({b.withdrawn_reason}); "
                               f"it cannot be changed")
+    if status not in PEOPLE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(PEOPLE_STATUSES)}, got {status!r}")
     new_assignee = b.assignee
     if not isinstance(assignee, _Unchanged):
         if assignee is not None and session.scalar(select(func.count()).select_from(User).where(
