@@ -74,8 +74,11 @@ def console_server(api_template, tmp_path):
         close_env(env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running in the thread while it is open, and later tests in the same worker
+    that call asyncio.run (tests/test_http_guard.py) would fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
