@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -24,7 +25,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from trails.errors import InputError
 
-__all__ = ["Settings", "GROUNDS", "DEFAULT_MAX_PERIOD_DAYS", "DEFAULT_MIN_NARROWING_FRACTION", "AUDIT_DEFAULTS",
+__all__ = ["Settings", "GROUNDS", "DEFAULT_CONSOLE_IDLE_S", "DEFAULT_MAX_PERIOD_DAYS", "DEFAULT_MIN_NARROWING_FRACTION", "AUDIT_DEFAULTS",
            "POLICY_KEYS"]
 
 #: The five lawful grounds of the EM DPIA (governance.md, "Who may see a trail").
@@ -55,11 +56,16 @@ DEFAULT_MIN_NARROWING_FRACTION = 0.10
 AUDIT_DEFAULTS: dict[str, int | float] = {"audit_checkpoint_every": 1000, "audit_checkpoint_s": 10.0,
                                           "audit_unsigned_max_s": 3600.0}
 
+#: A console session ends after this many seconds without a request (a policy choice; override in
+#: HOME/settings.json "console_idle_s"): an unattended screen in a shared office stops showing
+#: wearers' data after half an hour.
+DEFAULT_CONSOLE_IDLE_S = 30 * 60
+
 #: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
-                         *AUDIT_DEFAULTS})
-#: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL).
-_ENV_FIELDS = frozenset({"home", "database_url"})
+                         "console_idle_s", *AUDIT_DEFAULTS})
+#: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL).
+_ENV_FIELDS = frozenset({"home", "database_url", "tile_url"})
 
 
 def _sqlite_in_home(data: dict[str, Any]) -> str:
@@ -125,6 +131,10 @@ class Settings(BaseSettings):
         decision must remove (see DEFAULT_MIN_NARROWING_FRACTION).
     audit_checkpoint_every, audit_checkpoint_s, audit_unsigned_max_s: the audit
         log's checkpoint cadence and staleness bound (see AUDIT_DEFAULTS).
+    console_idle_s: a console session ends after this long unused (DEFAULT_CONSOLE_IDLE_S).
+    tile_url: an XYZ tile server the deployment runs (TAGTRAIL_TILE_URL,
+        ``https://tiles.example/{z}/{x}/{y}.png``); its origin is the only one the
+        console's Content-Security-Policy lets images come from. None: no tiles.
 
     Nothing secret is a setting (the audit keys are made per home, in
     HOME/keys), so there is no insecure default to refuse; what would weaken a
@@ -144,6 +154,8 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = 1000
     audit_checkpoint_s: float = 10.0
     audit_unsigned_max_s: float = 3600.0
+    console_idle_s: int = DEFAULT_CONSOLE_IDLE_S
+    tile_url: str | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -202,6 +214,33 @@ class Settings(BaseSettings):
         if not _is_number(value) or value < 0:
             raise ValueError(f"{info.field_name} must be seconds >= 0, got {value!r}")
         return float(value)
+
+    @field_validator("console_idle_s", mode="before")
+    @classmethod
+    def _idle(cls, value: Any) -> int:
+        if not _is_whole(value) or not 60 <= value <= 86400:
+            raise ValueError(f"console_idle_s must be whole seconds from 60 to 86400, got {value!r}")
+        return value
+
+    @field_validator("tile_url", mode="before")
+    @classmethod
+    def _tiles(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+                or not all(k in value for k in ("{z}", "{x}", "{y}")) or any(c in value for c in " ;'\"\n")):
+            raise ValueError(f"tile_url (TAGTRAIL_TILE_URL) must be an http(s) URL with {{z}}, {{x}} and {{y}}, "
+                             f"got {value!r}")
+        return value
+
+    @property
+    def tile_origin(self) -> str | None:
+        """scheme://host[:port] of `tile_url` (what the console's CSP allows images from)."""
+        if self.tile_url is None:
+            return None
+        parts = urlsplit(self.tile_url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
     @property
     def audit_dir(self) -> Path:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import re
 import threading
@@ -64,7 +65,8 @@ from api.audit.verify import (BREAK_ACTION, RESUME_ACTION, VerifyReport, check_r
 from api.db.models import AuditEntry, User
 from api.settings import Settings
 
-__all__ = ["AuditLog", "AuditIntegrityError", "VerifyReport", "ResumeResult", "verify_log", "resume",
+__all__ = ["AuditLog", "ChannelAudit", "CHANNELS", "commit_with_checkpoint", "AuditIntegrityError", "VerifyReport",
+           "ResumeResult", "verify_log", "resume",
            "checkpoint_note", "FORBIDDEN_DETAIL_KEYS", "PSEUDONYM_KEY_FILE", "SIGNING_KEY_FILE", "PUBLIC_KEY_FILE",
            "MAC_KEY_FILE", "BREAK_ACTION", "RESUME_ACTION"]
 
@@ -242,6 +244,47 @@ class _CommittedTree:
         return merkle.root_from_leaf_hashes(self.all_hashes(extra)[:size])
 
 
+#: The ways in whose entries say which they came through: the same action read in the
+#: console or through the API is the same entry apart from this field.
+CHANNELS: tuple[str, ...] = ("api", "console")
+
+
+class ChannelAudit:
+    """The audit log as one way in (the API, the console) sees it: `append`
+    adds ``channel``; everything else is the log's own. Handed to endpoints
+    and service functions in place of the log, so no call site names its
+    channel and none can forget it."""
+
+    def __init__(self, log: "AuditLog", channel: str) -> None:
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+        self.log = log
+        self.channel = channel
+
+    def append(self, session: Session, **fields: Any) -> AuditEntry:
+        return self.log.append(session, channel=self.channel, **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.log, name)
+
+
+def commit_with_checkpoint(session: Session, audit: "AuditLog | ChannelAudit") -> None:
+    """Commit the business change and its audit entries together, then write a
+    checkpoint of the audit log (outside the database). A failed checkpoint
+    is logged, not raised: the entries are committed, and the next checkpoint
+    covers them. Every way in (API, console) ends its unit of work here."""
+    session.commit()
+    try:
+        audit.write_checkpoint(session)
+        session.commit()  # end the transaction the checkpoint opened (it only reads)
+    except AuditIntegrityError as exc:  # recorded by the audit log; the ways in refuse what they must
+        session.rollback()
+        logging.getLogger("tagtrail.api").warning("audit checkpoint refused: %s", exc)
+    except Exception:  # pragma: no cover - disk full and the like
+        session.rollback()
+        logging.getLogger("tagtrail.api").exception("audit checkpoint not written")
+
+
 class AuditLog:
     """Appends audit entries, writes signed checkpoints, serves proofs and
     knows whether the log's integrity has failed.
@@ -279,6 +322,10 @@ class AuditLog:
         self._seen: _Latest | None = None
         self._pointer.forget()
 
+    def via(self, channel: str) -> "ChannelAudit":
+        """This log as one way in (`CHANNELS`) uses it: its entries name the channel."""
+        return ChannelAudit(self, channel)
+
     # ---------------------------------------------------------------- entries
     def pseudonym(self, subject_id: str) -> str:
         """Keyed pseudonym of a wearer: HMAC-SHA256(key, subject_id) hex, first 32 digits."""
@@ -289,8 +336,13 @@ class AuditLog:
     def append(self, session: Session, *, action: str, actor: User | None, request_id: int | None = None,
                subject_id: str | None = None, ground: str | None = None, justification_ref: str | None = None,
                extract_sha256: str | None = None, detail: dict | None = None,
-               now_ms: int | None = None) -> AuditEntry:
+               now_ms: int | None = None, channel: str | None = None) -> AuditEntry:
         """Add the next entry to the log in the caller's transaction (the caller commits).
+
+        `channel` says which way in the call came through (`CHANNELS`: the API or
+        the console); entries made by the CLI or the service itself have none,
+        and then the entry has no ``channel`` field (older entries keep their
+        exact form). Use `via` rather than passing it by hand.
 
         The next index is (max idx) + 1, read in the same transaction; on
         SQLite every transaction begins IMMEDIATE, so appends are serialised.
@@ -313,6 +365,8 @@ class AuditLog:
         if actor is not None and not isinstance(actor, User):
             raise ValueError(f"actor must be a User or None, got {type(actor).__name__}")
         request_id = _opt_int("request_id", request_id)
+        if channel is not None and channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)} or None, got {channel!r}")
         ground = _opt_str("ground", ground, 30)
         justification_ref = _opt_str("justification_ref", justification_ref, 200)
         if extract_sha256 is not None and (not isinstance(extract_sha256, str)
@@ -338,6 +392,8 @@ class AuditLog:
             "action": action, "request_id": request_id, "subject": subject, "ground": ground,
             "justification_ref": justification_ref, "extract_sha256": extract_sha256, "detail": detail,
         }
+        if channel is not None:
+            fields["channel"] = channel
         try:
             entry = rfc8785.dumps(fields)
         except rfc8785.CanonicalizationError as exc:

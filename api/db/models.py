@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, L
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "ZoneVersion", "Correction", "BreachRow", "BreachEvent",
-           "AccessRequest", "AuditEntry",
+           "AccessRequest", "AuditEntry", "ConsoleSession",
            "IntakeBatch", "IntakeFixChunk", "IntakeEvent", "IntakeQuarantine", "DetectorState",
            "ROLES", "KINDS", "OUTCOMES", "BREACH_STATUSES"]
 
@@ -313,3 +313,17 @@ class AuditEntry(Base):
 
 
 Index("ix_breaches_subject_start", BreachRow.subject_id, BreachRow.start_ms)
+
+
+class ConsoleSession(Base):
+    """A console sign-in (api.web.sessions). Only the SHA-256 of the session id
+    is stored: someone who reads the database cannot take over a session. It
+    lasts while it is used: `last_seen_ms` older than the idle timeout
+    (Settings.console_idle_s) ends it; `ended_ms` is set on sign-out."""
+
+    __tablename__ = "console_sessions"
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    last_seen_ms: Mapped[int] = mapped_column(BigInteger)
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     from api.http.guard import FailedAuthCounter, record_failed_auth
     from api.http.routers import access_requests, admin, audit, breaches, health, intake, reports, subjects
     from api.service.stream import StreamService
+    from api.web.console import install_console
     from api.web.docs import install_docs
 
     engine, factory = open_database(settings)
@@ -112,6 +113,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.state.failed_auth = FailedAuthCounter()
     install_handlers(app)
     install_docs(app)
+    install_console(app)
     app.add_middleware(AccessLog)
     app.include_router(health.router, responses=ERROR_RESPONSES)
     for module in (access_requests, subjects, reports, audit, intake, breaches, admin):

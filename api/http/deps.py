@@ -57,7 +57,8 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def _audit(request: Request):
-    return request.app.state.audit
+    """The audit log as the API uses it: every entry says ``channel: api`` (the console's say ``console``)."""
+    return request.app.state.audit.via("api")
 
 
 def _settings(request: Request) -> Settings:
@@ -109,18 +110,8 @@ def authorize(request: Request, user: CurrentUser) -> User:
 
 def commit(session: Session, audit) -> None:
     """Commit the business change and its audit entry together, then write a
-    checkpoint of the audit log (outside the database). A failed checkpoint
-    is logged, not raised: the entries are committed, and the next checkpoint
-    covers them."""
-    from api.audit.log import AuditIntegrityError
+    checkpoint of the audit log (`api.audit.log.commit_with_checkpoint`, the
+    same step the console ends with)."""
+    from api.audit.log import commit_with_checkpoint
 
-    session.commit()
-    try:
-        audit.write_checkpoint(session)
-        session.commit()  # end the transaction the checkpoint opened (it only reads)
-    except AuditIntegrityError as exc:  # recorded by the audit log; api.http.guard refuses what it must
-        session.rollback()
-        log.warning("audit checkpoint refused: %s", exc)
-    except Exception:  # pragma: no cover - disk full and the like
-        session.rollback()
-        log.exception("audit checkpoint not written")
+    commit_with_checkpoint(session, audit)

@@ -212,40 +212,20 @@ class FailedAuthCounter:
             return self._take(force=True)
 
 
-def record_refusal(app, *, user, operation: str, target: dict, status: int, reason: str) -> int | None:
+def record_refusal(app, *, user, operation: str, target: dict, status: int, reason: str,
+                   channel: str = "api") -> int | None:
     """Append one ``access.refused`` entry (its own transaction); returns its index."""
-    from api.http.deps import commit
+    from api.audit.refusals import record_refusal as record
 
-    audit = app.state.audit
-    if target["subject_id"]:  # the entry names the wearer by pseudonym only
-        reason = reason.replace(target["subject_id"], "[subject]")
-    with app.state.session_factory() as session:
-        try:
-            entry = audit.append(session, action="access.refused", actor=user, subject_id=target["subject_id"],
-                                 now_ms=app.state.clock(),
-                                 detail={"operation": operation, "target": target["params"], "status": status,
-                                         "reason": reason[:300]})
-            idx = int(entry.idx)
-            commit(session, audit)
-            return idx
-        except Exception:  # the refusal stands even if it cannot be recorded (disk full): say so in the log
-            session.rollback()
-            log.exception("could not audit a refused call to %s", operation)
-            return None
+    return record(app.state.audit.via(channel), app.state.session_factory, user=user, operation=operation,
+                  target=target, status=status, reason=reason, now_ms=app.state.clock())
 
 
 def record_failed_auth(app, counts: dict[str, int]) -> None:
-    from api.http.deps import commit
+    """One ``auth.failed`` summary entry (`api.audit.refusals.record_failed_auth`)."""
+    from api.audit.refusals import record_failed_auth as record
 
-    audit = app.state.audit
-    with app.state.session_factory() as session:
-        try:
-            audit.append(session, action="auth.failed", actor=None, now_ms=app.state.clock(),
-                         detail={"attempts": dict(sorted(counts.items()))})
-            commit(session, audit)
-        except Exception:
-            session.rollback()
-            log.exception("could not audit failed authentication attempts")
+    record(app.state.audit, app.state.session_factory, counts, now_ms=app.state.clock())
 
 
 class GuardedRoute(APIRoute):

@@ -6,21 +6,22 @@ or ``withdrawn`` (set only by detection, with a reason, when data received
 later removes the record; it is never deleted). `GET /v1/breaches/{id}`
 gives one record with its history: every status change, who made it and
 when, the assignee it left and the note written with it. Every read and
-every status change is audited.
+every status change is audited. The queries, rules and audit entries are
+`api.service.breach_queue`'s (the console calls the same functions).
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from sqlalchemy import func, select
 
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
 from api.http.guard import GuardedRoute
-from api.http.errors import Conflict, NotFound, Unprocessable
-from api.db.models import BreachEvent, BreachRow, User
+from api.http.errors import ApiError, Conflict, NotFound, Unprocessable
+from api.db.models import BreachRow
 from api.http.schemas import BreachDetail, BreachEventPublic, BreachStatusChange, QueueItem, QueuePage, fmt_ts
+from api.service.breach_queue import (UNCHANGED, QueueError, QueueFilter, UnknownAssignee, UnknownBreach,
+                                      change_status, read_breach, read_queue)
 from geofence.records import RECORD_TYPES
 
 router = APIRouter(prefix="/breaches", tags=["breach queue"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -28,6 +29,15 @@ router = APIRouter(prefix="/breaches", tags=["breach queue"], dependencies=[Depe
 Status = Literal["new", "in_review", "actioned", "withdrawn"]
 RecordType = Literal[RECORD_TYPES]  # type: ignore[valid-type]
 BreachId = Annotated[str, Path(min_length=16, max_length=16, pattern="^[0-9a-f]{16}$")]
+
+
+def _api_error(exc: QueueError) -> ApiError:
+    """The API's answer to a queue change that cannot be made: 404, 422 or 409."""
+    if isinstance(exc, UnknownBreach):
+        return NotFound(str(exc))
+    if isinstance(exc, UnknownAssignee):
+        return Unprocessable(str(exc))
+    return Conflict(str(exc))
 
 
 def _item(b: BreachRow) -> QueueItem:
@@ -55,26 +65,10 @@ def breach_queue(session: SessionDep, user: CurrentUser, audit: AuditDep, clock:
 
         Roles: caseworker, approver, auditor, admin.
         """
-        statuses = sorted(set(status)) if status else ["in_review", "new"]
-        types = sorted(set(type)) if type else None
-        q = select(BreachRow).where(BreachRow.status.in_(statuses))
-        if priority is not None:
-            q = q.where(BreachRow.priority == priority)
-        if kind is not None:
-            q = q.where(BreachRow.kind == kind)
-        if types is not None:
-            q = q.where(BreachRow.type.in_(types))
-        if subject_id is not None:
-            q = q.where(BreachRow.subject_id == subject_id)
-        if assignee is not None:
-            q = q.where(BreachRow.assignee == assignee)
-        total = session.scalar(select(func.count()).select_from(q.subquery()))
-        rows = list(session.scalars(q.order_by(BreachRow.priority, BreachRow.first_seen_ms, BreachRow.start_ms,
-                                               BreachRow.breach_id).limit(limit).offset(offset)))
-        audit.append(session, action="breach.queue.read", actor=user, subject_id=subject_id, now_ms=clock(),
-                     detail={"status": statuses, "priority": priority, "kind": kind, "type": types, "limit": limit,
-                             "offset": offset, "breach_ids": [b.breach_id for b in rows]})
-        out = QueuePage(items=[_item(b) for b in rows], count=len(rows), total=int(total or 0))
+        f = QueueFilter(statuses=tuple(status or ()), priority=priority, kind=kind, types=tuple(type or ()),
+                        subject_id=subject_id, assignee=assignee, limit=limit, offset=offset)
+        page = read_queue(session, audit, user, f, now_ms=clock())
+        out = QueuePage(items=[_item(b) for b in page.rows], count=len(page.rows), total=page.total)
         commit(session, audit)
         return out
 
@@ -102,29 +96,12 @@ def set_breach_status(breach_id: BreachId, body: BreachStatusChange, session: Se
     Roles: caseworker. A withdrawn record cannot be changed (409); only
     detection withdraws. An assignee who is not an active user is a 422.
     """
-    b = session.get(BreachRow, breach_id)
-    if b is None:
-        raise NotFound(f"breach {breach_id} not found")
-    if b.status == "withdrawn":
-        raise Conflict(f"breach {breach_id} was withdrawn by detection ({b.withdrawn_reason}); it cannot be changed")
-    assignee = b.assignee
-    if "assignee" in body.model_fields_set:
-        if body.assignee is not None and session.scalar(select(func.count()).select_from(User).where(
-                User.name == body.assignee, User.revoked_ms.is_(None))) == 0:
-            raise Unprocessable(f"assignee {body.assignee!r} is not an active user")
-        assignee = body.assignee
-    now = clock()
-    before = {"status": b.status, "assignee": b.assignee}
-    event = BreachEvent(breach_id=breach_id, ts_ms=now, user_id=user.id, from_status=b.status, to_status=body.status,
-                        assignee=assignee, note=body.note)
-    session.add(event)
-    b.status, b.status_ms, b.assignee = body.status, now, assignee
-    session.flush()
-    audit.append(session, action="breach.status", actor=user, subject_id=b.subject_id,
-                 justification_ref=f"breach:{breach_id}", now_ms=now,
-                 detail={"breach_id": breach_id, "event_id": event.id, "from": before,
-                         "to": {"status": b.status, "assignee": b.assignee},
-                         "note_sha256": None if body.note is None else hashlib.sha256(body.note.encode()).hexdigest()})
+    assignee = body.assignee if "assignee" in body.model_fields_set else UNCHANGED
+    try:
+        b = change_status(session, audit, user, breach_id, status=body.status, note=body.note, assignee=assignee,
+                          now_ms=clock())
+    except QueueError as exc:
+        raise _api_error(exc) from None
     out = _item(b)
     commit(session, audit)
     return out
@@ -140,18 +117,13 @@ def get_breach(breach_id: BreachId, session: SessionDep, user: CurrentUser, audi
 
     Roles: caseworker, approver, auditor, admin. 404 for an unknown breach_id.
     """
-    b = session.get(BreachRow, breach_id)
-    if b is None:
-        raise NotFound(f"breach {breach_id} not found")
-    events = session.execute(
-        select(BreachEvent, User.name).outerjoin(User, User.id == BreachEvent.user_id)
-        .where(BreachEvent.breach_id == breach_id).order_by(BreachEvent.ts_ms, BreachEvent.id)).all()
+    try:
+        b, events = read_breach(session, audit, user, breach_id, now_ms=clock())
+    except QueueError as exc:
+        raise _api_error(exc) from None
     history = [BreachEventPublic(event_id=e.id, at=fmt_ts(e.ts_ms), user_id=e.user_id, user=name,
                                  from_status=e.from_status, to_status=e.to_status, assignee=e.assignee, note=e.note)
                for e, name in events]
-    audit.append(session, action="breach.read", actor=user, subject_id=b.subject_id,
-                 justification_ref=f"breach:{breach_id}", now_ms=clock(),
-                 detail={"breach_id": breach_id, "event_ids": [h.event_id for h in history]})
     out = BreachDetail(**_item(b).model_dump(), history=history)
     commit(session, audit)
     return out

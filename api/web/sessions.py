@@ -1,0 +1,71 @@
+"""Console sessions, kept server-side in the database (`ConsoleSession`).
+
+Signing in with an API token (`api.access.users.authenticate`) makes a new
+random session id (32 bytes, `secrets.token_urlsafe`); the browser holds it
+in an HttpOnly, SameSite=Strict cookie, the database only its SHA-256 (a
+copy of the database is no key to a session; no salt is needed for a random
+256-bit secret). A session lasts while it is used: a request more than
+`Settings.console_idle_s` after the previous one finds it ended. Signing out,
+or the user being revoked, ends it at once. The token itself is never kept.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from api.db.models import ConsoleSession, User
+
+__all__ = ["COOKIE", "SignedIn", "session_digest", "start_session", "load_session", "end_session"]
+
+#: The session cookie's name.
+COOKIE = "tagtrail_session"
+_MAX_ID = 100
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session: its id (as the cookie holds it) and its user."""
+
+    session_id: str
+    user: User
+
+
+def session_digest(session_id: str) -> str:
+    """Hex SHA-256 of a session id: the database's key for it."""
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def start_session(session: Session, user: User, *, now_ms: int) -> str:
+    """A new session for `user`; returns its id (the cookie's value). The caller commits."""
+    session_id = secrets.token_urlsafe(32)
+    session.add(ConsoleSession(id_sha256=session_digest(session_id), user_id=user.id, created_ms=now_ms,
+                               last_seen_ms=now_ms))
+    session.flush()
+    return session_id
+
+
+def load_session(session: Session, session_id: str | None, *, now_ms: int, idle_s: int) -> SignedIn | None:
+    """The live session `session_id` names, touched (its idle time starts
+    again), or None: no such session, signed out, idle too long (it is ended
+    now), or its user revoked. The caller commits."""
+    if not session_id or len(session_id) > _MAX_ID:
+        return None
+    row = session.get(ConsoleSession, session_digest(session_id))
+    if row is None or row.ended_ms is not None:
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or user.revoked_ms is not None or now_ms - row.last_seen_ms > idle_s * 1000:
+        row.ended_ms = now_ms
+        return None
+    row.last_seen_ms = now_ms
+    return SignedIn(session_id=session_id, user=user)
+
+
+def end_session(session: Session, session_id: str, *, now_ms: int) -> None:
+    """Sign out: the session stops working at once. The caller commits."""
+    row = session.get(ConsoleSession, session_digest(session_id))
+    if row is not None and row.ended_ms is None:
+        row.ended_ms = now_ms

@@ -1,0 +1,62 @@
+"""The console's Jinja2 environment: templates from api/web/templates,
+autoescaped, with the filters pages use (London times, durations) and the
+navigation each role sees. `render` is the one way a page is answered."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from api.access.permissions import is_allowed
+from api.web.csrf import FIELD
+from api.web.london import duration_text, time_element
+
+__all__ = ["TEMPLATES_DIR", "NAV", "make_environment", "render", "nav_for"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+#: The service navigation: (label, path, the operation that page needs). A role sees an item
+#: when `api.access.permissions.is_allowed` lets it call that operation, and the page exists.
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("Queue", "/queue", "breach_queue"),
+    ("Requests", "/requests", "list_access_requests"),
+    ("Approvals", "/approvals", "decide_access_request"),
+    ("Reports", "/reports", "report_breaches"),
+    ("Audit", "/audit", "audit_checkpoint"),
+    ("Admin", "/admin", "upsert_zone"),
+)
+
+
+def make_environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["london"] = time_element
+    env.filters["duration"] = duration_text
+    env.globals["csrf_field"] = FIELD
+    return env
+
+
+def nav_for(request: Request, role: str | None) -> list[dict[str, Any]]:
+    """The navigation items `role` sees, the current one marked."""
+    if role is None:
+        return []
+    pages = {getattr(r, "path", None) for r in request.app.router.routes}
+    here = request.url.path
+    return [{"label": label, "href": href, "current": here == href or here.startswith(href + "/")}
+            for label, href, op in NAV if href in pages and is_allowed(op, role)]
+
+
+def render(request: Request, template: str, context: dict[str, Any], *, status_code: int = 200,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    """Render `template` with `context` plus what every page needs: the
+    signed-in user (``me``, or None), their navigation and CSRF token."""
+    env: Environment = request.app.state.console_templates
+    signed_in = getattr(request.state, "console", None)
+    base = {"request": request, "me": signed_in.user if signed_in else None,
+            "nav": nav_for(request, signed_in.user.role if signed_in else None),
+            "csrf_token": getattr(request.state, "csrf_token", "")}
+    html = env.get_template(template).render({**base, **context})
+    return HTMLResponse(html, status_code=status_code, headers=headers)
