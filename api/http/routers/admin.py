@@ -60,7 +60,7 @@ def list_assignments(session: SessionDep, user: CurrentUser, audit: AuditDep, cl
     names the assignment, `segment_start`..`end` the part that holds these zones
     at these versions.
 
-    Roles: admin.
+    Roles: admin, auditor.
     """
     rows = list(session.scalars(select(AssignmentRow).order_by(AssignmentRow.subject_id, AssignmentRow.start_ms)))
     audit.append(session, action="assignment.list", actor=user, now_ms=clock(), detail={"count": len(rows)})
