@@ -391,55 +391,127 @@ def detect_columns(
     table = assignments if isinstance(assignments, AssignmentTable) else AssignmentTable.build(assignments, zones)
     n_a = len(table)
     devices = pa.array(table.device_names, pa.string())
-    a_dev, a_start, a_end = table.a_dev, table.a_start, table.a_end
 
     # 1. reasons 8-10, by the layout kernel: fixes, then events (a duplicate also has the same kind)
     f_dev = _fix_device_codes(fixes, devices)
     st.mark("read device codes")
     ts_all = _load(fixes.ts_ms)
     st.mark("read ts")
-    lay = lay_out_fixes(f_dev, ts_all, len(devices), a_dev, a_start, a_end, as_of_ms=as_of_ms,
+    lay = lay_out_fixes(f_dev, ts_all, len(devices), table.a_dev, table.a_start, table.a_end, as_of_ms=as_of_ms,
                         unknown_device=fixes.unknown_device, window=fixes.window)
     del f_dev
     st.mark("layout (reasons 8-10, CSR)")
-    if events is not None and len(events):
-        e_dev = _device_codes(events.device_id, devices)
-        kinds = pc.dictionary_encode(events.event).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        e_lay = lay_out_fixes(e_dev, events.ts_ms, len(devices), a_dev, a_start, a_end, as_of_ms=as_of_ms,
-                              extra_key=kinds)
-        e_keep = np.flatnonzero(e_lay.dest >= 0)
-        e_assign = e_lay.assignment_of(e_lay.dest[e_keep])
-        e_rej = _rejected("events", events.row, e_lay.reason)
-        e_is_tamper = pc.equal(events.event, "strap_tamper").to_numpy(zero_copy_only=False)[e_keep]
-        e_ts = events.ts_ms[e_keep]
-    else:
-        e_keep = e_assign = e_ts = np.zeros(0, np.int64)
-        e_is_tamper = np.zeros(0, np.bool_)
-        e_rej = Rejected.empty("events")
+    ev = _lay_out_events(events, devices, table, as_of_ms)
+    all_f_rej, all_e_rej, quarantine = _quarantine(fixes, lay, ev.rejected, rejected_fixes, rejected_events)
+    st.mark("events and quarantine")
+
+    # 2. as_of
+    as_of = _as_of(as_of_ms, lay, ev.ts)
+
+    # 3. kept fixes per assignment, by time: one column at a time, straight into place
+    ts = np.empty(int(lay.fix_offsets[-1]), np.int64)
+    scatter(ts_all, lay.dest, ts)
+    del ts_all
+    st.mark("place ts")
+    kept = _place_kept(fixes, lay, ts, policy)
+    st.mark("read and place columns")
+
+    # tamper and low battery arise from every kept event and fix
+    parts = [_tamper_records(ev), _low_battery_records(kept, lay, policy)]
+    st.mark("tamper and low battery")
+
+    gaps: tuple[np.ndarray, ...] = ()
+    cut_ms = np.full(n_a, -1, np.int64)
+    if as_of is not None and n_a:
+        cut_ms, gaps = _timeline_records(parts, kept, table, zones, policy, as_of, context=context,
+                                         find_cuts=find_cuts, compiled=compiled, st=st)
+
+    cols = RecordColumns.concat(parts)
+    records, rec_order = to_dicts_ordered(cols, table.subject_ids, table.device_ids, table.zone_ids)
+    st.mark("records")
+    return DetectResult(
+        records=records,
+        quarantine=quarantine,
+        rejected_fixes=all_f_rej,
+        rejected_events=all_e_rej,
+        as_of_ms=as_of,
+        n_fixes_kept=int(ts.shape[0]),
+        seconds=time.perf_counter() - t0,
+        gaps=gaps,
+        names=(table.subject_ids, table.device_ids, table.zone_ids),
+        timings=st.times,
+        cut_ms=cut_ms,
+        record_assignment=cols.assignment_idx[rec_order],
+        record_start_ms=cols.start_ms[rec_order],
+        record_end_ms=cols.end_ms[rec_order],
+    )
+
+
+@dataclass(frozen=True)
+class _KeptEvents:
+    """The kept events: each one's assignment, instant and whether it is a strap tamper; and the
+    event rows quarantined (reasons 8-10)."""
+
+    assign: np.ndarray
+    ts: np.ndarray
+    is_tamper: np.ndarray
+    rejected: Rejected
+
+
+def _lay_out_events(events: EventInput | None, devices: pa.Array, table: AssignmentTable,
+                    as_of_ms: int | None) -> _KeptEvents:
+    """Events through the same layout kernel as fixes (a duplicate also has the same kind)."""
+    if events is None or not len(events):
+        empty = np.zeros(0, np.int64)
+        return _KeptEvents(empty, empty, np.zeros(0, np.bool_), Rejected.empty("events"))
+    e_dev = _device_codes(events.device_id, devices)
+    kinds = pc.dictionary_encode(events.event).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    e_lay = lay_out_fixes(e_dev, events.ts_ms, len(devices), table.a_dev, table.a_start, table.a_end,
+                          as_of_ms=as_of_ms, extra_key=kinds)
+    e_keep = np.flatnonzero(e_lay.dest >= 0)
+    return _KeptEvents(assign=e_lay.assignment_of(e_lay.dest[e_keep]), ts=events.ts_ms[e_keep],
+                       is_tamper=pc.equal(events.event, "strap_tamper").to_numpy(zero_copy_only=False)[e_keep],
+                       rejected=_rejected("events", events.row, e_lay.reason))
+
+
+def _quarantine(fixes: FixInput, lay, e_rej: Rejected, rejected_fixes: Rejected | None,
+                rejected_events: Rejected | None) -> tuple[Rejected, Rejected, list[tuple[str, int, str]]]:
+    """(every rejected fix, every rejected event, the quarantine list): the readers' (reasons
+    1-7) with the layout's (8-10; rows the layout ignores are not quarantined)."""
     bad = np.flatnonzero((lay.reason != OK) & (lay.reason != IGNORED))
     f_rej = Rejected("fixes", np.asarray(_load(fixes.row))[bad].astype(np.int64) if bad.size else
                      np.zeros(0, np.int64), lay.reason[bad].astype(np.int8))
     all_f_rej = Rejected.concat("fixes", [rejected_fixes or Rejected.empty("fixes"), f_rej])
     all_e_rej = Rejected.concat("events", [rejected_events or Rejected.empty("events"), e_rej])
-    quarantine = quarantine_rows([all_e_rej, all_f_rej])
-    st.mark("events and quarantine")
+    return all_f_rej, all_e_rej, quarantine_rows([all_e_rej, all_f_rej])
 
-    # 2. as_of
-    if as_of_ms is None:
-        latest = [lay.latest_ms] if lay.latest_ms is not None else []
-        latest += [int(e_ts.max())] if e_ts.size else []
-        as_of = max(latest) if latest else None
-    else:
-        as_of = int(as_of_ms)
 
-    # 3. kept fixes per assignment, by time: one column at a time, straight into place
-    fix_offsets = lay.fix_offsets
+def _as_of(as_of_ms: int | None, lay, e_ts: np.ndarray) -> int | None:
+    """as_of as given, else the latest kept fix or event (None when nothing was kept)."""
+    if as_of_ms is not None:
+        return int(as_of_ms)
+    latest = [lay.latest_ms] if lay.latest_ms is not None else []
+    latest += [int(e_ts.max())] if e_ts.size else []
+    return max(latest) if latest else None
+
+
+@dataclass(frozen=True)
+class _KeptFixes:
+    """The kept fixes per assignment (CSR `fix_offsets`), by time, one array per column."""
+
+    ts: np.ndarray
+    battery: np.ndarray
+    acc: np.ndarray  # NaN replaced by the policy's default accuracy
+    x: np.ndarray
+    y: np.ndarray
+    fix_offsets: np.ndarray
+
+
+def _place_kept(fixes: FixInput, lay, ts: np.ndarray, policy: Policy) -> _KeptFixes:
+    """The kept rows' other columns (`ts` is placed already), each read and scattered straight
+    into place; positions projected here, kept rows only, when the input has lat/lon."""
     dest = lay.dest
-    n_kept = int(fix_offsets[-1])
-    ts = np.empty(n_kept, np.int64)
-    scatter(ts_all, dest, ts)
-    del ts_all
-    st.mark("place ts")
+    n_kept = ts.shape[0]
     battery = _place(fixes.battery_pct, dest, n_kept, np.float64)
     acc = _place(fixes.accuracy_m, dest, n_kept, np.float64, fill_nan=policy.default_accuracy_m)
     if fixes.x is not None:
@@ -451,106 +523,104 @@ def detect_columns(
         x, y = project_lonlat(_place(fixes.lon, dest, n_kept, np.float64),
                               _place(fixes.lat, dest, n_kept, np.float64), policy.crs,
                               inplace=True, threads=min(2, os.cpu_count() or 1))
-    del dest
-    st.mark("read and place columns")
+    return _KeptFixes(ts, battery, acc, x, y, lay.fix_offsets)
 
-    subject_ids, device_ids = table.subject_ids, table.device_ids
-    zone_ids = table.zone_ids
-    parts: list[RecordColumns] = []
 
-    # tamper and low battery arise from every kept event and fix
-    tam = np.flatnonzero(e_is_tamper)
-    parts.append(RecordColumns(e_assign[tam].astype(np.int64), np.full(tam.size, TYPE_CODE["strap_tamper"], np.int64),
-                               np.full(tam.size, -1, np.int64), e_ts[tam], e_ts[tam],
-                               np.ones(tam.size, np.int64), np.zeros(tam.size, np.bool_)))
-    low = np.flatnonzero(rules.low_battery_mask(battery, fix_offsets, policy.battery_low_pct))
-    parts.append(RecordColumns(lay.assignment_of(low), np.full(low.size, TYPE_CODE["low_battery"], np.int64),
-                               np.full(low.size, -1, np.int64), ts[low], ts[low],
-                               np.full(low.size, 4, np.int64), np.ones(low.size, np.bool_)))
-    st.mark("tamper and low battery")
+def _tamper_records(ev: _KeptEvents) -> RecordColumns:
+    """A strap_tamper breach per kept tamper event."""
+    tam = np.flatnonzero(ev.is_tamper)
+    return RecordColumns(ev.assign[tam].astype(np.int64), np.full(tam.size, TYPE_CODE["strap_tamper"], np.int64),
+                         np.full(tam.size, -1, np.int64), ev.ts[tam], ev.ts[tam],
+                         np.ones(tam.size, np.int64), np.zeros(tam.size, np.bool_))
 
-    gaps: tuple[np.ndarray, ...] = ()
+
+def _low_battery_records(kept: _KeptFixes, lay, policy: Policy) -> RecordColumns:
+    """A low_battery alert per kept fix where the battery falls to the policy's low level."""
+    low = np.flatnonzero(rules.low_battery_mask(kept.battery, kept.fix_offsets, policy.battery_low_pct))
+    return RecordColumns(lay.assignment_of(low), np.full(low.size, TYPE_CODE["low_battery"], np.int64),
+                         np.full(low.size, -1, np.int64), kept.ts[low], kept.ts[low],
+                         np.full(low.size, 4, np.int64), np.ones(low.size, np.bool_))
+
+
+def _timeline_records(parts: list[RecordColumns], kept: _KeptFixes, table: AssignmentTable,
+                      zones: Sequence[Zone], policy: Policy, as_of: int, *, context: RerunContext | None,
+                      find_cuts: bool, compiled: "CompiledZones | None",
+                      st: _Stages) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Steps 4-6 up to as_of: zone episodes and gap records are appended to `parts`; returns
+    (each assignment's latest safe cut, -1 without one or unless `find_cuts`; the gap arrays)."""
+    a_start = table.a_start
+    t_end = np.minimum(table.a_end, np.int64(as_of))
+    live = t_end > a_start
+    cov_end = rules.coverage_ends(kept.ts, kept.fix_offsets, t_end, policy.coverage_ms)
+    st.mark("coverage")
+    cut_ms = _zone_records(parts, kept, cov_end, t_end, live, table, zones, policy, find_cuts=find_cuts,
+                           compiled=compiled, st=st)
+
+    # 6. gaps and battery
+    g_a, g_s, g_e, g_b = rules.contact_gaps(kept.ts, kept.battery, kept.fix_offsets, a_start, t_end,
+                                            gap_ms=policy.gap_ms,
+                                            battery_critical_pct=policy.battery_critical_pct)
+    parts.append(gap_records(g_a, g_s, g_e, g_b, a_start, policy, context))
+    st.mark("gaps and battery")
+    return cut_ms, (g_a, g_s, g_e, g_b, a_start)
+
+
+def _zone_records(parts: list[RecordColumns], kept: _KeptFixes, cov_end: np.ndarray, t_end: np.ndarray,
+                  live: np.ndarray, table: AssignmentTable, zones: Sequence[Zone], policy: Policy, *,
+                  find_cuts: bool, compiled: "CompiledZones | None", st: _Stages) -> np.ndarray:
+    """Steps 4-6 for zones: classify every kept fix against every zone of its (live) assignment,
+    expand the schedules and append the zone episodes to `parts`; returns each assignment's
+    latest safe cut if `find_cuts` (else -1 each)."""
+    n_a = len(table)
+    ts, fix_offsets = kept.ts, kept.fix_offsets
     cut_ms = np.full(n_a, -1, np.int64)
-    if as_of is not None and n_a:
-        t_end = np.minimum(a_end, np.int64(as_of))
-        live = t_end > a_start
-        cov_end = rules.coverage_ends(ts, fix_offsets, t_end, policy.coverage_ms)
-        st.mark("coverage")
-
-        # 4-6. zones
-        pair_a = np.repeat(np.arange(n_a, dtype=np.int64), np.diff(table.pair_offsets))
-        pair_live = live[pair_a]
-        pair_a, pair_z = pair_a[pair_live], table.pair_zone[pair_live]
-        if pair_a.size:
-            st.mark("zone pairs")
-            if compiled is None:
-                used = np.unique(pair_z)
-                compiled = compile_zones([zones[i] for i in used], policy.crs)
-                local = np.searchsorted(used, pair_z)
-            else:  # compiled once by the caller for all of `zones`, in order
-                local = pair_z
-            st.mark("compile zones")
-            zone_offsets = np.zeros(n_a + 1, np.int64)
-            np.cumsum(np.bincount(pair_a, minlength=n_a), out=zone_offsets[1:])
-            codes, code_offsets = classify_assignments(x, y, acc, fix_offsets, zone_offsets, local, compiled)
-            st.mark("classify")
-            nf = np.diff(fix_offsets)
-            j_in_a = np.arange(pair_a.size) - zone_offsets[pair_a]
-            pair_code_offsets = code_offsets[pair_a] + j_in_a * nf[pair_a]
-            iv_off, iv_s, iv_e = _pair_intervals(zones, pair_z, a_start[pair_a], t_end[pair_a], table.zone_group)
-            st.mark("schedules")
-            kinds = table.zone_kind[pair_z]
-            min_ms = np.where(kinds == rules.KIND_CURFEW, policy.curfew_grace_ms,
-                              np.where(kinds == rules.KIND_INCLUSION, policy.inclusion_grace_ms,
-                                       policy.exclusion_min_ms)).astype(np.int64)
-            ep_pair, ep_type, ep_s, ep_e = rules.zone_episodes(
-                ts, cov_end, codes, fix_offsets,
-                pair_assignment=pair_a, pair_code_offsets=pair_code_offsets.astype(np.int64),
-                pair_kind=kinds, pair_iv_offsets=iv_off, iv_start_ms=iv_s, iv_end_ms=iv_e,
-                a_start_ms=a_start, t_end_ms=t_end, coverage_ms=policy.coverage_ms,
-                pair_min_ms=min_ms, missed_fraction=policy.curfew_missed_fraction)
-            ep_code = np.array([TYPE_CODE["curfew_absence"], TYPE_CODE["inclusion_exit"],
-                                TYPE_CODE["exclusion_entry"], TYPE_CODE["curfew_missed"]], np.int64)[ep_type]
-            ep_prio = np.where(ep_type == rules.EP_CURFEW_MISSED, 1, 2).astype(np.int64)
-            parts.append(RecordColumns(pair_a[ep_pair], ep_code, pair_z[ep_pair], ep_s, ep_e,
-                                       ep_prio, np.zeros(ep_s.size, np.bool_)))
-            st.mark("zone episodes")
-            if find_cuts:
-                cut_ms = rules.safe_cuts(ts, battery, fix_offsets, t_end, zone_offsets, codes,
-                                         pair_code_offsets.astype(np.int64), kinds, iv_off, iv_s, iv_e)
-        elif find_cuts:
+    pair_a = np.repeat(np.arange(n_a, dtype=np.int64), np.diff(table.pair_offsets))
+    pair_live = live[pair_a]
+    pair_a, pair_z = pair_a[pair_live], table.pair_zone[pair_live]
+    if not pair_a.size:
+        if find_cuts:
             z0 = np.zeros(n_a + 1, np.int64)
-            cut_ms = rules.safe_cuts(ts, battery, fix_offsets, t_end, z0, np.zeros(0, np.int8),
+            cut_ms = rules.safe_cuts(ts, kept.battery, fix_offsets, t_end, z0, np.zeros(0, np.int8),
                                      np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(1, np.int64),
                                      np.zeros(0, np.int64), np.zeros(0, np.int64))
-
-        # 6. gaps and battery
-        g_a, g_s, g_e, g_b = rules.contact_gaps(ts, battery, fix_offsets, a_start, t_end,
-                                                gap_ms=policy.gap_ms,
-                                                battery_critical_pct=policy.battery_critical_pct)
-        gaps = (g_a, g_s, g_e, g_b, a_start)
-        parts.append(gap_records(g_a, g_s, g_e, g_b, a_start, policy, context))
-        st.mark("gaps and battery")
-
-    cols = RecordColumns.concat(parts)
-    records, rec_order = to_dicts_ordered(cols, subject_ids, device_ids, zone_ids)
-    st.mark("records")
-    return DetectResult(
-        records=records,
-        quarantine=quarantine,
-        rejected_fixes=all_f_rej,
-        rejected_events=all_e_rej,
-        as_of_ms=as_of,
-        n_fixes_kept=int(ts.shape[0]),
-        seconds=time.perf_counter() - t0,
-        gaps=gaps,
-        names=(subject_ids, device_ids, zone_ids),
-        timings=st.times,
-        cut_ms=cut_ms,
-        record_assignment=cols.assignment_idx[rec_order],
-        record_start_ms=cols.start_ms[rec_order],
-        record_end_ms=cols.end_ms[rec_order],
-    )
+        return cut_ms
+    st.mark("zone pairs")
+    if compiled is None:
+        used = np.unique(pair_z)
+        compiled = compile_zones([zones[i] for i in used], policy.crs)
+        local = np.searchsorted(used, pair_z)
+    else:  # compiled once by the caller for all of `zones`, in order
+        local = pair_z
+    st.mark("compile zones")
+    zone_offsets = np.zeros(n_a + 1, np.int64)
+    np.cumsum(np.bincount(pair_a, minlength=n_a), out=zone_offsets[1:])
+    codes, code_offsets = classify_assignments(kept.x, kept.y, kept.acc, fix_offsets, zone_offsets, local, compiled)
+    st.mark("classify")
+    nf = np.diff(fix_offsets)
+    j_in_a = np.arange(pair_a.size) - zone_offsets[pair_a]
+    pair_code_offsets = (code_offsets[pair_a] + j_in_a * nf[pair_a]).astype(np.int64)
+    iv_off, iv_s, iv_e = _pair_intervals(zones, pair_z, table.a_start[pair_a], t_end[pair_a], table.zone_group)
+    st.mark("schedules")
+    kinds = table.zone_kind[pair_z]
+    min_ms = np.where(kinds == rules.KIND_CURFEW, policy.curfew_grace_ms,
+                      np.where(kinds == rules.KIND_INCLUSION, policy.inclusion_grace_ms,
+                               policy.exclusion_min_ms)).astype(np.int64)
+    ep_pair, ep_type, ep_s, ep_e = rules.zone_episodes(
+        ts, cov_end, codes, fix_offsets,
+        pair_assignment=pair_a, pair_code_offsets=pair_code_offsets,
+        pair_kind=kinds, pair_iv_offsets=iv_off, iv_start_ms=iv_s, iv_end_ms=iv_e,
+        a_start_ms=table.a_start, t_end_ms=t_end, coverage_ms=policy.coverage_ms,
+        pair_min_ms=min_ms, missed_fraction=policy.curfew_missed_fraction)
+    ep_code = np.array([TYPE_CODE["curfew_absence"], TYPE_CODE["inclusion_exit"],
+                        TYPE_CODE["exclusion_entry"], TYPE_CODE["curfew_missed"]], np.int64)[ep_type]
+    ep_prio = np.where(ep_type == rules.EP_CURFEW_MISSED, 1, 2).astype(np.int64)
+    parts.append(RecordColumns(pair_a[ep_pair], ep_code, pair_z[ep_pair], ep_s, ep_e,
+                               ep_prio, np.zeros(ep_s.size, np.bool_)))
+    st.mark("zone episodes")
+    if find_cuts:
+        cut_ms = rules.safe_cuts(ts, kept.battery, fix_offsets, t_end, zone_offsets, codes,
+                                 pair_code_offsets, kinds, iv_off, iv_s, iv_e)
+    return cut_ms
 
 
 def battery_policy_counts(result: DetectResult, policy: Policy) -> dict[str, dict[str, int]]:

@@ -126,6 +126,41 @@ def _check_geometry(geom: Any, label: str, crs_name: str) -> None:
         raise ZoneError(f"{label}: invalid geometry in {crs_name}: {reason} (fix the source; it is never repaired)")
 
 
+def _check_options(kind: str, schedule: Any, timezone: str | None, id_field: str | None,
+                   dissolve_by: str | None) -> list | None:
+    """`import_zones`' options checked before the file is read; returns the schedule's windows
+    (None without a schedule)."""
+    if kind not in ZONE_KINDS:
+        raise ZoneError(f"--kind must be one of {', '.join(ZONE_KINDS)}, got {kind!r}")
+    windows = None if schedule is None else read_schedule_option(schedule)
+    if kind == "curfew" and windows is None:
+        raise ZoneError("--kind curfew needs --schedule")
+    if timezone is not None:
+        check_timezone(timezone, "--timezone")
+    if id_field is not None and dissolve_by is not None and id_field != dissolve_by:
+        raise ZoneError(f"--id-field {id_field!r} conflicts with --dissolve-by {dissolve_by!r}: dissolved zones take their ids from the dissolve field")
+    return windows
+
+
+def _read_layer(name: str, layer: str | int | None):
+    """The layer as a GeoDataFrame: refused (ZoneError naming the file) when missing,
+    unreadable, empty or without a CRS (never guessed)."""
+    import geopandas as gpd
+
+    if not Path(name).exists():
+        raise ZoneError(f"{name}: file not found")
+    try:
+        gdf = gpd.read_file(name, **({} if layer is None else {"layer": layer}))
+    except Exception as exc:  # pyogrio/GDAL raise several unrelated types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ZoneError(f"{name}: cannot read as a vector layer: {first}") from None
+    if len(gdf) == 0:
+        raise ZoneError(f"{name}: the layer has no features")
+    if gdf.crs is None:
+        raise ZoneError(f"{name}: the layer has no CRS (e.g. a Shapefile without .prj); refusing to guess")
+    return gdf
+
+
 def import_zones(
     src: str | os.PathLike[str],
     *,
@@ -174,28 +209,9 @@ def import_zones(
     """
     import geopandas as gpd
 
-    if kind not in ZONE_KINDS:
-        raise ZoneError(f"--kind must be one of {', '.join(ZONE_KINDS)}, got {kind!r}")
-    windows = None if schedule is None else read_schedule_option(schedule)
-    if kind == "curfew" and windows is None:
-        raise ZoneError("--kind curfew needs --schedule")
-    if timezone is not None:
-        check_timezone(timezone, "--timezone")
-    if id_field is not None and dissolve_by is not None and id_field != dissolve_by:
-        raise ZoneError(f"--id-field {id_field!r} conflicts with --dissolve-by {dissolve_by!r}: dissolved zones take their ids from the dissolve field")
-
+    windows = _check_options(kind, schedule, timezone, id_field, dissolve_by)
     name = os.fspath(src)
-    if not Path(name).exists():
-        raise ZoneError(f"{name}: file not found")
-    try:
-        gdf = gpd.read_file(name, **({} if layer is None else {"layer": layer}))
-    except Exception as exc:  # pyogrio/GDAL raise several unrelated types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ZoneError(f"{name}: cannot read as a vector layer: {first}") from None
-    if len(gdf) == 0:
-        raise ZoneError(f"{name}: the layer has no features")
-    if gdf.crs is None:
-        raise ZoneError(f"{name}: the layer has no CRS (e.g. a Shapefile without .prj); refusing to guess")
+    gdf = _read_layer(name, layer)
     crs_name = gdf.crs.to_string()
     geoms = [shapely.force_2d(g) if g is not None else None for g in gdf.geometry.array]
     attrs = gdf.drop(columns=gdf.geometry.name)

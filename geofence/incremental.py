@@ -31,159 +31,25 @@ policy CRS. Pure computation: no I/O, no clock.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from trails.keys import as_strings
 from trails.timestamps import NEG_INF_MS, POS_INF_MS
 
-from .detect import AssignmentTable, EventInput, FixInput, RerunContext, _device_codes, detect_columns
-from .layout import assign_rows, first_rows
+from .detect import AssignmentTable, EventInput, FixInput, _device_codes, detect_columns
+from .incremental_rows import EventRows, FixRows, OwnedEvents, OwnedFixes, RowStore, per_owner
+from .incremental_state import Change, CutState, RecordBook, public
+from .layout import assign_rows
 from .model import Assignment, Policy, Zone
 
 __all__ = ["FixRows", "EventRows", "Change", "IncrementalDetector"]
 
-
-@dataclass(frozen=True)
-class FixRows:
-    """Kept fix rows (validated, deduplicated, projected), any order."""
-
-    device_id: "Sequence[str] | pa.Array"  # an Arrow string array saves a conversion per row
-    ts_ms: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    accuracy_m: np.ndarray  # NaN = not given
-    battery_pct: np.ndarray  # NaN = unknown
-
-    def __len__(self) -> int:
-        return int(np.asarray(self.ts_ms).shape[0])
-
-    @staticmethod
-    def empty() -> "FixRows":
-        z = np.zeros(0)
-        return FixRows([], np.zeros(0, np.int64), z, z, z, z)
-
-
-@dataclass(frozen=True)
-class EventRows:
-    """Kept event rows (validated, deduplicated), any order."""
-
-    device_id: Sequence[str]
-    ts_ms: np.ndarray
-    event: Sequence[str]
-
-    def __len__(self) -> int:
-        return int(np.asarray(self.ts_ms).shape[0])
-
-    @staticmethod
-    def empty() -> "EventRows":
-        return EventRows([], np.zeros(0, np.int64), [])
-
-
-@dataclass(frozen=True)
-class Change:
-    """One record that a batch created, changed or withdrew (`record` None)."""
-
-    breach_id: str
-    record: dict | None
-    previous: dict | None
-
-
-class _Rows:
-    """Flat rows of many assignments, in no particular order; `owner` is the assignment index.
-    Every field is one NumPy column, so taking and concatenating work field by field."""
-
-    owner: np.ndarray
-    ts: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
-
-    def cols(self) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
-
-    def take(self, sel: np.ndarray):
-        return type(self)(*(c[sel] for c in self.cols()))
-
-    @classmethod
-    def concat(cls, parts: Sequence):
-        parts = [p for p in parts if len(p)]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate(cs) for cs in zip(*(p.cols() for p in parts))))
-
-
-@dataclass(frozen=True)
-class _Fixes(_Rows):
-    owner: np.ndarray
-    ts: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    acc: np.ndarray
-    batt: np.ndarray
-
-    @staticmethod
-    def empty() -> "_Fixes":
-        z = np.zeros(0)
-        return _Fixes(np.zeros(0, np.int64), np.zeros(0, np.int64), z, z, z, z)
-
-    @staticmethod
-    def of(rows: FixRows, owner: np.ndarray, sel: np.ndarray) -> "_Fixes":
-        """Rows `sel` of `rows`, owned by `owner` (one per row of `rows`)."""
-        col = lambda a: np.asarray(a, np.float64)[sel]  # noqa: E731
-        return _Fixes(owner[sel], np.asarray(rows.ts_ms, np.int64)[sel], col(rows.x), col(rows.y),
-                      col(rows.accuracy_m), col(rows.battery_pct))
-
-
-@dataclass(frozen=True)
-class _Events(_Rows):
-    owner: np.ndarray
-    ts: np.ndarray
-    kind: np.ndarray  # object (str)
-
-    @staticmethod
-    def empty() -> "_Events":
-        return _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object))
-
-    @staticmethod
-    def of(rows: EventRows, owner: np.ndarray, sel: np.ndarray) -> "_Events":
-        """Rows `sel` of `rows`, owned by `owner` (one per row of `rows`)."""
-        kind = np.asarray(list(rows.event), object)[sel] if sel.size else np.zeros(0, object)
-        return _Events(owner[sel], np.asarray(rows.ts_ms, np.int64)[sel], kind)
-
-
 #: history(assignment) -> (FixRows, EventRows): every kept row of the assignment
 #: (its device, inside [start, end)) received so far.
 History = Callable[[Assignment], tuple[FixRows, EventRows]]
-
-
-def _settled(records: dict[str, dict], t_c: int) -> dict[str, dict]:
-    """The records that a rerun from cut t_c leaves alone (see the module docstring)."""
-    out = {}
-    for bid, r in records.items():
-        s, e, t = r["_start_ms"], r["_end_ms"], r["type"]
-        if (e <= t_c) if t == "accumulated_battery" else ((s <= t_c) if t == "low_battery" else (s < t_c)):
-            out[bid] = r
-    return out
-
-
-def _public(r: dict) -> dict:
-    return {k: v for k, v in r.items() if not k.startswith("_")}
-
-
-def _per_owner(reduce: np.ufunc, owner: np.ndarray, ts: np.ndarray, n: int, fill: int) -> np.ndarray:
-    """`reduce` (np.minimum or np.maximum) of `ts` per owner in [0, n), `fill` where an owner has none."""
-    out = np.full(n, fill, np.int64)
-    if owner.size:
-        reduce.at(out, owner, ts)
-    return out
 
 
 class IncrementalDetector:
@@ -191,11 +57,11 @@ class IncrementalDetector:
 
     State is columnar so that a pass over a national caseload costs
     vectorised work, not Python work per assignment: per-assignment arrays
-    (latest cut, completeness, latest row), the retained safe cuts as one
-    small list each, the rows as two flat tables (the *tail*, rows from each
-    assignment's latest cut on, which every rerun reads; the *archive*, rows
-    before it, read only for late rows), and records in dicts kept only for
-    assignments that have any.
+    (latest cut, completeness, latest row) and the retained safe cuts as one
+    small list each (`CutState`), the rows as flat tables (`RowStore`: the
+    *tail*, rows from each assignment's latest cut on, which every rerun
+    reads; the *archive*, rows before it, read only for late rows), and
+    records in dicts kept only for assignments that have any (`RecordBook`).
 
     Parameters
     ----------
@@ -215,18 +81,9 @@ class IncrementalDetector:
         self.history = history
         self.as_of: int | None = None
         self._set_config(list(assignments), tuple(zones))
-        n = len(self.assignments)
-        self._cuts: list[list[int]] = [[] for _ in range(n)]  # retained safe cuts, ascending
-        self._cut_last = np.full(n, NEG_INF_MS, np.int64)  # == cuts[-1], or NEG_INF_MS without a cut
-        self._complete = np.ones(n, np.bool_)  # rows held from A.start (no cut dropped yet)
-        self._latest = np.full(n, NEG_INF_MS, np.int64)  # latest kept row (as_of is the latest over all)
-        self._live: dict[int, dict[str, dict]] = {}  # records a rerun may still change
-        self._frozen: dict[int, dict[str, dict]] = {}  # settled before the oldest retained cut: never rerun
-        self._tail = _Fixes.empty()  # rows at or after their assignment's latest cut
-        self._archive: list[_Fixes] = []  # rows before it (kept for late rows), in chunks
-        self._archive_rows = 0
-        self._archive_pruned = 0
-        self._events = _Events.empty()
+        self._cuts = CutState(len(self.assignments))
+        self._book = RecordBook()
+        self._rows = RowStore()
         #: assignment index -> why its last rerun failed (it keeps its previous records meanwhile)
         self.failures: dict[int, str] = {}
 
@@ -240,22 +97,15 @@ class IncrementalDetector:
     # ------------------------------------------------------------------ reading
     def records(self) -> list[dict]:
         """Every current record, in the contract's order."""
-        from .records import sort_records
-
-        return sort_records([_public(r) for d in (self._frozen, self._live) for recs in d.values()
-                             for r in recs.values()])
+        return self._book.records()
 
     def breach_ids(self) -> set[str]:
         """The breach_id of every current record."""
-        return {bid for d in (self._frozen, self._live) for recs in d.values() for bid in recs}
+        return self._book.breach_ids()
 
     def saved_cuts(self) -> list[tuple[list[int], bool]]:
         """Per assignment (in order): its retained safe cuts and whether its rows start at A.start."""
-        return [(list(c), bool(k)) for c, k in zip(self._cuts, self._complete.tolist())]
-
-    def _all_records(self, i: int) -> dict[str, dict]:
-        live, frozen = self._live.get(i, {}), self._frozen.get(i)
-        return {**frozen, **live} if frozen else live
+        return self._cuts.saved()
 
     # ------------------------------------------------------------------ writing
     def _owners(self, devices, ts: np.ndarray) -> np.ndarray:
@@ -278,36 +128,22 @@ class IncrementalDetector:
         f_owner = self._owners(fixes.device_id, f_ts)
         e_owner = self._owners(events.device_id, e_ts)
         fk, ek = np.flatnonzero(f_owner >= 0), np.flatnonzero(e_owner >= 0)
-        new_f = _Fixes.of(fixes, f_owner, fk)
-        new_e = _Events.of(events, e_owner, ek)
+        new_f = OwnedFixes.of(fixes, f_owner, fk)
+        new_e = OwnedEvents.of(events, e_owner, ek)
         own = np.concatenate([new_f.owner, new_e.owner])
         own_ts = np.concatenate([new_f.ts, new_e.ts])
-        new_min = _per_owner(np.minimum, own, own_ts, n, POS_INF_MS)
+        new_min = per_owner(np.minimum, own, own_ts, n, POS_INF_MS)
         touched = new_min < POS_INF_MS
 
-        # where each touched assignment reruns from: its latest cut before the new rows (the usual
-        # case, vectorised), an earlier retained cut, A.start, or a rebuild from the whole history
+        # where each touched assignment reruns from (`CutState.rerun_starts`)
         rerun = touched.copy()
-        start = np.where(self._cut_last > NEG_INF_MS, self._cut_last, self._table.a_start)
-        from_cut = self._cut_last > NEG_INF_MS
-        late = np.flatnonzero(touched & ((self._cut_last >= new_min) | ((self._cut_last == NEG_INF_MS) & ~self._complete)))
-        rebuild = []
-        for i in late.tolist():
-            cuts = self._cuts[i]
-            k = bisect_left(cuts, int(new_min[i]))
-            if k:
-                start[i], from_cut[i] = cuts[k - 1], True
-            else:
-                start[i], from_cut[i] = self._table.a_start[i], False
-                if not self._complete[i]:  # older than anything retained: rebuild from the whole history
-                    rebuild.append(i)  # records stay: the rerun from A.start is diffed against them
+        start, from_cut, rebuild = self._cuts.rerun_starts(touched, new_min, self._table.a_start)
         if rebuild:
             self._rebuild(rebuild)
-        self._tail = _Fixes.concat([self._tail, new_f])
-        self._events = _Events.concat([self._events, new_e])
+        self._rows.append([new_f], [new_e])
         if rebuild:
-            self._dedup(np.asarray(rebuild, np.int64))
-        np.maximum.at(self._latest, own, own_ts)
+            self._rows.dedup(np.asarray(rebuild, np.int64), n)
+        np.maximum.at(self._cuts.latest, own, own_ts)
 
         old_as_of = self.as_of
         if own_ts.size:
@@ -327,26 +163,20 @@ class IncrementalDetector:
         n = len(self.assignments)
         if len(saved) != n:
             raise ValueError(f"restore needs one saved state per assignment ({n}), got {len(saved)}")
-        self._cuts = [[int(c) for c in cuts] for cuts, _, _ in saved]
-        self._complete = np.array([bool(c) for _, c, _ in saved], np.bool_)
-        self._cut_last = np.array([c[-1] if c else NEG_INF_MS for c in self._cuts], np.int64)
-        self._live = {i: dict(r) for i, (_, _, r) in enumerate(saved) if r}
-        self._frozen = {}
-        first = np.array([c[0] if c else NEG_INF_MS for c in self._cuts], np.int64)
-        since = np.where(self._complete | (first == NEG_INF_MS), self._table.a_start, first)
+        cuts = CutState.restored([[int(c) for c in cuts] for cuts, _, _ in saved], [bool(c) for _, c, _ in saved],
+                                 np.full(n, NEG_INF_MS, np.int64))
+        self._book = RecordBook({i: dict(r) for i, (_, _, r) in enumerate(saved) if r})
+        since = cuts.needed_from(self._table.a_start)
         f_ts = np.asarray(fixes.ts_ms, np.int64)
         e_ts = np.asarray(events.ts_ms, np.int64)
         fo, eo = self._owners(fixes.device_id, f_ts), self._owners(events.device_id, e_ts)
         fk = np.flatnonzero((fo >= 0) & (f_ts >= since[np.maximum(fo, 0)]))
         ek = np.flatnonzero((eo >= 0) & (e_ts >= since[np.maximum(eo, 0)]))
-        rows = _Fixes.of(fixes, fo, fk)
-        in_tail = rows.ts >= self._cut_last[rows.owner]
-        self._tail = rows.take(np.flatnonzero(in_tail))
-        self._archive = [rows.take(np.flatnonzero(~in_tail))]
-        self._archive_rows = self._archive_pruned = len(self._archive[0])
-        self._events = _Events.of(events, eo, ek)
-        self._latest = _per_owner(np.maximum, np.concatenate([rows.owner, self._events.owner]),
-                                  np.concatenate([rows.ts, self._events.ts]), n, NEG_INF_MS)
+        rows, evs = OwnedFixes.of(fixes, fo, fk), OwnedEvents.of(events, eo, ek)
+        self._rows = RowStore.split_at(rows, evs, cuts.last)
+        cuts.latest = per_owner(np.maximum, np.concatenate([rows.owner, evs.owner]),
+                                np.concatenate([rows.ts, evs.ts]), n, NEG_INF_MS)
+        self._cuts = cuts
 
     def reconfigure(self, assignments: Sequence[Assignment], zones: Sequence[Zone]) -> list[Change]:
         """New subjects or zones: re-evaluate only the assignments they touch.
@@ -362,14 +192,32 @@ class IncrementalDetector:
         if self.history is None:
             raise ValueError("reconfigure needs a history loader")
         assignments = list(assignments)
+        old_to_new, src, rebuild, removed = self._match(assignments, zones)
+        changes = [Change(bid, None, public(r)) for i in removed for bid, r in self._book.of(i).items()]
+        kept = np.flatnonzero(old_to_new >= 0)
+        book = self._book.remapped(src, old_to_new)
+        self._rows = self._rows.remapped(old_to_new)
+        self._cuts = self._cuts.remapped(kept, old_to_new, len(assignments))
+        self._book = book
+        self.failures = {int(old_to_new[i]): e for i, e in self.failures.items() if old_to_new[i] >= 0}
+        self._set_config(assignments, tuple(zones))
+        if rebuild:
+            self._rebuild(rebuild)
+        return changes + self._catch_up(rebuild)
+
+    def _match(self, assignments: list[Assignment],
+               zones: Sequence[Zone]) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+        """The old assignments against the new (same subject, device and start): (old index ->
+        new index where it is kept as it was, else -1; new index -> the old index it takes
+        records from, else -1; the new ones to rebuild: new, or changed, or with a changed
+        zone; the old ones removed)."""
         key = lambda a: (a.subject_id, a.device_id, a.start_ms)  # noqa: E731
         old = {key(a): i for i, a in enumerate(self.assignments)}
         old_z = {z.zone_id: z for z in self.zones}
         new_z = {z.zone_id: z for z in zones}
         changed_z = {zid for zid in set(old_z) | set(new_z) if old_z.get(zid) != new_z.get(zid)}
-        n_old, n = len(self.assignments), len(assignments)
-        old_to_new = np.full(n_old, -1, np.int64)
-        src = np.full(n, -1, np.int64)  # the old index a kept or rebuilt assignment takes its records from
+        old_to_new = np.full(len(self.assignments), -1, np.int64)
+        src = np.full(len(assignments), -1, np.int64)
         rebuild = []
         for j, a in enumerate(assignments):
             i = old.pop(key(a), None)
@@ -379,88 +227,44 @@ class IncrementalDetector:
                 old_to_new[i] = j
             else:
                 rebuild.append(j)
-        changes = [Change(bid, None, _public(r)) for i in old.values() for bid, r in self._all_records(i).items()]
-        kept = np.flatnonzero(old_to_new >= 0)
-        live, frozen = {}, {}
-        for j in range(n):
-            i = int(src[j])
-            if i < 0:
-                continue
-            if old_to_new[i] == j:
-                if i in self._live:
-                    live[j] = self._live[i]
-                if i in self._frozen:
-                    frozen[j] = self._frozen[i]
-            elif self._all_records(i):  # rebuilt: every record is diffed against the rerun from A.start
-                live[j] = dict(self._all_records(i))
-        cuts: list[list[int]] = [[] for _ in range(n)]
-        cut_last = np.full(n, NEG_INF_MS, np.int64)
-        complete = np.ones(n, np.bool_)
-        latest = np.full(n, NEG_INF_MS, np.int64)
-        new_idx = old_to_new[kept]
-        for i, j in zip(kept.tolist(), new_idx.tolist()):
-            cuts[j] = self._cuts[i]
-        cut_last[new_idx] = self._cut_last[kept]
-        complete[new_idx] = self._complete[kept]
-        latest[new_idx] = self._latest[kept]
+        return old_to_new, src, rebuild, list(old.values())
 
-        def remap(rows):
-            o = old_to_new[rows.owner]
-            keep = np.flatnonzero(o >= 0)
-            return rows.take(keep), o[keep]
-
-        tail, to = remap(self._tail)
-        self._tail = _Fixes(to, *tail.cols()[1:])
-        arch = _Fixes.concat(self._archive)
-        arch, ao = remap(arch)
-        self._archive = [_Fixes(ao, *arch.cols()[1:])]
-        self._archive_rows = self._archive_pruned = len(arch)
-        ev, eo = remap(self._events)
-        self._events = _Events(eo, ev.ts, ev.kind)
-        self._cuts, self._cut_last, self._complete, self._latest = cuts, cut_last, complete, latest
-        self._live, self._frozen = live, frozen
-        self.failures = {int(old_to_new[i]): e for i, e in self.failures.items() if old_to_new[i] >= 0}
-        self._set_config(assignments, tuple(zones))
-        if rebuild:
-            self._rebuild(rebuild)
+    def _catch_up(self, rebuild: list[int]) -> list[Change]:
+        """After a reconfiguration: as_of is the latest kept row under the new assignments; rerun
+        the rebuilt ones from A.start and, if as_of moved on, every one still worn; if it went
+        back, rebuild and rerun them all. Without any row left, every record goes."""
+        n = len(self.assignments)
+        a_start = self._table.a_start
         old_as_of = self.as_of
-        self.as_of = int(self._latest.max()) if n and self._latest.max() > NEG_INF_MS else None
+        latest = self._cuts.latest
+        self.as_of = int(latest.max()) if n and latest.max() > NEG_INF_MS else None
         rerun = np.zeros(n, np.bool_)
         rerun[rebuild] = True
-        start = np.where(self._cut_last > NEG_INF_MS, self._cut_last, self._table.a_start)
-        from_cut = self._cut_last > NEG_INF_MS
+        start, from_cut = self._cuts.starts(a_start)
         if self.as_of is not None and old_as_of is not None and self.as_of < old_as_of:
             others = np.flatnonzero(~rerun)
             if others.size:
                 self._rebuild(others.tolist())
             rerun[:] = True
-            start, from_cut = self._table.a_start.copy(), np.zeros(n, np.bool_)
+            start, from_cut = a_start.copy(), np.zeros(n, np.bool_)
         elif self.as_of != old_as_of:
             rerun |= self._table.a_end > (old_as_of if old_as_of is not None else NEG_INF_MS)
-        start[rerun & ~from_cut] = self._table.a_start[rerun & ~from_cut]
-        start[rebuild] = self._table.a_start[rebuild]
+        start[rerun & ~from_cut] = a_start[rerun & ~from_cut]
+        start[rebuild] = a_start[rebuild]
         from_cut[rebuild] = False
         if rerun.any() and self.as_of is not None:
-            changes += self._rerun(np.flatnonzero(rerun), start, from_cut)
-        elif self.as_of is None:  # nothing kept any more: every record goes
+            return self._rerun(np.flatnonzero(rerun), start, from_cut)
+        changes: list[Change] = []
+        if self.as_of is None:  # nothing kept any more: every record goes
             for j in np.flatnonzero(rerun).tolist():
-                changes += [Change(bid, None, _public(r)) for bid, r in self._all_records(j).items()]
-                self._live.pop(j, None)
-                self._frozen.pop(j, None)
+                changes += self._book.withdraw(j)
         return changes
 
     # ------------------------------------------------------------------ rows
     def _rebuild(self, idx: Sequence[int]) -> None:
         """Replace the rows of assignments `idx` by their whole history (their cuts go too)."""
-        n = len(self.assignments)
-        gone = np.zeros(n, np.bool_)
-        gone[np.asarray(idx, np.int64)] = True
-        self._tail = self._tail.take(np.flatnonzero(~gone[self._tail.owner]))
-        arch = _Fixes.concat(self._archive)
-        self._archive = [arch.take(np.flatnonzero(~gone[arch.owner]))]
-        self._archive_rows = self._archive_pruned = len(self._archive[0])
-        self._events = self._events.take(np.flatnonzero(~gone[self._events.owner]))
-        f_parts, e_parts = [self._tail], [self._events]
+        self._rows.drop_owners(idx, len(self.assignments))
+        f_parts, e_parts = [], []
         for i in idx:
             a = self.assignments[i]
             hf, he = self.history(a)
@@ -468,78 +272,14 @@ class IncrementalDetector:
             f_ts, e_ts = np.asarray(hf.ts_ms, np.int64), np.asarray(he.ts_ms, np.int64)
             fm = np.flatnonzero((f_ts >= a.start_ms) & (f_ts < end))
             em = np.flatnonzero((e_ts >= a.start_ms) & (e_ts < end))
-            f_parts.append(_Fixes.of(hf, np.full(f_ts.size, i, np.int64), fm))
-            e_parts.append(_Events.of(he, np.full(e_ts.size, i, np.int64), em))
-            self._cuts[i] = []
-            self._cut_last[i] = NEG_INF_MS
-            self._complete[i] = True
+            f_parts.append(OwnedFixes.of(hf, np.full(f_ts.size, i, np.int64), fm))
+            e_parts.append(OwnedEvents.of(he, np.full(e_ts.size, i, np.int64), em))
             vals = [int(f_ts[fm].max())] if fm.size else []
             vals += [int(e_ts[em].max())] if em.size else []
-            self._latest[i] = max(vals) if vals else NEG_INF_MS
-        self._tail = _Fixes.concat(f_parts)
-        self._events = _Events.concat(e_parts)
-
-    def _dedup(self, idx: np.ndarray) -> None:
-        """Drop repeated rows of assignments `idx` (a history may hold rows the batch carries
-        too): the first of each (assignment, instant[, kind]) stays (`geofence.layout.first_rows`)."""
-        n = len(self.assignments)
-        mine = np.zeros(n, np.bool_)
-        mine[idx] = True
-        t = self._tail
-        sel = np.flatnonzero(mine[t.owner])
-        keep = np.ones(len(t), np.bool_)
-        keep[sel] = first_rows(t.owner[sel], t.ts[sel], n)
-        if not keep.all():
-            self._tail = t.take(np.flatnonzero(keep))
-        e = self._events
-        sel = np.flatnonzero(mine[e.owner])
-        if sel.size:
-            kinds = pa.array(e.kind[sel].tolist(), pa.string())
-            codes = pc.dictionary_encode(kinds).indices.to_numpy(zero_copy_only=False)
-            keep_e = np.ones(len(e), np.bool_)
-            keep_e[sel] = first_rows(e.owner[sel], e.ts[sel], n, extra_key=codes)
-            if not keep_e.all():
-                self._events = e.take(np.flatnonzero(keep_e))
-
-    def _prune_archive(self) -> None:
-        """Merge the archive's chunks, leaving out rows before their assignment's oldest retained cut."""
-        arch = _Fixes.concat(self._archive)
-        first = np.array([c[0] if c else NEG_INF_MS for c in self._cuts], np.int64)
-        lo = np.where(self._complete | (first == NEG_INF_MS), NEG_INF_MS, first)
-        arch = arch.take(np.flatnonzero(arch.ts >= lo[arch.owner]))
-        self._archive = [arch]
-        self._archive_rows = self._archive_pruned = len(arch)
-        ev = self._events
-        self._events = ev.take(np.flatnonzero(ev.ts >= lo[ev.owner]))
+            self._cuts.reset(i, max(vals) if vals else NEG_INF_MS)
+        self._rows.append(f_parts, e_parts)
 
     # ------------------------------------------------------------------ rerun
-    def _context(self, R: np.ndarray, start: np.ndarray, from_cut: np.ndarray) -> RerunContext:
-        """The accumulated-battery window across each rerun's cut (`RerunContext`)."""
-        r0 = self._table.a_start[R].copy()
-        n_prior = np.zeros(R.size, np.int64)
-        flat: list[tuple[int, int]] = []
-        if self.policy.battery_policy == "accumulated":
-            prior: dict[int, list[tuple[int, int]]] = {}
-            for j in np.flatnonzero(from_cut).tolist():
-                i = int(R[j])
-                if i not in self._live and i not in self._frozen:
-                    continue
-                settled = _settled(self._all_records(i), int(start[j]))
-                acc = [r["_end_ms"] for r in settled.values() if r["type"] == "accumulated_battery"]
-                if acc:
-                    r0[j] = max(acc)
-                low = max(int(r0[j]), int(start[j]) - self.policy.accumulated_window_ms)
-                gaps = sorted((r["_start_ms"], r["_end_ms"]) for r in settled.values()
-                              if r["type"] == "battery" and r["_end_ms"] > low)
-                if gaps:
-                    prior[j] = gaps
-            for j in sorted(prior):
-                n_prior[j] = len(prior[j])
-                flat += prior[j]
-        return RerunContext(r0_ms=r0, prior_offsets=np.concatenate([[0], np.cumsum(n_prior)]).astype(np.int64),
-                            prior_start_ms=np.asarray([g[0] for g in flat], np.int64),
-                            prior_end_ms=np.asarray([g[1] for g in flat], np.int64))
-
     def _rerun(self, R: np.ndarray, start_all: np.ndarray, from_cut_all: np.ndarray) -> list[Change]:
         """Rerun assignments `R` (ascending), each from `start_all[i]` (a cut if `from_cut_all[i]`,
         else A.start) to as_of, and diff their records.
@@ -560,7 +300,7 @@ class IncrementalDetector:
         if self.failures:
             for i in R.tolist():
                 self.failures.pop(i, None)
-        changes = self._diff(R, start_all[R], from_cut_all[R], res)
+        changes = self._book.replace(R, start_all[R], from_cut_all[R], res, len(self.assignments))
         self._settle(R, res)
         return changes
 
@@ -569,18 +309,7 @@ class IncrementalDetector:
         n = len(self.assignments)
         pos = np.full(n, -1, np.int64)
         pos[R] = np.arange(R.size, dtype=np.int64)
-        s_of = np.full(n, POS_INF_MS, np.int64)
-        s_of[R] = start
-        tail = self._tail
-        parts = [tail.take(np.flatnonzero(tail.ts >= s_of[tail.owner]))]
-        early = start < self._cut_last[R]  # rows before the latest cut are needed too: from the archive
-        if early.any():
-            want = np.full(n, POS_INF_MS, np.int64)
-            want[R[early]] = start[early]
-            parts += [c.take(np.flatnonzero(c.ts >= want[c.owner])) for c in self._archive]
-        rows = _Fixes.concat(parts)
-        ev = self._events
-        ev = ev.take(np.flatnonzero(ev.ts >= s_of[ev.owner]))
+        rows, ev = self._rows.since(R, start, self._cuts.last, n)
         sub = self._table.take(R, start)
         j_of = pos[rows.owner]
         fixes = FixInput(row=np.arange(1, len(rows) + 1, dtype=np.int64), ts_ms=rows.ts, accuracy_m=rows.acc,
@@ -596,78 +325,17 @@ class IncrementalDetector:
             self._compiled = compile_zones(self.zones, self.policy.crs) if self.zones else None
         # each rerun's device code points at its own device, so rows of a device worn in two
         # reruns go to the right one by time, as always
+        context = self._book.context(R, start, from_cut, self._table.a_start, self.policy)
         return detect_columns(fixes, events, sub, self.zones, self.policy, as_of_ms=self.as_of,
-                              context=self._context(R, start, from_cut), find_cuts=True, compiled=self._compiled)
-
-    def _diff(self, R: np.ndarray, start: np.ndarray, from_cut: np.ndarray, res) -> list[Change]:
-        """Replace the live records of assignments `R` by the rerun's, reporting what changed."""
-        pos = np.full(len(self.assignments), -1, np.int64)
-        pos[R] = np.arange(R.size, dtype=np.int64)
-        per: dict[int, list[int]] = {}
-        for k, j in enumerate(res.record_assignment.tolist()):
-            per.setdefault(j, []).append(k)
-        check = set(per) | {int(pos[i]) for i in self._live if pos[i] >= 0} \
-            | {int(pos[i]) for i in self._frozen if pos[i] >= 0 and not from_cut[pos[i]]}
-        changes: list[Change] = []
-        for j in sorted(check):
-            i, s, t_c = int(R[j]), int(start[j]), bool(from_cut[j])
-            records = self._live.get(i, {})
-            if not t_c and i in self._frozen:  # a rebuild from A.start: everything is recomputed
-                records = {**self._frozen.pop(i), **records}
-            new = _settled(records, s) if t_c else {}
-            for k in per.get(j, ()):
-                r = res.records[k]
-                s_ms, e_ms = int(res.record_start_ms[k]), int(res.record_end_ms[k])
-                if t_c and r["type"] == "low_battery" and s_ms == s:
-                    continue  # decided with the fix before the cut; kept from before
-                new[r["breach_id"]] = {**r, "_start_ms": s_ms, "_end_ms": e_ms}
-            for bid in records.keys() | new.keys():
-                old_r, new_r = records.get(bid), new.get(bid)
-                if old_r is None or new_r is None or _public(old_r) != _public(new_r):
-                    changes.append(Change(bid, None if new_r is None else _public(new_r),
-                                          None if old_r is None else _public(old_r)))
-            if new:
-                self._live[i] = new
-            else:
-                self._live.pop(i, None)
-        return changes
+                              context=context, find_cuts=True, compiled=self._compiled)
 
     def _settle(self, R: np.ndarray, res) -> None:
         """After a rerun of `R`: advance their cuts, archive rows before them, freeze what they settle."""
-        self._advance_cuts(R, res.cut_ms if res.cut_ms.size else np.full(R.size, -1, np.int64))
+        self._cuts.advance(R, res.cut_ms if res.cut_ms.size else np.full(R.size, -1, np.int64), self.retention_ms)
         # rows of the rerun before the (new) latest cut move from the tail to the archive
-        tail = self._tail
-        back = tail.ts < self._cut_last[tail.owner]
-        if back.any():
-            moved = tail.take(np.flatnonzero(back))
-            self._tail = tail.take(np.flatnonzero(~back))
-            self._archive.append(moved)
-            self._archive_rows += len(moved)
-            if self.retention_ms is not None and self._archive_rows > max(1_000_000, 2 * self._archive_pruned):
-                self._prune_archive()
+        if self._rows.archive_before(self._cuts.last) and self.retention_ms is not None and self._rows.archive_grown():
+            self._rows.prune(self._cuts.needed_from())
         # what is settled before the oldest retained cut can only change by a rebuild
         in_r = np.zeros(len(self.assignments), np.bool_)
         in_r[R] = True
-        for i in [i for i in self._live if in_r[i] and self._cuts[i]]:
-            done = _settled(self._live[i], self._cuts[i][0])
-            if done:
-                self._frozen.setdefault(i, {}).update(done)
-                rest = {bid: r for bid, r in self._live[i].items() if bid not in done}
-                if rest:
-                    self._live[i] = rest
-                else:
-                    del self._live[i]
-
-    def _advance_cuts(self, R: np.ndarray, cut: np.ndarray) -> None:
-        adv = (cut >= 0) & (cut > self._cut_last[R])
-        idx, new = R[adv], cut[adv]
-        self._cut_last[idx] = new
-        keep = self.retention_ms
-        for i, c in zip(idx.tolist(), new.tolist()):
-            cuts = self._cuts[i]
-            cuts.append(c)
-            if keep is not None and cuts[0] < c - keep:
-                k = bisect_left(cuts, c - keep, 0, len(cuts) - 1)
-                if k:
-                    del cuts[:k]
-                    self._complete[i] = False
+        self._book.freeze(in_r, self._cuts.cuts)

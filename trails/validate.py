@@ -631,53 +631,57 @@ def parse_timestamps(values) -> tuple[np.ndarray, np.ndarray]:
 _TS_CHUNK = 1 << 15
 
 
-def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """`parse_timestamps` on trimmed strings (one slice)."""
-    n = len(t)
-    code = np.full(n, _BAD_TIMESTAMP, np.int8)
-    ts = np.zeros(n, np.int64)
-    if n == 0:
-        return ts, code
-    M, L, ok = _byte_matrix(t)
-    W = M.shape[1]
-    if not ok.any():
-        return ts, code
-    if not ok.all():
-        idx = np.flatnonzero(ok)
-        M, L = M[idx], L[idx]
-    else:
-        idx = None
-    n_ok = M.shape[0]
-    T = np.ascontiguousarray(M.T)  # W x n: each character position contiguous
-    uniform = bool((L == L[0]).all())
-    flat = M.reshape(-1) if not uniform else None
-    base = np.arange(n_ok, dtype=np.int64) * W if not uniform else None
+class _CharColumns:
+    """Trimmed timestamp strings read by character position: ``T[j]`` is byte j of every row
+    (contiguous, so each check is one vector operation), ``at(back)`` the byte `back` from each
+    row's end (rows may differ in length: the zone suffix sits at the end)."""
 
-    def at(back: int) -> np.ndarray:
+    def __init__(self, M: np.ndarray, L: np.ndarray) -> None:
+        self.W = M.shape[1]
+        self.L = L
+        self.T = np.ascontiguousarray(M.T)  # W x n: each character position contiguous
+        self.uniform = bool((L == L[0]).all())
+        self._flat = M.reshape(-1) if not self.uniform else None
+        self._base = np.arange(M.shape[0], dtype=np.int64) * self.W if not self.uniform else None
+
+    def at(self, back: int) -> np.ndarray:
         """Byte at position L - back of each row (L varies per row)."""
-        if uniform:
-            return T[max(int(L[0]) - back, 0)]
-        return flat[base + np.maximum(L - back, 0)]
+        if self.uniform:
+            return self.T[max(int(self.L[0]) - back, 0)]
+        return self._flat[self._base + np.maximum(self.L - back, 0)]
 
-    def isdig(b: np.ndarray) -> np.ndarray:
-        return (b - np.uint8(48)) < 10
-
-    def num(*cols: int) -> np.ndarray:
+    def num(self, *cols: int) -> np.ndarray:
+        """The decimal number in character positions `cols` (digits checked elsewhere)."""
+        T = self.T
         v = T[cols[0]].astype(np.int32) - 48
         for j in cols[1:]:
             v = v * 10 + T[j] - 48
         return v
 
-    good = isdig(T[0])
+
+def _isdig(b: np.ndarray) -> np.ndarray:
+    return (b - np.uint8(48)) < 10
+
+
+def _fixed_part_ok(c: _CharColumns) -> np.ndarray:
+    """Rows whose first 19 characters are ``YYYY-MM-DD?hh:mm:ss`` (? = T, t or space)."""
+    T = c.T
+    good = _isdig(T[0])
     for j in (1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
-        good &= isdig(T[j])
+        good &= _isdig(T[j])
     good &= (T[4] == 45) & (T[7] == 45) & (T[13] == 58) & (T[16] == 58)
     sep = T[10]
     good &= (sep == 84) | (sep == 116) | (sep == 32)
+    return good
 
-    last = at(1)
+
+def _suffix(c: _CharColumns, good: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The fraction and zone after the seconds: (Z, offset, fraction digits, offset minutes
+    (None if no row has an offset)); rows whose suffix is malformed are cleared in `good`."""
+    T, L, W = c.T, c.L, c.W
+    last = c.at(1)
     has_z = (last == 90) | (last == 122)
-    off_sign = at(6)
+    off_sign = c.at(6)
     has_off = (~has_z) & (L >= 25) & ((off_sign == 43) | (off_sign == 45))
     suffix = np.where(has_z, 1, np.where(has_off, 6, 0))
     mid = L - 19 - suffix  # '.' + fraction digits, or nothing
@@ -686,20 +690,24 @@ def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if W > 19:
         good &= (mid == 0) | (T[19] == 46)
         for k in range(min(9, W - 20)):
-            good &= (k >= nfrac) | isdig(T[20 + k])
-    if has_off.any():
-        o1, o2, oc, o4, o5 = at(5), at(4), at(3), at(2), at(1)
-        off_ok = isdig(o1) & isdig(o2) & (oc == 58) & isdig(o4) & isdig(o5)
-        oh = (o1.astype(np.int64) - 48) * 10 + (o2.astype(np.int64) - 48)
-        om = (o4.astype(np.int64) - 48) * 10 + (o5.astype(np.int64) - 48)
-        off_ok &= (oh <= 23) & (om <= 59)
-        good &= ~has_off | off_ok
-        off_min = np.where(has_off, (oh * 60 + om) * np.where(off_sign == 45, -1, 1), 0)
-    else:
-        off_min = None
+            good &= (k >= nfrac) | _isdig(T[20 + k])
+    if not has_off.any():
+        return has_z, has_off, nfrac, None
+    o1, o2, oc, o4, o5 = c.at(5), c.at(4), c.at(3), c.at(2), c.at(1)
+    off_ok = _isdig(o1) & _isdig(o2) & (oc == 58) & _isdig(o4) & _isdig(o5)
+    oh = (o1.astype(np.int64) - 48) * 10 + (o2.astype(np.int64) - 48)
+    om = (o4.astype(np.int64) - 48) * 10 + (o5.astype(np.int64) - 48)
+    off_ok &= (oh <= 23) & (om <= 59)
+    good &= ~has_off | off_ok
+    return has_z, has_off, nfrac, np.where(has_off, (oh * 60 + om) * np.where(off_sign == 45, -1, 1), 0)
 
-    year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
-    hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
+
+def _instant_ms(c: _CharColumns, nfrac: np.ndarray, off_min: np.ndarray | None, good: np.ndarray) -> np.ndarray:
+    """Epoch ms of each row's date, time, fraction (to the millisecond) and offset; rows with an
+    impossible date or time are cleared in `good`."""
+    T, W = c.T, c.W
+    year, month, day = c.num(0, 1, 2, 3), c.num(5, 6), c.num(8, 9)
+    hour, minute, second = c.num(11, 12), c.num(14, 15), c.num(17, 18)
     mon_ok = (month >= 1) & (month <= 12)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     dim = _DIM[np.where(mon_ok, month, 0)] + ((month == 2) & leap)
@@ -716,6 +724,28 @@ def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     ms = days * DAY_MS + ms_of_day  # int64, as `days` is
     if off_min is not None:
         ms -= off_min * 60_000
+    return ms
+
+
+def _parse_ts_chunk(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """`parse_timestamps` on trimmed strings (one slice)."""
+    n = len(t)
+    code = np.full(n, _BAD_TIMESTAMP, np.int8)
+    ts = np.zeros(n, np.int64)
+    if n == 0:
+        return ts, code
+    M, L, ok = _byte_matrix(t)
+    if not ok.any():
+        return ts, code
+    if not ok.all():
+        idx = np.flatnonzero(ok)
+        M, L = M[idx], L[idx]
+    else:
+        idx = None
+    c = _CharColumns(M, L)
+    good = _fixed_part_ok(c)
+    has_z, has_off, nfrac, off_min = _suffix(c, good)
+    ms = _instant_ms(c, nfrac, off_min, good)
 
     aware = has_z | has_off
     good &= ~aware | ((ms >= MIN_MS) & (ms <= MAX_MS))  # a naive string has no instant to bound

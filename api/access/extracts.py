@@ -410,19 +410,25 @@ def _seconds(ms: int) -> int | float:
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
-def _attendance_windows(clipped: _Clipped, zones_by_id: dict[str, Zone], policy: Policy) -> list[tuple]:
-    a_start = np.array([a.start_ms for a in clipped.assignments], np.int64)
-    t_end = clipped.t_end_ms
-    # assignment-curfew-zone pairs, for live assignments only (contract: T_end > A.start)
+def _curfew_pairs(assignments: Sequence[Assignment], zones_by_id: dict[str, Zone], a_start: np.ndarray,
+                  t_end: np.ndarray) -> tuple[list[int], list[str]]:
+    """(assignment index, curfew zone id) pairs, for live assignments only (contract: T_end > A.start)."""
     pair_a: list[int] = []
     pair_zid: list[str] = []
-    for ai, a in enumerate(clipped.assignments):
+    for ai, a in enumerate(assignments):
         if t_end[ai] <= a_start[ai]:
             continue
         for zid in a.zones:
             if zones_by_id[zid].kind == "curfew":
                 pair_a.append(ai)
                 pair_zid.append(zid)
+    return pair_a, pair_zid
+
+
+def _attendance_windows(clipped: _Clipped, zones_by_id: dict[str, Zone], policy: Policy) -> list[tuple]:
+    a_start = np.array([a.start_ms for a in clipped.assignments], np.int64)
+    t_end = clipped.t_end_ms
+    pair_a, pair_zid = _curfew_pairs(clipped.assignments, zones_by_id, a_start, t_end)
     if not pair_a:
         return []
     ts = np.ascontiguousarray(clipped.ts_ms, np.int64)

@@ -160,6 +160,29 @@ def _opt_int(name: str, value: object) -> int | None:
     return value
 
 
+def _checked_fields(action: object, actor: object, request_id: object, ground: object,
+                    justification_ref: object, extract_sha256: object,
+                    detail: object) -> tuple[str, int | None, str | None, str | None]:
+    """`AuditLog.append`'s fields checked, in this order, before anything is written: (action,
+    request_id, ground, justification_ref). Raises ValueError naming the first bad one."""
+    action = _opt_str("action", action, 60)
+    if action is None:
+        raise ValueError("action is required")
+    if actor is not None and not isinstance(actor, User):
+        raise ValueError(f"actor must be a User or None, got {type(actor).__name__}")
+    request_id = _opt_int("request_id", request_id)
+    ground = _opt_str("ground", ground, 30)
+    justification_ref = _opt_str("justification_ref", justification_ref, 200)
+    if extract_sha256 is not None and (not isinstance(extract_sha256, str)
+                                       or not _SHA256_HEX.match(extract_sha256)):
+        raise ValueError(f"extract_sha256 must be 64 lowercase hex digits, got {extract_sha256!r}")
+    if detail is not None:
+        if not isinstance(detail, dict):
+            raise ValueError(f"detail must be a dict or None, got {type(detail).__name__}")
+        _check_coordinate_free(detail)
+    return action, request_id, ground, justification_ref
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -242,6 +265,24 @@ class _CommittedTree:
         if size <= len(self.tree):
             return self.tree.root(size)
         return merkle.root_from_leaf_hashes(self.all_hashes(extra)[:size])
+
+    def inclusion_proof(self, index: int, size: int, extra: list[bytes]) -> tuple[list[bytes], bytes, bytes]:
+        """(proof, root, leaf hash) of entry `index` in the tree of the first `size` entries, the
+        session's own uncommitted ones (`extra`) included: from the cache when it covers them."""
+        if size <= len(self.tree):
+            return self.tree.inclusion_proof(index, size), self.tree.root(size), self.tree.leaf_hash(index)
+        hashes = self.all_hashes(extra)
+        return (merkle.inclusion_proof(index, size, hashes), merkle.root_from_leaf_hashes(hashes[:size]),
+                hashes[index])
+
+    def consistency_proof(self, first: int, second: int, extra: list[bytes]) -> tuple[list[bytes], bytes, bytes]:
+        """(proof, first root, second root) that the tree of the first `second` entries extends
+        the tree of the first `first` (uncommitted `extra` included, as for `inclusion_proof`)."""
+        if second <= len(self.tree):
+            return self.tree.consistency_proof(first, second), self.tree.root(first), self.tree.root(second)
+        hashes = self.all_hashes(extra)
+        return (merkle.consistency_proof(first, second, hashes), merkle.root_from_leaf_hashes(hashes[:first]),
+                merkle.root_from_leaf_hashes(hashes[:second]))
 
 
 #: The ways in whose entries say which they came through: the same action read in the
@@ -359,23 +400,10 @@ class AuditLog:
             JSON object of canonicalisable values, or one holding a coordinate
             key (lat, lon, x, y, coordinates, geometry, ...) at any depth.
         """
-        action = _opt_str("action", action, 60)
-        if action is None:
-            raise ValueError("action is required")
-        if actor is not None and not isinstance(actor, User):
-            raise ValueError(f"actor must be a User or None, got {type(actor).__name__}")
-        request_id = _opt_int("request_id", request_id)
+        action, request_id, ground, justification_ref = _checked_fields(
+            action, actor, request_id, ground, justification_ref, extract_sha256, detail)
         if channel is not None and channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)} or None, got {channel!r}")
-        ground = _opt_str("ground", ground, 30)
-        justification_ref = _opt_str("justification_ref", justification_ref, 200)
-        if extract_sha256 is not None and (not isinstance(extract_sha256, str)
-                                           or not _SHA256_HEX.match(extract_sha256)):
-            raise ValueError(f"extract_sha256 must be 64 lowercase hex digits, got {extract_sha256!r}")
-        if detail is not None:
-            if not isinstance(detail, dict):
-                raise ValueError(f"detail must be a dict or None, got {type(detail).__name__}")
-            _check_coordinate_free(detail)
         subject = self.pseudonym(subject_id) if subject_id is not None else None
         ts_ms = _opt_int("now_ms", now_ms)
         if ts_ms is None:
@@ -572,16 +600,9 @@ class AuditLog:
             raise ValueError(f"{index=} is not below {size=}")
         with self._lock:
             n, extra, _ = self._state(session)
-            tree = self._entries.tree
             if size > n:
                 raise ValueError(f"{size=} exceeds the log's {n} entries")
-            if size <= len(tree):
-                proof, root = tree.inclusion_proof(index, size), tree.root(size)
-                leaf = tree.leaf_hash(index)
-            else:
-                hashes = self._entries.all_hashes(extra)
-                proof = merkle.inclusion_proof(index, size, hashes)
-                root, leaf = merkle.root_from_leaf_hashes(hashes[:size]), hashes[index]
+            proof, root, leaf = self._entries.inclusion_proof(index, size, extra)
         return {"index": index, "size": size, "leaf_hash": leaf.hex(), "root": root.hex(),
                 "proof": [h.hex() for h in proof]}
 
@@ -607,17 +628,9 @@ class AuditLog:
             raise ValueError(f"{first=} > {second=}")
         with self._lock:
             n, extra, _ = self._state(session)
-            tree = self._entries.tree
             if second > n:
                 raise ValueError(f"{second=} exceeds the log's {n} entries")
-            if second <= len(tree):
-                proof = tree.consistency_proof(first, second)
-                first_root, second_root = tree.root(first), tree.root(second)
-            else:
-                hashes = self._entries.all_hashes(extra)
-                proof = merkle.consistency_proof(first, second, hashes)
-                first_root = merkle.root_from_leaf_hashes(hashes[:first])
-                second_root = merkle.root_from_leaf_hashes(hashes[:second])
+            proof, first_root, second_root = self._entries.consistency_proof(first, second, extra)
         return {"first": first, "second": second, "first_root": first_root.hex(),
                 "second_root": second_root.hex(), "proof": [h.hex() for h in proof]}
 

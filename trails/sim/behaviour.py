@@ -125,12 +125,89 @@ def _clear(w: Wearer, x: float, y: float) -> bool:
     return all(math.hypot(x - cx, y - cy) > r + 100.0 for cx, cy, r in w.exclusions)
 
 
+def _day_out(w: Wearer, rng: np.random.Generator, kn: "_Knots", cal: Calendar, d: int, leave: float, ret: float,
+             missed: bool, tonight: tuple[float, float] | None) -> tuple[bool, bool, float]:
+    """A day out from `leave` to `ret` (1-3 places; now and then into an exclusion or out of the
+    inclusion); `missed` stays out past tonight's curfew. Returns (stayed home after all: too
+    little time; missed; minute home)."""
+    places = w.places
+    nd = int(rng.integers(1, 4))
+    idx = rng.integers(0, len(places), nd)
+    dests = [(places[i].x, places[i].y) for i in idx]
+    fixed: dict[int, float] = {}
+    if w.exclusion_spots and rng.random() < 0.06:
+        cx, cy, rr = w.exclusion_spots[int(rng.integers(0, len(w.exclusion_spots)))]
+        ang, dd = rng.uniform(0, 2 * np.pi), rr * math.sqrt(rng.random())
+        j = int(rng.integers(0, nd))
+        dests[j] = (cx + dd * math.cos(ang), cy + dd * math.sin(ang))
+        fixed[j] = float(rng.uniform(10, 60))
+    elif w.inclusion is not None and rng.random() < 0.02:
+        cx, cy, rr = w.inclusion
+        ang = rng.uniform(0, 2 * np.pi)
+        dd = rr + 6000.0 + float(rng.uniform(0, 4000))
+        j = int(rng.integers(0, nd))
+        dests[j] = (cx + dd * math.cos(ang), cy + dd * math.sin(ang))
+        fixed[j] = float(rng.uniform(30, 120))
+    route = [(0.0, 0.0)] + dests + ([] if missed else [(0.0, 0.0)])
+    legs = [_travel_min(math.hypot(bx - ax, by - ay), rng)
+            for (ax, ay), (bx, by) in zip(route, route[1:])]
+    free = ret - leave - sum(legs) - sum(fixed.values())
+    n_free = nd - len(fixed)
+    if free < 20.0 * max(n_free, 1):
+        return True, False, cal.minute(d, float(rng.uniform(1000, 1300)))
+    shares = rng.dirichlet(np.ones(max(n_free, 1)))
+    t, s_idx = leave, 0
+    for j, (px, py) in enumerate(dests):
+        kn.add(t, kn.x[-1], kn.y[-1], TRAVEL)
+        t += legs[j]
+        kn.add(t, px, py, STAY_OUT if rng.random() < 0.4 else STAY_IN)
+        if j in fixed:
+            t += fixed[j]
+        else:
+            t += float(shares[s_idx]) * free
+            s_idx += 1
+    if missed:
+        fx = places[int(rng.integers(0, len(places)))]
+        t = kn.go(t, fx.x, fx.y, STAY_IN, rng)
+        back = tonight[1] + float(rng.uniform(15, 120))
+        return False, True, kn.go(max(back, t + 60.0), 0.0, 0.0, HOME, rng)
+    kn.add(t, kn.x[-1], kn.y[-1], TRAVEL)
+    home_at = t + legs[-1]
+    kn.add(home_at, 0.0, 0.0, HOME)
+    return False, False, home_at
+
+
+def _evening(w: Wearer, rng: np.random.Generator, kn: "_Knots", charges: list[tuple[float, float]], home_at: float,
+             tonight: tuple[float, float] | None) -> None:
+    """The evening at home from `home_at`: a charging session (most nights; fewer for a
+    neglectful charger), now and then a short walk out during tonight's curfew."""
+    p_charge = 0.55 if w.is_neglectful_charger else 0.97
+    charge_end = home_at
+    if rng.random() < p_charge:
+        cs = home_at + float(rng.uniform(0, 90))
+        dur = float(rng.uniform(60, 240) if w.is_neglectful_charger else rng.uniform(120, 240))
+        charges.append((cs, cs + dur))
+        charge_end = cs + dur
+    if tonight is not None and rng.random() < 0.04:
+        ws, we = tonight
+        out = max(ws + float(rng.uniform(30, 240)), charge_end + 5.0)
+        dur = float(rng.uniform(20, 120))
+        if out + dur < we - 30.0:
+            reach = min(1500.0, _WALK_M_PER_MIN * (dur - 6.0) / 2.0)
+            dist = float(rng.uniform(300.0, max(reach, 301.0)))
+            ang = float(rng.uniform(0, 2 * np.pi))
+            px, py = dist * math.cos(ang), dist * math.sin(ang)
+            if _clear(w, px, py):
+                tt = 1.0 + dist / _WALK_M_PER_MIN
+                kn.go(out, px, py, STAY_OUT, rng)
+                kn.go(out + dur - tt, 0.0, 0.0, HOME, rng)
+
+
 def _plan(w: Wearer, rng: np.random.Generator, cal: Calendar):
     """Knots, charging sessions and tamper minutes for the whole run."""
     kn = _Knots()
     charges: list[tuple[float, float]] = []
     tampers: list[float] = []
-    places = w.places
     for d in range(cal.first_local_date - 1, cal.last_local_date + 1):
         prev = _curfew_window(w, cal, d - 1)
         tonight = _curfew_window(w, cal, d)
@@ -147,75 +224,10 @@ def _plan(w: Wearer, rng: np.random.Generator, cal: Calendar):
         home_at = cal.minute(d, float(rng.uniform(1000, 1300))) if stay_home else ret
 
         if not stay_home:
-            nd = int(rng.integers(1, 4))
-            idx = rng.integers(0, len(places), nd)
-            dests = [(places[i].x, places[i].y) for i in idx]
-            fixed: dict[int, float] = {}
-            if w.exclusion_spots and rng.random() < 0.06:
-                cx, cy, rr = w.exclusion_spots[int(rng.integers(0, len(w.exclusion_spots)))]
-                ang, dd = rng.uniform(0, 2 * np.pi), rr * math.sqrt(rng.random())
-                j = int(rng.integers(0, nd))
-                dests[j] = (cx + dd * math.cos(ang), cy + dd * math.sin(ang))
-                fixed[j] = float(rng.uniform(10, 60))
-            elif w.inclusion is not None and rng.random() < 0.02:
-                cx, cy, rr = w.inclusion
-                ang = rng.uniform(0, 2 * np.pi)
-                dd = rr + 6000.0 + float(rng.uniform(0, 4000))
-                j = int(rng.integers(0, nd))
-                dests[j] = (cx + dd * math.cos(ang), cy + dd * math.sin(ang))
-                fixed[j] = float(rng.uniform(30, 120))
-            route = [(0.0, 0.0)] + dests + ([] if missed else [(0.0, 0.0)])
-            legs = [_travel_min(math.hypot(bx - ax, by - ay), rng)
-                    for (ax, ay), (bx, by) in zip(route, route[1:])]
-            free = ret - leave - sum(legs) - sum(fixed.values())
-            n_free = nd - len(fixed)
-            if free < 20.0 * max(n_free, 1):
-                stay_home, missed = True, False
-                home_at = cal.minute(d, float(rng.uniform(1000, 1300)))
-            else:
-                shares = rng.dirichlet(np.ones(max(n_free, 1)))
-                t, s_idx = leave, 0
-                for j, (px, py) in enumerate(dests):
-                    kn.add(t, kn.x[-1], kn.y[-1], TRAVEL)
-                    t += legs[j]
-                    kn.add(t, px, py, STAY_OUT if rng.random() < 0.4 else STAY_IN)
-                    if j in fixed:
-                        t += fixed[j]
-                    else:
-                        t += float(shares[s_idx]) * free
-                        s_idx += 1
-                if missed:
-                    fx = places[int(rng.integers(0, len(places)))]
-                    t = kn.go(t, fx.x, fx.y, STAY_IN, rng)
-                    back = tonight[1] + float(rng.uniform(15, 120))
-                    home_at = kn.go(max(back, t + 60.0), 0.0, 0.0, HOME, rng)
-                else:
-                    kn.add(t, kn.x[-1], kn.y[-1], TRAVEL)
-                    home_at = t + legs[-1]
-                    kn.add(home_at, 0.0, 0.0, HOME)
+            stay_home, missed, home_at = _day_out(w, rng, kn, cal, d, leave, ret, missed, tonight)
         if missed:
             continue
-
-        p_charge = 0.55 if w.is_neglectful_charger else 0.97
-        charge_end = home_at
-        if rng.random() < p_charge:
-            cs = home_at + float(rng.uniform(0, 90))
-            dur = float(rng.uniform(60, 240) if w.is_neglectful_charger else rng.uniform(120, 240))
-            charges.append((cs, cs + dur))
-            charge_end = cs + dur
-        if tonight is not None and rng.random() < 0.04:
-            ws, we = tonight
-            out = max(ws + float(rng.uniform(30, 240)), charge_end + 5.0)
-            dur = float(rng.uniform(20, 120))
-            if out + dur < we - 30.0:
-                reach = min(1500.0, _WALK_M_PER_MIN * (dur - 6.0) / 2.0)
-                dist = float(rng.uniform(300.0, max(reach, 301.0)))
-                ang = float(rng.uniform(0, 2 * np.pi))
-                px, py = dist * math.cos(ang), dist * math.sin(ang)
-                if _clear(w, px, py):
-                    tt = 1.0 + dist / _WALK_M_PER_MIN
-                    kn.go(out, px, py, STAY_OUT, rng)
-                    kn.go(out + dur - tt, 0.0, 0.0, HOME, rng)
+        _evening(w, rng, kn, charges, home_at, tonight)
         if rng.random() < 0.004:
             tampers.append(cal.minute(d, float(rng.uniform(0, 1440))))
     return kn, charges, tampers

@@ -168,22 +168,8 @@ def _clear_of(exclusions, ax, ay, bx, by, margin: float) -> bool:
     return all(_seg_point_dist(ax, ay, bx, by, cx, cy) > r + margin for cx, cy, r in exclusions)
 
 
-def make_wearer(index: int, rng: np.random.Generator, towns: tuple[Town, ...], n_minutes: int) -> Wearer:
-    """Draw wearer ``index`` (home, zones, places, habits) from its own stream ``rng``."""
-    weights = np.array([t.weight for t in towns])
-    town = towns[int(rng.choice(len(towns), p=weights / weights.sum()))]
-    sigma_m = float(np.clip(150.0 * math.sqrt(town.weight), 1500.0, 9000.0))
-    off = rng.normal(0.0, sigma_m, 2)
-    norm = math.hypot(*off)
-    if norm > 2.5 * sigma_m:
-        off *= 2.5 * sigma_m / norm
-    home_lon, home_lat = to_lonlat(town.lat, town.lon, off[0], off[1])
-    subject_id = f"S-{index:06d}"
-    devices = [f"D-{index:06d}"]
-    w = Wearer(index, subject_id, (), float(home_lat), float(home_lon), town.name)
-    tcx, tcy = _to_local(w.home_lat, w.home_lon, town.lat, town.lon)
-
-    # Curfew (~80%): home circle or small rotated rectangle.
+def _add_curfew(w: Wearer, rng: np.random.Generator, subject_id: str) -> None:
+    """Curfew (~80%): home circle or small rotated rectangle."""
     if rng.random() < 0.80:
         probs = np.array([p for p, _ in _CURFEW_SCHEDULES])
         schedule = _CURFEW_SCHEDULES[int(rng.choice(len(probs), p=probs))][1]
@@ -202,7 +188,9 @@ def make_wearer(index: int, rng: np.random.Generator, towns: tuple[Town, ...], n
         w.curfew = [(frozenset(_ALL_DAYS.index(d) for d in win["days"]), _hm(win["start"]), _hm(win["end"]))
                     for win in schedule]
 
-    # Exclusions (~20%): a victim's home circle, or the town centre.
+
+def _add_exclusions(w: Wearer, rng: np.random.Generator, subject_id: str, tcx: float, tcy: float) -> None:
+    """Exclusions (~20%): a victim's home circle, or the town centre (at `tcx`, `tcy` from home)."""
     if rng.random() < 0.20:
         n_exc = 2 if rng.random() < 0.2 else 1
         far_from_centre = math.hypot(tcx, tcy) > 2000.0
@@ -225,7 +213,9 @@ def make_wearer(index: int, rng: np.random.Generator, towns: tuple[Town, ...], n
                 w.exclusion_spots.append((tcx, tcy, 250.0))
             w.zone_ids.append(zid)
 
-    # Inclusion (~5%): a big area around the home town, no schedule.
+
+def _add_inclusion(w: Wearer, rng: np.random.Generator, subject_id: str) -> None:
+    """Inclusion (~5%): a big area around the home town, no schedule."""
     if rng.random() < 0.05:
         zid = f"{subject_id}-inc-1"
         ang, d = rng.uniform(0, 2 * np.pi), rng.uniform(0, 3000)
@@ -241,7 +231,10 @@ def make_wearer(index: int, rng: np.random.Generator, towns: tuple[Town, ...], n
             w.inclusion = (cx, cy, r_lo)
         w.zone_ids.append(zid)
 
-    # Places visited by day: half near the town centre, half near home.
+
+def _add_places(w: Wearer, rng: np.random.Generator, tcx: float, tcy: float) -> None:
+    """Places visited by day: half near the town centre (at `tcx`, `tcy` from home), half near
+    home, clear of exclusions; at least one."""
     n_places = int(rng.integers(3, 6))
     tries = 0
     while len(w.places) < n_places and tries < 60:
@@ -265,6 +258,27 @@ def make_wearer(index: int, rng: np.random.Generator, towns: tuple[Town, ...], n
                 break
         else:
             w.places.append(Place(0.0, 350.0, "place"))
+
+
+def make_wearer(index: int, rng: np.random.Generator, towns: tuple[Town, ...], n_minutes: int) -> Wearer:
+    """Draw wearer ``index`` (home, zones, places, habits) from its own stream ``rng``."""
+    weights = np.array([t.weight for t in towns])
+    town = towns[int(rng.choice(len(towns), p=weights / weights.sum()))]
+    sigma_m = float(np.clip(150.0 * math.sqrt(town.weight), 1500.0, 9000.0))
+    off = rng.normal(0.0, sigma_m, 2)
+    norm = math.hypot(*off)
+    if norm > 2.5 * sigma_m:
+        off *= 2.5 * sigma_m / norm
+    home_lon, home_lat = to_lonlat(town.lat, town.lon, off[0], off[1])
+    subject_id = f"S-{index:06d}"
+    devices = [f"D-{index:06d}"]
+    w = Wearer(index, subject_id, (), float(home_lat), float(home_lon), town.name)
+    tcx, tcy = _to_local(w.home_lat, w.home_lon, town.lat, town.lon)
+
+    _add_curfew(w, rng, subject_id)
+    _add_exclusions(w, rng, subject_id, tcx, tcy)
+    _add_inclusion(w, rng, subject_id)
+    _add_places(w, rng, tcx, tcy)
 
     w.is_neglectful_charger = bool(rng.random() < 0.13)
     if rng.random() < 0.02 and n_minutes >= 2 * 1440:

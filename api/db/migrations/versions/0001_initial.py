@@ -59,6 +59,11 @@ def upgrade() -> None:
         sa.Column("updated_ms", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_breaches_subject_start", "breaches", ["subject_id", "start_ms"])
+    _create_access_requests()
+    _create_audit_log()
+
+
+def _create_access_requests() -> None:
     op.create_table(
         "access_requests",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -90,6 +95,10 @@ def upgrade() -> None:
         sa.Column("withdrawn_ms", sa.BigInteger),
         sa.Column("version", sa.Integer, nullable=False),
     )
+
+
+def _create_audit_log() -> None:
+    """The audit log table; it is append-only: the database itself refuses edits and deletions."""
     op.create_table(
         "audit_log",
         sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -107,7 +116,6 @@ def upgrade() -> None:
         sa.Column("entry", sa.Text, nullable=False),
         sa.Column("leaf_hash", sa.String(64), nullable=False),
     )
-    # The audit log is append-only: the database itself refuses edits and deletions.
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for verb in ("UPDATE", "DELETE"):
