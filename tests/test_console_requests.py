@@ -339,3 +339,35 @@ def test_approved_extract_page_and_downloads_are_audited_like_the_api(env):
     page = env.client.get(f"/requests/{made['id']}")
     assert page.status_code == 200 and 'id="extract-items"' not in page.text
     assert env.client.get(f"/requests/{made['id']}/extract").status_code == 403
+
+
+def test_requests_page_shows_mine_by_default_and_all_on_asking(env):
+    mine = create_request(env, "caseworker")
+    other = create_request(env, "caseworker2")
+    sign_in(env, "caseworker")
+    r = env.client.get("/requests")
+    assert f'id="request-{mine["id"]}"' in r.text and f'id="request-{other["id"]}"' not in r.text
+    r = env.client.get("/requests?show=all")
+    assert f'id="request-{mine["id"]}"' in r.text and f'id="request-{other["id"]}"' in r.text
+    assert [e["detail"]["request_ids"] for e in entries(env, "request.list")] == [[mine["id"]],
+                                                                                  [other["id"], mine["id"]]]
+    sign_in(env, "auditor")  # a role that does not ask sees all
+    r = env.client.get("/requests")
+    assert f'id="request-{other["id"]}"' in r.text
+
+
+def test_requester_withdraws_their_own_pending_request_only(env):
+    mine = create_request(env, "caseworker")
+    theirs = create_request(env, "caseworker2")
+    sign_in(env, "caseworker")
+    token = csrf(env, f"/requests/{mine['id']}")
+    r = env.client.post(f"/requests/{theirs['id']}/withdraw", data={"csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 403 and "only the user who made access request" in r.text
+    r = env.client.post(f"/requests/{mine['id']}/withdraw", data={"csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303
+    api = env.client.get(f"/v1/access-requests/{mine['id']}", headers=env.h("caseworker")).json()
+    assert api["status"] == "withdrawn"
+    (withdrawn,) = entries(env, "request.withdraw")
+    assert withdrawn["channel"] == "console" and withdrawn["request_id"] == mine["id"]
+    r = env.client.post(f"/requests/{mine['id']}/withdraw", data={"csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 409 and "is withdrawn, not pending" in r.text

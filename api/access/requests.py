@@ -287,17 +287,19 @@ def create_request(session: Session, audit, user: User, settings: Settings, new:
 
 def list_requests(session: Session, audit, user: User, *, now_ms: int, status: str | None = None,
                   subject_id: str | None = None, ground: str | None = None, kind: str | None = None,
-                  limit: int = 100, offset: int = 0, by_urgency: bool = False) -> list[AccessRequest]:
+                  limit: int = 100, offset: int = 0, by_urgency: bool = False,
+                  only_mine: bool = False) -> list[AccessRequest]:
     """Requests, newest first (or, `by_urgency`, urgent first, then by respond-by,
-    then oldest first: an approver's inbox), audited as ``request.list``.
-    Requesters see only their own."""
+    then oldest first: an approver's inbox), audited as ``request.list`` (with
+    the ids listed, so the entry shows what was seen whatever the view).
+    Requesters see only their own; `only_mine` narrows anyone else's list to theirs."""
     q = select(AccessRequest)
     if by_urgency:
         q = q.order_by((AccessRequest.urgency != "urgent"), AccessRequest.respond_by_ms.is_(None),
                        AccessRequest.respond_by_ms, AccessRequest.created_ms, AccessRequest.id)
     else:
         q = q.order_by(AccessRequest.id.desc())
-    if user.role == "requester":
+    if user.role == "requester" or only_mine:
         q = q.where(AccessRequest.requester_id == user.id)
     for col, value in ((AccessRequest.status, status), (AccessRequest.subject_id, subject_id),
                        (AccessRequest.ground, ground), (AccessRequest.kind, kind)):

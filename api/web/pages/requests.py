@@ -63,14 +63,19 @@ def _globals() -> dict:
 
 @router.get("/requests")
 def requests_page(request: Request, session: DbSession,
-                  me: Annotated[SignedIn, Depends(require("list_access_requests"))]) -> Response:
-    """Newest first; a requester's own only (the service applies the API's rule)."""
+                  me: Annotated[SignedIn, Depends(require("list_access_requests"))],
+                  show: Annotated[str, Query(pattern="^(mine|all)$")] = "") -> Response:
+    """Newest first: the person's own by default when they may ask (``show=all``
+    for every request their role may read); a requester's own only, always
+    (the service applies the API's rule)."""
+    can_ask = is_allowed("create_access_request", me.user.role)
+    show = show or ("mine" if can_ask else "all")
     audit = console_audit(request)
-    rows = list_requests(session, audit, me.user, now_ms=now_ms(request), limit=200)
+    rows = list_requests(session, audit, me.user, now_ms=now_ms(request), limit=200, only_mine=show == "mine")
     users = people(session, [r.requester_id for r in rows])
     commit_with_checkpoint(session, audit)
-    return render(request, "requests/list.html", {**_globals(), "rows": rows, "users": users,
-                                                  "can_ask": is_allowed("create_access_request", me.user.role)})
+    return render(request, "requests/list.html", {**_globals(), "rows": rows, "users": users, "can_ask": can_ask,
+                                                  "show": show})
 
 
 def _breaches(request: Request, session, me: SignedIn, subject_id: str) -> list[BreachRow]:
