@@ -371,3 +371,22 @@ def test_requester_withdraws_their_own_pending_request_only(env):
     assert withdrawn["channel"] == "console" and withdrawn["request_id"] == mine["id"]
     r = env.client.post(f"/requests/{mine['id']}/withdraw", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 409 and "is withdrawn, not pending" in r.text
+
+
+def test_request_pages_have_no_inline_script_or_style_and_expired_extracts_are_not_shown(env):
+    made = create_request(env, "caseworker", start=ts(1, 0), end=ts(1, 6))
+    assert decide(env, made["id"]).status_code == 200
+    sign_in(env, "caseworker")
+    paths = ("/requests", f"/requests/new?subject_id={env.subjects[0]}", f"/requests/{made['id']}")
+    for path in paths:
+        html = env.client.get(path).text
+        assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
+        assert not re.search(r"\sstyle=", html) and "<style" not in html, path
+        assert not re.search(r"\son[a-z]+=", html), path
+    env.clock.offset_ms += env.app.state.settings.approval_ttl_s * 1000 + 1000
+    sign_in(env, "caseworker")  # the old session timed out long ago
+    page = env.client.get(f"/requests/{made['id']}")
+    assert 'id="extract-problem"' in page.text and "The approval expired" in page.text
+    assert 'id="extract-items"' not in page.text and len(entries(env, "extract.download")) == 1
+    r = env.client.get(f"/requests/{made['id']}/extract")
+    assert r.status_code == 410 and "expired" in r.text

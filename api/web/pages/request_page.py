@@ -30,6 +30,7 @@ from api.audit.log import commit_with_checkpoint
 from api.db.models import OUTCOMES, AccessRequest
 from api.http.schemas import IdentityCheckCreate
 from api.web.auth import DbSession, console_audit, now_ms, require, require_form
+from api.web.london import london_time
 from api.web.london_input import london_fields
 from api.web.pages.request_forms import FormErrors, read_decision
 from api.web.pages.requests import GROUND_LABELS, STATUS_TAGS, people
@@ -52,6 +53,9 @@ def _extract_view(request: Request, session, me: SignedIn, req: AccessRequest) -
     """The extract shown on the page (audited as a download of the default format), or why not."""
     if req.requester_id != me.user.id or req.status != "decided" or req.outcome not in DATA_OUTCOMES:
         return None
+    if req.expires_ms is not None and now_ms(request) >= req.expires_ms:  # nothing is tried, so nothing refused
+        return {"problem": f"The approval expired {london_time(req.expires_ms).text}: ask again if you still "
+                           f"need the data."}
     audit = console_audit(request)
     try:
         _, ex = download_extract(session, audit, me.user, request.app.state.settings, req.id, None,
