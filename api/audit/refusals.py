@@ -13,9 +13,23 @@ from sqlalchemy.orm import Session
 from api.audit.log import ChannelAudit, commit_with_checkpoint
 from api.db.models import User
 
-__all__ = ["record_refusal", "record_failed_auth"]
+__all__ = ["REFUSED", "masked_for_requester", "record_refusal", "record_failed_auth"]
+
+#: What an external requester is told when a call on a wearer is refused for any reason.
+REFUSED = ("this request was refused; the EM Hub can tell you why: quote reference {ref}")
 
 log = logging.getLogger("tagtrail.api")
+
+
+def masked_for_requester(role: str, operation: str, status: int) -> bool:
+    """Does an external requester get the generic refusal (`REFUSED`) instead of this error?
+
+    Every error of a new request (whether a wearer is known, when they were
+    monitored, whether a breach is theirs) and every 403/404 (whether a request
+    id exists). Errors about the requester's own request (a state conflict, an
+    expired approval, a format) stay specific: they say nothing about who is
+    monitored. The API's guard and the console's pages both ask this."""
+    return role == "requester" and (operation == "create_access_request" or status in (403, 404))
 
 
 def record_refusal(audit: ChannelAudit, factory: Callable[[], Session], *, user: User | None, operation: str,

@@ -50,6 +50,7 @@ from starlette.exceptions import HTTPException
 
 from api.http.errors import ApiError, Forbidden, PayloadTooLarge, ServiceUnavailable, Unauthorized, UriTooLong
 from api.access.permissions import PERMISSIONS, PERSONAL_DATA_OPS, WHILE_AUDIT_FAILED
+from api.audit.refusals import REFUSED, masked_for_requester
 
 __all__ = ["GuardedRoute", "FailedAuthCounter", "JSON_BODY_LIMIT", "INTAKE_BODY_LIMIT", "MAX_QUERY_BYTES", "REFUSED",
            "body_limit", "declared_query"]
@@ -63,8 +64,6 @@ INTAKE_BODY_LIMIT = 32 << 20
 _BODY_LIMITS = {"post_fixes": INTAKE_BODY_LIMIT}
 #: Longest query string: filters and paging fit in a few hundred bytes.
 MAX_QUERY_BYTES = 2048
-#: What an external requester is told when a call on a wearer is refused for any reason.
-REFUSED = ("this request was refused; the EM Hub can tell you why: quote reference {ref}")
 _TOKEN_MAX = 512
 
 
@@ -269,15 +268,8 @@ class GuardedRoute(APIRoute):
 
 def _masked(user, op: str, exc: Exception) -> bool:
     """Does an external requester get the generic refusal instead of this error?
-
-    Every error of a new request (whether a wearer is known, when they were
-    monitored, whether a breach is theirs) and every 403/404 (whether a request
-    id exists). Errors about the requester's own request (a state conflict, an
-    expired approval, a format) stay specific: they say nothing about who is
-    monitored."""
-    if user.role != "requester" or not isinstance(exc, ApiError):
-        return False
-    return op == "create_access_request" or exc.status_code in (403, 404)
+    (`api.audit.refusals.masked_for_requester`: the console asks the same.)"""
+    return isinstance(exc, ApiError) and masked_for_requester(user.role, op, exc.status_code)
 
 
 def _check_size(request: Request, limit: int) -> None:
