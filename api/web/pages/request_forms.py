@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from api.access.requests import Narrowing, NewRequest
-from api.http.schemas import AccessRequestCreate, DecisionCreate, parse_ts
+from api.access.request_input import AccessRequestCreate, DecisionCreate, parse_ts
 from api.web.london_input import LocalTimeError, is_ambiguous, parse_london
 from trails.timestamps import format_ms
 

@@ -28,7 +28,7 @@ from api.access.requests import (DATA_OUTCOMES, RequestError, check_identity, de
                                  formats_for, needs_identity_check, own_request, read_request, withdraw_request)
 from api.audit.log import commit_with_checkpoint
 from api.db.models import OUTCOMES, AccessRequest
-from api.http.schemas import IdentityCheckCreate
+from api.access.request_input import IdentityCheckCreate
 from api.web.auth import DbSession, console_audit, now_ms, require, require_form
 from api.web.london import london_time
 from api.web.london_input import london_fields
