@@ -76,6 +76,7 @@ list_zone_versions       GET    /v1/admin/zones/{zone_id}/versions              
 propose_correction       POST   /v1/admin/corrections                            403  403  403  201  403  403
 list_corrections         GET    /v1/admin/corrections                            403  403  200  200  403  403
 decide_correction        POST   /v1/admin/corrections/{correction_id}/decision   403  403  403  200  403  403
+list_audit_entries       GET    /v1/audit/entries                                403  403  200  200  403  403
 audit_checkpoint         GET    /v1/audit/checkpoint                             403  403  200  200  403  403
 audit_inclusion_proof    GET    /v1/audit/proof/inclusion                        403  403  200  200  403  403
 audit_consistency_proof  GET    /v1/audit/proof/consistency                      403  403  200  200  403  403
@@ -192,6 +193,7 @@ _SIMPLE = {
         "POST", f"/v1/breaches/{_first_id(env, BreachRow.breach_id, BreachRow.status != 'withdrawn')}/status",
         {"status": "in_review"}),
     "stream_status": lambda env: ("GET", "/v1/breaches/stream-status", None),
+    "list_audit_entries": lambda env: ("GET", "/v1/audit/entries?action=audit.read&limit=5", None),
     "audit_checkpoint": lambda env: ("GET", "/v1/audit/checkpoint", None),
     "audit_inclusion_proof": lambda env: ("GET", "/v1/audit/proof/inclusion?index=0&size=2", None),
     "audit_consistency_proof": lambda env: ("GET", "/v1/audit/proof/consistency?first=1&second=2", None),

@@ -69,6 +69,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "list_corrections": frozenset({"admin", "auditor"}),
     "decide_correction": frozenset({"admin"}),
     # audit log
+    "list_audit_entries": frozenset({"auditor", "admin"}),
     "audit_checkpoint": frozenset({"auditor", "admin"}),
     "audit_inclusion_proof": frozenset({"auditor", "admin"}),
     "audit_consistency_proof": frozenset({"auditor", "admin"}),
@@ -88,7 +89,7 @@ PERSONAL_DATA_OPS: frozenset[str] = frozenset({
 #: What may still be called while the audit log is in a failed state (tampering
 #: detected): only what helps investigate it. Everything else is refused (503).
 WHILE_AUDIT_FAILED: frozenset[str] = frozenset({
-    "audit_checkpoint", "audit_inclusion_proof", "audit_consistency_proof", "stream_status",
+    "list_audit_entries", "audit_checkpoint", "audit_inclusion_proof", "audit_consistency_proof", "stream_status",
 })
 assert PERSONAL_DATA_OPS <= set(PERMISSIONS) and WHILE_AUDIT_FAILED <= set(PERMISSIONS)
 

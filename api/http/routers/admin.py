@@ -24,9 +24,10 @@ from sqlalchemy import select
 
 from trails.timestamps import format_ms
 
-from api.service.conditions import (ConditionError, CorrectionNeeded, apply_correction, change_assignment, change_zone,
+from api.service.conditions import (ConditionError, CorrectionNeeded, apply_correction,
                           canonical_sha256)
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
+from api.service.admin_changes import apply_assignment, apply_zone, zone_ref, zone_status
 from api.service.detections import bump_config_version
 from api.http.errors import Conflict, Forbidden, NotFound, Unprocessable
 from api.http.guard import GuardedRoute
@@ -38,9 +39,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(author
 CorrectionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="correction id")]
 
 
-def _zone_ref(audit, zone_id: str) -> str:
-    """A zone id as the audit log records it: a keyed reference (zone ids may embed a subject id)."""
-    return audit.pseudonym(f"zone:{zone_id}")
+_zone_ref = zone_ref
 
 
 def _public(r: AssignmentRow) -> AssignmentPublic:
@@ -85,17 +84,11 @@ def upsert_assignment(body: AssignmentIn, request: Request, session: SessionDep,
     new = Assignment(body.subject_id, body.device_id, parse_ts(body.start),
                      None if body.end is None else parse_ts(body.end), tuple(body.zones))
     try:
-        change = change_assignment(session, new, at_ms=now)
+        change = apply_assignment(session, audit, user, new, now_ms=now)
     except CorrectionNeeded as exc:
         raise Conflict(str(exc)) from None
     except ConditionError as exc:
         raise Unprocessable(str(exc)) from None
-    if change.action != "assignment.unchanged":
-        bump_config_version(session)
-    audit.append(session, action=change.action, actor=user, subject_id=new.subject_id, now_ms=now,
-                 detail={"start": format_ms(new.start_ms), "end": None if new.end_ms is None else format_ms(new.end_ms),
-                         "zones": [_zone_ref(audit, z) for z in new.zones], "effective_from": format_ms(now),
-                         "split": change.split})
     out = AssignmentList(items=[_public(r) for r in change.segments], count=len(change.segments))
     commit(session, audit)
     request.app.state.stream.notify()
@@ -116,15 +109,10 @@ def upsert_zone(zone_id: Annotated[str, Path(min_length=1, max_length=200)],
         raise Unprocessable(f"feature id {feature['id']!r} is not the path's zone id {zone_id!r}")
     now = clock()
     try:
-        ch = change_zone(session, zone_id, feature, at_ms=now, user_id=user.id, crs=_policy_crs(request))
+        ch = apply_zone(session, audit, user, zone_id, feature, now_ms=now, crs=_policy_crs(request))
     except ConditionError as exc:
         raise Unprocessable(str(exc)) from None
-    status = "added" if ch.added else ("changed" if ch.changed else "unchanged")
-    if ch.changed:
-        bump_config_version(session)
-    audit.append(session, action=f"zone.{'add' if ch.added else 'change'}", actor=user, now_ms=now,
-                 detail={"zone": _zone_ref(audit, zone_id), "kind": ch.kind, "version": ch.version,
-                         "sha256": ch.sha256, "effective_from": format_ms(now), "split": ch.split, "status": status})
+    status = zone_status(ch)
     commit(session, audit)
     request.app.state.stream.notify()
     return {"zone_id": zone_id, "kind": ch.kind, "status": status, "version": ch.version, "sha256": ch.sha256,

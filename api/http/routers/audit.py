@@ -1,5 +1,6 @@
-"""`/v1/audit`: the audit log's latest signed checkpoint and its Merkle
-proofs (RFC 9162), for auditors. Reading them is itself audited."""
+"""`/v1/audit`: the audit log's entries (`api.audit.entries`), its latest
+signed checkpoint and its Merkle proofs (RFC 9162), for auditors. Reading
+them is itself audited."""
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -8,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
 from api.http.guard import GuardedRoute
+from api.audit.entries import MAX_LIMIT, EntryFilter, FilterError, parse_bound, read_entries
 from api.audit.log import AuditIntegrityError
 from api.http.errors import NotFound, ServiceUnavailable, Unprocessable
 
@@ -16,6 +18,41 @@ router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(author
 #: Tree sizes and indices beyond this are refused by validation (422), not by the database.
 MAX_INDEX = 2**53
 Index = Annotated[int, Query(ge=0, le=MAX_INDEX)]
+
+
+Bound = Annotated[str | None, Query(max_length=40, description="a London date (2024-03-31) or RFC 3339 with offset")]
+Name = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get("/entries", operation_id="list_audit_entries")
+def list_audit_entries(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep,
+                       actor: Name = None, action: Name = None,
+                       wearer: Annotated[str | None, Query(max_length=32, description="pseudonym, 32 hex digits")] = None,
+                       from_: Annotated[str | None, Query(alias="from", max_length=40,
+                                                          description="inclusive: a London date or RFC 3339")] = None,
+                       to: Annotated[str | None, Query(max_length=40,
+                                                       description="exclusive instant, or a London date (inclusive)")]
+                       = None,
+                       limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+                       offset: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0) -> dict[str, Any]:
+    """Audit entries newest first (each the JSON that was hashed), filtered
+    by actor name, action, wearer pseudonym and period (a date is a day in
+    London: ``to`` a date includes that day); `total` counts every match.
+    422 for a value the log cannot be searched with. The read is audited
+    (``audit.read``, ``read: entries`` with the filters).
+
+    Roles: auditor, admin.
+    """
+    try:
+        f = EntryFilter(actor=actor or None, action=action or None, wearer=wearer or None,
+                        from_ms=parse_bound("from", from_, end=False) if from_ else None,
+                        to_ms=parse_bound("to", to, end=True) if to else None, limit=limit, offset=offset)
+        page = read_entries(session, f)
+    except FilterError as exc:
+        raise Unprocessable(str(exc)) from None
+    audit.append(session, action="audit.read", actor=user, now_ms=clock(), detail={"read": "entries", **f.described()})
+    commit(session, audit)
+    return {"total": page.total, "limit": limit, "offset": offset, "entries": page.entries}
 
 
 @router.get("/checkpoint", operation_id="audit_checkpoint")
