@@ -23,11 +23,12 @@ __all__ = ["install_console"]
 def install_console(app: FastAPI) -> None:
     """Add the console's pages, error answers and security headers to `app`
     (whose state already holds settings, session_factory, audit and clock)."""
-    from api.web.pages import login, queue
+    from api.web.pages import breach, login, queue
 
     app.state.console_templates = make_environment()
     app.include_router(login.router)
     app.include_router(queue.router)
+    app.include_router(breach.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

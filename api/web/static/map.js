@@ -1,0 +1,77 @@
+// Evidence maps for any console page (a breach's fixes, an approved extract, a wearer's zones).
+// Markup: <div data-tt-map="#json-block-id" data-tiles="https://tiles/{z}/{x}/{y}.png"> reads GeoJSON
+// from <script type="application/json" id="json-block-id">; data-tt-map="/same/origin/url.json" fetches it.
+// No inline script (CSP). Features are drawn by properties.role:
+//   "zone": the zone as its true geometry: a Point with properties.radius_m is a circle of that many metres;
+//           polygons as given;
+//   "fix" (or anything else with a Point): a dot coloured by properties.state (IN / OUT / UNCERTAIN, else
+//           grey), with its accuracy circle (properties.accuracy_m metres) when given.
+// Without data-tiles (TAGTRAIL_TILE_URL unset) the map has no background: no request leaves the site.
+// Leaflet (vendored, classic script, window.L) must be loaded before this module runs (defer; modules run after).
+
+const COLOURS = { IN: "#00703c", OUT: "#d4351c", UNCERTAIN: "#f47738" };
+const ZONE_COLOUR = "#1d70b8";
+
+async function loadData(source) {
+  if (source.startsWith("#")) {
+    const block = document.querySelector(source);
+    return block ? JSON.parse(block.textContent) : null;
+  }
+  const url = new URL(source, window.location.href);
+  if (url.origin !== window.location.origin) throw new Error(`map data must be same-origin: ${source}`);
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`map data ${source}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function stateClass(state) {
+  return `tt-fix tt-fix--${(state || "none").toLowerCase()}`;
+}
+
+function drawZone(L, feature, layer) {
+  const props = feature.properties || {};
+  const style = { color: ZONE_COLOUR, weight: 2, fillOpacity: 0.08, className: "tt-zone" };
+  if (feature.geometry.type === "Point" && props.radius_m) {
+    const [lon, lat] = feature.geometry.coordinates;
+    return L.circle([lat, lon], { ...style, radius: props.radius_m }).bindTooltip(props.name || "zone").addTo(layer);
+  }
+  return L.geoJSON(feature, { style: () => style }).bindTooltip(props.name || "zone").addTo(layer);
+}
+
+function drawFix(L, feature, layer) {
+  const props = feature.properties || {};
+  const [lon, lat] = feature.geometry.coordinates;
+  const colour = COLOURS[props.state] || "#505a5f";
+  if (props.accuracy_m) {
+    L.circle([lat, lon], { radius: props.accuracy_m, color: colour, weight: 1, opacity: 0.5, fillOpacity: 0.05,
+      interactive: false, className: "tt-accuracy" }).addTo(layer);
+  }
+  const label = [props.n ? `Fix ${props.n}` : "Fix", props.time, props.state,
+    props.accuracy_m ? `accuracy ${props.accuracy_m} m` : null].filter(Boolean).join(", ");
+  return L.circleMarker([lat, lon], { radius: 5, color: "#0b0c0c", weight: 1, fillColor: colour, fillOpacity: 0.9,
+    className: stateClass(props.state) }).bindTooltip(label).addTo(layer);
+}
+
+export function drawMap(element, data) {
+  const L = window.L;
+  const map = L.map(element, { attributionControl: Boolean(element.dataset.tiles) });
+  if (element.dataset.tiles) L.tileLayer(element.dataset.tiles, { maxZoom: 19 }).addTo(map);
+  const layer = L.featureGroup().addTo(map);
+  for (const feature of (data && data.features) || []) {
+    if (!feature.geometry) continue;
+    const role = (feature.properties || {}).role;
+    if (role === "zone") drawZone(L, feature, layer);
+    else if (feature.geometry.type === "Point") drawFix(L, feature, layer);
+  }
+  const bounds = layer.getBounds();
+  if (bounds.isValid()) map.fitBounds(bounds.pad(0.1), { maxZoom: 18 });
+  else map.setView([54.0, -2.0], 5);
+  element.dataset.ttMapReady = "true";
+  return map;
+}
+
+for (const element of document.querySelectorAll("[data-tt-map]")) {
+  loadData(element.dataset.ttMap)
+    .then((data) => drawMap(element, data))
+    .catch((error) => { element.dataset.ttMapError = String(error); console.error(error); });
+}
