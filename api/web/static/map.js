@@ -55,6 +55,7 @@ function drawFix(L, feature, layer) {
 export function drawMap(element, data) {
   const L = window.L;
   const map = L.map(element, { attributionControl: Boolean(element.dataset.tiles) });
+  map.setView([54.0, -2.0], 5); // a view first: layers join a map only once it has one (circles need it for bounds)
   if (element.dataset.tiles) L.tileLayer(element.dataset.tiles, { maxZoom: 19 }).addTo(map);
   const layer = L.featureGroup().addTo(map);
   for (const feature of (data && data.features) || []) {
@@ -64,8 +65,7 @@ export function drawMap(element, data) {
     else if (feature.geometry.type === "Point") drawFix(L, feature, layer);
   }
   const bounds = layer.getBounds();
-  if (bounds.isValid()) map.fitBounds(bounds.pad(0.1), { maxZoom: 18 });
-  else map.setView([54.0, -2.0], 5);
+  if (bounds.isValid()) map.fitBounds(bounds.pad(0.1), { maxZoom: 18, animate: false });
   element.dataset.ttMapReady = "true";
   return map;
 }
