@@ -137,13 +137,16 @@ def test_breach_evidence_request_shows_no_fixes_and_audits_no_consultation(env):
     assert _entries(env, "breach.evidence") == [] and len(_entries(env, "breach.read")) == 1
 
 
-def test_setting_is_validated():
-    from pydantic import ValidationError
-
+def test_setting_comes_from_settings_json_and_is_validated(tmp_path):
     from api.settings import Settings
+    from trails.errors import InputError
 
-    with pytest.raises(ValidationError):
-        Settings(home="/nonexistent", breach_evidence="everything")
+    assert Settings.from_home(tmp_path).breach_evidence == "window"
+    (tmp_path / "settings.json").write_text(json.dumps({"breach_evidence": "request"}))
+    assert Settings.from_home(tmp_path).breach_evidence == "request"
+    (tmp_path / "settings.json").write_text(json.dumps({"breach_evidence": "everything"}))
+    with pytest.raises(InputError, match="breach_evidence"):
+        Settings.from_home(tmp_path)
 
 
 def test_unknown_breach_is_a_404_page(env):

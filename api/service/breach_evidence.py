@@ -63,8 +63,7 @@ def evidence_window(b: BreachRow, policy: Policy) -> tuple[int, int]:
 def breach_assignment(session: Session, b: BreachRow) -> Assignment | None:
     """The assignment segment the record was detected on: its wearer, its device, covering its start."""
     for a in load_assignments(session, b.subject_id):
-        end = a.end_ms if a.end_ms is not None else None
-        if a.device_id == b.device_id and a.start_ms <= b.start_ms and (end is None or b.start_ms < end):
+        if a.device_id == b.device_id and a.start_ms <= b.start_ms and (a.end_ms is None or b.start_ms < a.end_ms):
             return a
     return None
 
