@@ -81,10 +81,31 @@ def test_evidence_is_only_the_fixes_of_the_window_plus_coverage(env):
     data = json.loads(re.search(r'id="breach-map-data">(.*?)</script>', r.text, re.S).group(1))
     fixes = [f for f in data["features"] if f["properties"]["role"] == "fix"]
     zones = [f for f in data["features"] if f["properties"]["role"] == "zone"]
-    assert len(fixes) == len(expected) and len(zones) == 1
+    assert len(zones) == 1
+    assert sorted(t for f in fixes for t in f["properties"]["ts"]) == expected  # the map: the same fixes
+    assert all(len(f["geometry"]["coordinates"]) == len(f["properties"]["n"]) for f in fixes)
     assert {f["properties"]["state"] for f in fixes} <= {"IN", "OUT", "UNCERTAIN"}
     timeline = json.loads(re.search(r'id="breach-timeline-data">(.*?)</script>', r.text, re.S).group(1))
     assert len(timeline["t"]) == len(expected) == len(timeline["battery"]) == len(timeline["state"])
+
+
+def test_the_fix_table_is_paged_and_every_fix_is_on_some_page(env, monkeypatch):
+    from api.web.pages import breach
+
+    b = _breach(env)
+    sign_in(env)
+    everything = _shown_times(env.client.get(f"/breaches/{b.breach_id}").text)
+    monkeypatch.setattr(breach, "FIX_PAGE", 7)
+    pages, k = [], 1
+    while True:
+        html = env.client.get(f"/breaches/{b.breach_id}?fixes={k}").text
+        pages.append(_shown_times(html))
+        if "Later fixes" not in html:
+            break
+        k += 1
+    assert len(pages) == -(-len(everything) // 7) > 1 and all(len(p) == 7 for p in pages[:-1])
+    assert [t for p in pages for t in p] == everything
+    assert f"{len(everything)} fixes from" in html  # the summary counts them all
 
 
 def test_states_are_the_geofence_classification_of_the_records_zone(env):

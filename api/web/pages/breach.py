@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+import numpy as np
+
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.access.permissions import is_allowed
@@ -33,17 +35,18 @@ from api.service.breach_queue import (PEOPLE_STATUSES, UNCHANGED, QueueError, Qu
 from api.service.stream.detector_state import home_policy
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
 from api.web.breach_words import priority_text, rule_text, schedule_text, zone_shape_text
-from api.web.london import london_time
 from api.web.pages.queue import STATUS_LABELS, BreachId, _refused
 from api.web.sessions import SignedIn
 from api.web.templating import render
 from geofence.model import Zone
-from trails.timestamps import format_ms
+from trails.timestamps import format_ms, format_ms_column
 
-__all__ = ["router", "OTHER_RECORDS", "EVIDENCE_GROUND"]
+__all__ = ["router", "OTHER_RECORDS", "EVIDENCE_GROUND", "FIX_PAGE"]
 
 router = APIRouter(include_in_schema=False)
 
+#: Fixes per page of the evidence table (the map and the timeline show them all).
+FIX_PAGE = 500
 #: How many of the wearer's other records the page lists.
 OTHER_RECORDS = 10
 #: The ground a record's evidence is consulted on (governance.md): the breach itself.
@@ -62,20 +65,32 @@ def _zone_geometry(zone: Zone) -> dict:
                                                     for poly in zone.polygons]}
 
 
+def _nan_none(a) -> list:
+    return [None if v != v else v for v in a.tolist()]  # NaN -> null (JSON has no NaN)
+
+
 def map_data(zone: Zone | None, ev: Evidence | None) -> dict:
-    """GeoJSON for `static/map.js`: the zone (role zone; a circle as a Point with radius_m) and the fixes
-    (role fix, with state, accuracy_m and their London time)."""
+    """GeoJSON for `static/map.js`: the zone (role zone; a circle as a Point with radius_m) and the fixes,
+    one MultiPoint feature per state (role fix) whose properties hold per-point arrays ``n`` (1-based
+    number in the table), ``ts`` (UTC) and ``accuracy_m``: columnar, so a week of fixes stays cheap to
+    build and to send."""
     features = []
     if zone is not None:
         features.append({"type": "Feature", "geometry": _zone_geometry(zone),
                          "properties": {"role": "zone", "name": zone.zone_id.split("@")[0], "kind": zone.kind,
                                         "radius_m": zone.radius_m}})
-    for i in range(len(ev) if ev is not None else 0):
-        features.append({"type": "Feature", "geometry": {"type": "Point",
-                                                         "coordinates": [float(ev.lon[i]), float(ev.lat[i])]},
-                         "properties": {"role": "fix", "n": i + 1, "state": _state(ev, i),
-                                        "accuracy_m": _num(ev.accuracy_m[i]),
-                                        "time": london_time(int(ev.ts_ms[i])).text}})
+    if ev is not None and len(ev):
+        utc = format_ms_column(ev.ts_ms).to_pylist()
+        for code in (-1, 0, 1, 2):
+            idx = np.flatnonzero(ev.state == code)
+            if idx.size == 0:
+                continue
+            features.append({"type": "Feature",
+                             "geometry": {"type": "MultiPoint",
+                                          "coordinates": np.column_stack([ev.lon[idx], ev.lat[idx]]).tolist()},
+                             "properties": {"role": "fix", "state": STATE_NAMES[code] if code >= 0 else None,
+                                            "n": (idx + 1).tolist(), "ts": [utc[i] for i in idx.tolist()],
+                                            "accuracy_m": _nan_none(ev.accuracy_m[idx])}})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -86,22 +101,23 @@ def _state(ev: Evidence, i: int) -> str | None:
 
 def timeline_data(b: BreachRow, ev: Evidence, gap_ms: int) -> dict:
     """Series for `static/timeline.js` (seconds since the epoch; state 0 OUT, 1 UNCERTAIN, 2 IN)."""
-    return {"t": [int(t) / 1000 for t in ev.ts_ms.tolist()],
-            "state": [None if s < 0 else int(s) for s in ev.state.tolist()],
-            "battery": [_num(v) for v in ev.battery_pct.tolist()],
-            "record": [b.start_ms / 1000, b.end_ms / 1000], "window": [ev.start_ms / 1000, ev.end_ms / 1000],
-            "gap_s": gap_ms / 1000}
+    return {"t": (ev.ts_ms / 1000).tolist(), "state": [None if s < 0 else s for s in ev.state.tolist()],
+            "battery": _nan_none(ev.battery_pct), "record": [b.start_ms / 1000, b.end_ms / 1000],
+            "window": [ev.start_ms / 1000, ev.end_ms / 1000], "gap_s": gap_ms / 1000}
 
 
-def fix_rows(ev: Evidence, gap_ms: int) -> list[dict]:
-    """The table of fixes: time, state, accuracy, battery, and a gap before it when longer than the policy's."""
-    rows, prev = [], None
-    for i, t in enumerate(ev.ts_ms.tolist()):
-        gap = prev is not None and t - prev > gap_ms
+def fix_rows(ev: Evidence, gap_ms: int, lo: int = 0, hi: int | None = None) -> list[dict]:
+    """Fixes ``lo:hi`` for the table: time, state, accuracy, battery, and the gap before it when
+    longer than the policy's (the first row's gap is measured from the fix before the slice)."""
+    rows = []
+    hi = len(ev) if hi is None else min(hi, len(ev))
+    ts = ev.ts_ms.tolist()
+    for i in range(lo, hi):
+        t = ts[i]
+        gap = i > 0 and t - ts[i - 1] > gap_ms
         rows.append({"n": i + 1, "ts_ms": t, "state": _state(ev, i), "lat": float(ev.lat[i]),
                      "lon": float(ev.lon[i]), "accuracy_m": _num(ev.accuracy_m[i]),
-                     "battery_pct": _num(ev.battery_pct[i]), "gap_before_s": (t - prev) / 1000 if gap else None})
-        prev = t
+                     "battery_pct": _num(ev.battery_pct[i]), "gap_before_s": (t - ts[i - 1]) / 1000 if gap else None})
     return rows
 
 
@@ -114,7 +130,9 @@ def _audit_evidence(session, audit, me: SignedIn, b: BreachRow, ev: Evidence, co
 
 @router.get("/breaches/{breach_id}")
 def breach_page(request: Request, breach_id: BreachId, session: DbSession,
-                me: Annotated[SignedIn, Depends(require("get_breach"))]) -> Response:
+                me: Annotated[SignedIn, Depends(require("get_breach"))],
+                fixes: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    """The record page; `fixes` is the page of the evidence table (`FIX_PAGE` fixes each)."""
     audit, when = console_audit(request), now_ms(request)
     settings = request.app.state.settings
     try:
@@ -139,7 +157,9 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
         "can_request": is_allowed("create_access_request", me.user.role), "rule": rule_text(b, policy),
         "priority_reason": priority_text(b, policy), "schedule": schedule_text(zone) if zone else [],
         "zone_shape": zone_shape_text(zone) if zone else "", "evidence": ev, "tile_url": settings.tile_url or "",
-        "fixes": fix_rows(ev, policy.gap_ms) if ev is not None else [],
+        "fixes": fix_rows(ev, policy.gap_ms, (fixes - 1) * FIX_PAGE, fixes * FIX_PAGE) if ev is not None else [],
+        "fix_page": fixes, "fix_pages": max(1, -(-len(ev) // FIX_PAGE)) if ev is not None else 1,
+        "n_fixes": len(ev) if ev is not None else 0,
         "map_data": map_data(zone, ev), "timeline": timeline_data(b, ev, policy.gap_ms) if ev is not None else None})
 
 

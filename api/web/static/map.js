@@ -4,8 +4,10 @@
 // No inline script (CSP). Features are drawn by properties.role:
 //   "zone": the zone as its true geometry: a Point with properties.radius_m is a circle of that many metres;
 //           polygons as given;
-//   "fix" (or anything else with a Point): a dot coloured by properties.state (IN / OUT / UNCERTAIN, else
-//           grey), with its accuracy circle (properties.accuracy_m metres) when given.
+//   "fix" (or anything else with a Point or MultiPoint): a dot coloured by properties.state (IN / OUT /
+//           UNCERTAIN, else grey), with its accuracy circle (properties.accuracy_m metres) when given. A
+//           MultiPoint's properties n, ts and accuracy_m may be arrays, one value per point (columnar: cheap
+//           for a week of fixes). ts is UTC (RFC 3339) and is shown in London time.
 // Without data-tiles (TAGTRAIL_TILE_URL unset) the map has no background: no request leaves the site.
 // Leaflet (vendored, classic script, window.L) must be loaded before this module runs (defer; modules run after).
 
@@ -38,18 +40,30 @@ function drawZone(L, feature, layer) {
   return L.geoJSON(feature, { style: () => style }).bindTooltip(props.name || "zone").addTo(layer);
 }
 
-function drawFix(L, feature, layer) {
-  const props = feature.properties || {};
-  const [lon, lat] = feature.geometry.coordinates;
-  const colour = COLOURS[props.state] || "#505a5f";
-  if (props.accuracy_m) {
-    L.circle([lat, lon], { radius: props.accuracy_m, color: colour, weight: 1, opacity: 0.5, fillOpacity: 0.05,
+const LONDON = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/London", day: "numeric", month: "short",
+  year: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
+
+function at(value, i) {
+  return Array.isArray(value) ? value[i] : value;
+}
+
+function drawPoint(L, layer, [lon, lat], state, n, ts, accuracy) {
+  const colour = COLOURS[state] || "#505a5f";
+  if (accuracy) {
+    L.circle([lat, lon], { radius: accuracy, color: colour, weight: 1, opacity: 0.5, fillOpacity: 0.05,
       interactive: false, className: "tt-accuracy" }).addTo(layer);
   }
-  const label = [props.n ? `Fix ${props.n}` : "Fix", props.time, props.state,
-    props.accuracy_m ? `accuracy ${props.accuracy_m} m` : null].filter(Boolean).join(", ");
-  return L.circleMarker([lat, lon], { radius: 5, color: "#0b0c0c", weight: 1, fillColor: colour, fillOpacity: 0.9,
-    className: stateClass(props.state) }).bindTooltip(label).addTo(layer);
+  const label = [n ? `Fix ${n}` : "Fix", ts ? LONDON.format(new Date(ts)) : null, state,
+    accuracy ? `accuracy ${accuracy} m` : null].filter(Boolean).join(", ");
+  L.circleMarker([lat, lon], { radius: 5, color: "#0b0c0c", weight: 1, fillColor: colour, fillOpacity: 0.9,
+    className: stateClass(state) }).bindTooltip(label).addTo(layer);
+}
+
+function drawFix(L, feature, layer) {
+  const p = feature.properties || {};
+  const g = feature.geometry;
+  const points = g.type === "MultiPoint" ? g.coordinates : [g.coordinates];
+  points.forEach((xy, i) => drawPoint(L, layer, xy, p.state, at(p.n, i), at(p.ts, i), at(p.accuracy_m, i)));
 }
 
 export function drawMap(element, data) {
@@ -62,7 +76,7 @@ export function drawMap(element, data) {
     if (!feature.geometry) continue;
     const role = (feature.properties || {}).role;
     if (role === "zone") drawZone(L, feature, layer);
-    else if (feature.geometry.type === "Point") drawFix(L, feature, layer);
+    else if (feature.geometry.type === "Point" || feature.geometry.type === "MultiPoint") drawFix(L, feature, layer);
   }
   const bounds = layer.getBounds();
   if (bounds.isValid()) map.fitBounds(bounds.pad(0.1), { maxZoom: 18, animate: false });
