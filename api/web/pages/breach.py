@@ -135,6 +135,11 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
     """The record page; `fixes` is the page of the evidence table (`FIX_PAGE` fixes each)."""
     audit, when = console_audit(request), now_ms(request)
     settings = request.app.state.settings
+    if settings.breach_evidence == "window":
+        # fixes the service received are read from the store: move them there first, with this request's
+        # (read-only so far) transaction ended, as the API's extract download does (SQLite has one writer)
+        session.commit()
+        request.app.state.stream.flush()
     try:
         b, events = read_breach(session, audit, me.user, breach_id, now_ms=when)
     except UnknownBreach as exc:  # answered here: after the request's rollback the user could not be read
@@ -146,11 +151,9 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
     zone = breach_zone(session, b, policy)
     ev = None
     if settings.breach_evidence == "window":
-        commit_with_checkpoint(session, audit)  # the reads above are recorded before any fix is read
-        request.app.state.stream.flush()  # fixes the service received are read from the store
         ev = read_evidence(settings.home, session, b, zone, policy)
         _audit_evidence(session, audit, me, b, ev, policy.coverage_ms, when)
-    commit_with_checkpoint(session, audit)
+    commit_with_checkpoint(session, audit)  # the reads and the consultation, in one transaction, before showing
     return render(request, "breach/breach.html", {
         "b": b, "events": events, "others": others, "zone": zone, "policy": policy, "status_labels": STATUS_LABELS,
         "people_statuses": PEOPLE_STATUSES, "can_change": is_allowed("set_breach_status", me.user.role),
