@@ -36,6 +36,12 @@ sys.path.insert(0, str(REPO / "tests"))
 from results import cpu_model, write_section  # noqa: E402
 
 TARGET_MS = 200.0
+#: Where the breach page's time went when last measured piecewise (2-core VM), and what would fix it.
+MISSED_NOTE = ("The breach page for a week-long record reads the week's fixes of the device from the Parquet "
+               "store and classifies them (about 160 ms here), carries about 1 MB of HTML (map and timeline data "
+               "for ~10,000 fixes, columnar, plus a 500-row table page) and commits three audit entries. Not done "
+               "yet: serving the map and timeline data from a same-origin JSON URL (static/map.js already reads "
+               "one) so the page carries only the table, and reading the store once per record and data version.")
 N_RECORDS = 20_000
 
 
@@ -140,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         n_fixes = int(re.search(r'id="evidence-window">(\d+) fix', html).group(1))
     app.state.engine.dispose()
 
-    lines = []
+    lines, missed = [], []
     for name, times, size in (("/queue (20,000 open records, page of 50)", queue, queue_bytes),
                               (f"/breaches/{{id}} (7-day absence, {n_fixes} fixes on map and timeline, table page of 500)", page, page_bytes)):
         med, p95 = _stats(times)
         verdict = "met" if p95 < TARGET_MS else ("missed at p95 (median met)" if med < TARGET_MS else "missed")
         lines.append(f"| {name} | {med:.0f} | {p95:.0f} | {size / 1024:.0f} KiB | {verdict} |")
+        if verdict != "met":
+            missed.append(name.split(" ")[0])
         print(lines[-1], flush=True)
     if not args.no_write:
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---:|---:|---:|---|",
             *lines,
             "",
+            *([f"Missed: {', '.join(missed)}. " + MISSED_NOTE, ""] if missed else []),
         ]))
     return 0
 
