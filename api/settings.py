@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -63,7 +63,7 @@ DEFAULT_CONSOLE_IDLE_S = 30 * 60
 
 #: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
-                         "console_idle_s", *AUDIT_DEFAULTS})
+                         "console_idle_s", "breach_evidence", *AUDIT_DEFAULTS})
 #: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL).
 _ENV_FIELDS = frozenset({"home", "database_url", "tile_url"})
 
@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     tile_url: an XYZ tile server the deployment runs (TAGTRAIL_TILE_URL,
         ``https://tiles.example/{z}/{x}/{y}.png``); its origin is the only one the
         console's Content-Security-Policy lets images come from. None: no tiles.
+    breach_evidence: what a record's console page shows of its fixes: ``window``
+        (default: only the fixes inside the record's own window plus the policy's
+        coverage either side, audited as a consultation on ground bail_breach) or
+        ``request`` (no fixes: a link to request access instead).
 
     Nothing secret is a setting (the audit keys are made per home, in
     HOME/keys), so there is no insecure default to refuse; what would weaken a
@@ -156,6 +160,7 @@ class Settings(BaseSettings):
     audit_unsigned_max_s: float = 3600.0
     console_idle_s: int = DEFAULT_CONSOLE_IDLE_S
     tile_url: str | None = None
+    breach_evidence: Literal["window", "request"] = "window"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

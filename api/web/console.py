@@ -23,7 +23,7 @@ __all__ = ["install_console"]
 def install_console(app: FastAPI) -> None:
     """Add the console's pages, error answers and security headers to `app`
     (whose state already holds settings, session_factory, audit and clock)."""
-    from api.web.pages import admin, audit, login, queue, reports
+    from api.web.pages import admin, audit, breach, login, queue, reports
     from api.web.pages import approvals, request_page, requests  # access requests
 
     app.state.console_templates = make_environment()
@@ -34,6 +34,7 @@ def install_console(app: FastAPI) -> None:
     app.include_router(audit.router)
     app.include_router(reports.router)
     app.include_router(admin.router)
+    app.include_router(breach.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -107,8 +107,18 @@ def _form_page(request: Request, session, me: SignedIn, form: dict[str, str], er
 @router.get("/requests/new")
 def new_request_page(request: Request, session: DbSession,
                      me: Annotated[SignedIn, Depends(require("create_access_request"))],
-                     subject_id: Annotated[str, Query(max_length=200)] = "") -> Response:
-    return _form_page(request, session, me, {"subject_id": subject_id.strip(), "kind": "trail", "urgency": "routine"})
+                     subject_id: Annotated[str, Query(max_length=200)] = "",
+                     ground: Annotated[str, Query(max_length=40)] = "",
+                     reference: Annotated[str, Query(max_length=200)] = "") -> Response:
+    """`subject_id`, `ground` and `reference` (a breach id) prefill the form: a breach page's
+    "request access" link names its wearer, `bail_breach` and itself. Nothing is sent until
+    the person checks and submits it."""
+    form = {"subject_id": subject_id.strip(), "kind": "trail", "urgency": "routine"}
+    if ground in GROUNDS:
+        form["ground"] = ground
+    if reference.strip():
+        form["breach"] = reference.strip()
+    return _form_page(request, session, me, form)
 
 
 @router.post("/requests/new")
