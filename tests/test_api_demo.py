@@ -33,7 +33,7 @@ def test_demo_no_serve_then_serve(tmp_path, capsys, monkeypatch):
     assert set(tokens) == {"demo-caseworker", "demo-approver", "demo-auditor", "demo-admin", "demo-police",
                            "demo-probation"}
     assert not any(t in out for t in tokens.values())
-    assert f"API tokens (one per role) in {path}" in out
+    assert f"API tokens (one per role) in {path}: each signs in to the console at http://127.0.0.1:8000/login" in out
     assert "API docs: http://127.0.0.1:8000/docs" in out
 
     engine, factory = open_database(Settings.from_home(home))

@@ -144,8 +144,10 @@ def test_serve_prints_its_home(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: served.update(port=port))
     code, out, _ = _run(capsys, "serve", "--home", str(home), "--port", "8124")
     assert code == 0 and served == {"port": 8124}
-    assert out.splitlines()[:2] == [f"serving {home.resolve()} (database: sqlite)",
-                                    "API docs: http://127.0.0.1:8124/docs"]
+    assert out.splitlines()[:3] == [f"serving {home.resolve()} (database: sqlite)",
+                                    "API docs: http://127.0.0.1:8124/docs",
+                                    "console: http://127.0.0.1:8124/login (sign in with a token `tagtrail users add` "
+                                    "printed)"]
 
 
 # ------------------------------------------------------------------ a port in use is refused first

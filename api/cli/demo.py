@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if code != 0:
         return code
     tokens = _demo_users(home)
-    print(f"API tokens (one per role) in {tokens}")
+    print(f"API tokens (one per role) in {tokens}: each signs in to the console at "
+          f"http://127.0.0.1:{args.port}/login")
     if args.serve:
         from api.cli.serve import serve
 

@@ -70,6 +70,7 @@ def serve(home: str | Path, *, host: str = "127.0.0.1", port: int = 8000, watch:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         print(f"serving {Path(home).resolve()} (database: {settings.database_url.split('://')[0]})", flush=True)
         print(f"API docs: http://{shown}:{port}/docs", flush=True)
+        print(f"console: http://{shown}:{port}/login (sign in with a token `tagtrail users add` printed)", flush=True)
         # uvicorn's access log prints raw paths (subject ids): off; api.http.access_log logs route templates
         _log_to_stderr()
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
