@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
 
-__all__ = ["make_engine", "migrate", "session_factory", "read_only_factory", "open_database", "transaction"]
+__all__ = ["make_engine", "migrate", "session_factory", "read_only_factory", "open_database", "transaction",
+           "request_session"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Advisory lock key taken by every PostgreSQL transaction (any fixed 64-bit number).
@@ -108,3 +109,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session:
         with session.begin():
             yield session
+
+
+@contextmanager
+def request_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for one web request (the API's and the console's dependency). Nothing is committed
+    here: the endpoint commits its unit of work, and whatever it left (an error, a refusal) is rolled
+    back when the response is done, so no request leaves a transaction open on the one writer lock."""
+    session = factory()
+    try:
+        yield session
+    finally:
+        try:
+            session.rollback()
+        finally:
+            session.close()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.http.errors import Forbidden, Unauthorized
 from api.db.models import User
+from api.db.session import request_session
 from api.access.permissions import PERMISSIONS
 from api.settings import Settings
 
@@ -37,20 +38,12 @@ _bearer = HTTPBearer(auto_error=False, description="an API token from `tagtrail 
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request. Endpoints commit through `commit`; whatever
-    is left uncommitted (an error, a denied call) is rolled back here."""
-    factory = request.app.state.session_factory
-    session = factory()
-    # api.http.guard rolls it back itself before it records a refused call (the cleanup below runs
-    # only after the response, and until then this session may hold the write lock)
-    request.scope.setdefault("state", {})["tagtrail_session"] = session
-    try:
+    """One session per request (`api.db.session.request_session`); endpoints commit through `commit`."""
+    with request_session(request.app.state.session_factory) as session:
+        # api.http.guard rolls it back itself before it records a refused call (the cleanup runs
+        # only after the response, and until then this session may hold the write lock)
+        request.scope.setdefault("state", {})["tagtrail_session"] = session
         yield session
-    finally:
-        try:
-            session.rollback()
-        finally:
-            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

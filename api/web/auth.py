@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access.permissions import PERSONAL_DATA_OPS, is_allowed
 from api.audit.refusals import record_refusal
+from api.db.session import request_session
 from api.web.csrf import FIELD, session_token, tokens_match
 from api.web.sessions import COOKIE, SignedIn, load_session
 
@@ -49,14 +50,8 @@ class ConsoleRefused(Exception):
 
 
 def db_session(request: Request) -> Iterator[Session]:
-    session = request.app.state.session_factory()
-    try:
+    with request_session(request.app.state.session_factory) as session:
         yield session
-    finally:
-        try:
-            session.rollback()
-        finally:
-            session.close()
 
 
 DbSession = Annotated[Session, Depends(db_session)]

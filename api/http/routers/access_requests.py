@@ -3,21 +3,8 @@ external requester's identity, decide, withdraw, read, and download the
 approved extract. The rules and audit entries are `api.access.requests`
 (the console calls the same functions); this module is the HTTP edge.
 
-The rules (governance.md): one of five lawful grounds; justification and
-necessity in words; the period inside the wearer's monitoring and already
-ended (an extract is a record of the past, never a live feed); a bail-breach
-request names the breach; a period longer than the ground's maximum is
-accepted but flagged too broad, and cannot be approved without narrowing;
-"partial data" removes at least `min_narrowing_fraction` of the period asked
-for; external requesters' identity is confirmed before a decision; the
-approver is never the requester, compared as persons, not accounts; an
-approval expires; every call is audited, and each change commits with its
-audit entry.
-
-An approval of data is bound to the wearer's assignments (device, period,
-zones) as they stood when it was decided, clipped to the approved period;
-the extract is built from exactly those, so changing assignments afterwards
-can never point an approved extract at another wearer's device.
+The rules (governance.md) and how an approval binds the extract to the
+wearer's assignments are written once, in `api.access.requests`.
 """
 from __future__ import annotations
 

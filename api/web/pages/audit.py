@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -25,6 +24,7 @@ from api.audit.log import commit_with_checkpoint
 from api.audit.verify import VerifyReport, verify_log
 from api.db.models import AuditEntry
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
+from api.web.paging import page_count, read_page, read_params, view_query
 from api.web.sessions import SignedIn
 from api.web.templating import render
 from trails.timestamps import parse_timestamp
@@ -57,19 +57,15 @@ class AuditView:
     def query(self, **change: object) -> str:
         values = {"actor": self.actor, "action": self.action, "wearer": self.wearer, "from": self.from_,
                   "to": self.to, "page": self.page} | change
-        return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "page" and v == 1)})
+        return view_query(values, {"page": 1})
 
 
 def parse_view(pairs: list[tuple[str, str]]) -> tuple[AuditView, EntryFilter]:
     """The view a query string asks for and its filter; `ConsoleRefused` (400) naming what is wrong."""
-    problems = [f"the audit log has no filter {k[:40]!r}" for k, _ in pairs if k not in _PARAMS]
-    got = {k: v.strip() for k, v in pairs if k in _PARAMS}
-    page = got.get("page", "1") or "1"
-    if not page.isdigit() or not 1 <= int(page) <= 1_000_000:
-        problems.append(f"page must be a whole number from 1, not {page[:20]!r}")
-        page = "1"
+    got, problems = read_params(pairs, _PARAMS, "the audit log")
+    page = read_page(got.get("page", ""), 1_000_000, problems)
     view = AuditView(actor=got.get("actor", ""), action=got.get("action", ""), wearer=got.get("wearer", ""),
-                     from_=got.get("from", ""), to=got.get("to", ""), page=int(page))
+                     from_=got.get("from", ""), to=got.get("to", ""), page=page)
     f = None
     try:
         f = view.to_filter()
@@ -101,7 +97,7 @@ def _page(request: Request, session, me: SignedIn, view: AuditView, f: EntryFilt
     audit.append(session, action="audit.read", actor=me.user, now_ms=now_ms(request),
                  detail={"read": "entries", **f.described()})
     commit_with_checkpoint(session, audit)
-    pages = max(1, -(-page.total // PAGE_SIZE))
+    pages = page_count(page.total, PAGE_SIZE)
     return render(request, "audit/audit.html", {
         "view": view, "entries": page.entries, "total": page.total, "pages": pages, "actions": actions,
         "checkpoint": _checkpoint(request), "verified": verified}, status_code=status_code)

@@ -14,7 +14,7 @@ them through an access request. The map and the timeline read the same
 fixes as the table, from JSON data blocks (no inline script, CSP).
 
 Status and assignment forms post here and come back here; the change is the
-queue's (`change_status`, ``breach.status``).
+queue's (`api.web.pages.queue.assign_record` / `move_record`, ``breach.status``).
 """
 from __future__ import annotations
 
@@ -30,12 +30,11 @@ from api.access.permissions import is_allowed
 from api.audit.log import commit_with_checkpoint
 from api.db.models import BreachRow
 from api.service.breach_evidence import STATE_NAMES, Evidence, breach_zone, read_evidence
-from api.service.breach_queue import (PEOPLE_STATUSES, UNCHANGED, QueueError, QueueFilter, UnknownBreach,
-                                      change_status, read_breach, read_queue)
+from api.service.breach_queue import PEOPLE_STATUSES, QueueFilter, UnknownBreach, read_breach, read_queue
 from api.service.stream.detector_state import home_policy
-from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
+from api.web.auth import DbSession, console_audit, now_ms, require, require_form
 from api.web.breach_words import priority_text, rule_text, schedule_text, zone_shape_text
-from api.web.pages.queue import STATUS_LABELS, BreachId, _refused
+from api.web.pages.queue import STATUS_LABELS, BreachId, assign_record, move_record
 from api.web.sessions import SignedIn
 from api.web.templating import render
 from geofence.model import Zone
@@ -174,17 +173,7 @@ def _back_here(b: BreachRow) -> Response:
 def assign_to_me(request: Request, breach_id: BreachId, session: DbSession,
                  me: Annotated[SignedIn, Depends(require_form("set_breach_status"))]) -> Response:
     """Assign the record to the signed-in caseworker, its status unchanged."""
-    audit = console_audit(request)
-    current = session.get(BreachRow, breach_id)
-    try:
-        if current is None:
-            raise UnknownBreach(f"breach {breach_id} not found")
-        b = change_status(session, audit, me.user, breach_id, status=current.status, note=None,
-                          assignee=me.user.name, now_ms=now_ms(request))
-    except QueueError as exc:
-        raise _refused(exc) from None
-    commit_with_checkpoint(session, audit)
-    return _back_here(b)
+    return _back_here(assign_record(request, session, me, breach_id))
 
 
 @router.post("/breaches/{breach_id}/status")
@@ -192,14 +181,4 @@ def set_status(request: Request, breach_id: BreachId, session: DbSession,
                me: Annotated[SignedIn, Depends(require_form("set_breach_status"))],
                status: Annotated[str, Form()], note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Move the record to `status` with an optional note (kept in its history)."""
-    if status not in PEOPLE_STATUSES:
-        raise ConsoleRefused(400, "That status does not exist", f"status must be one of "
-                                                                 f"{', '.join(PEOPLE_STATUSES)}, not {status[:40]!r}")
-    audit = console_audit(request)
-    try:
-        b = change_status(session, audit, me.user, breach_id, status=status, note=note.strip() or None,
-                          assignee=UNCHANGED, now_ms=now_ms(request))
-    except QueueError as exc:
-        raise _refused(exc) from None
-    commit_with_checkpoint(session, audit)
-    return _back_here(b)
+    return _back_here(move_record(request, session, me, breach_id, status, note))

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from api.access.permissions import is_allowed
 from api.audit.log import commit_with_checkpoint
@@ -26,6 +27,7 @@ from api.db.models import BreachRow
 from api.service.breach_queue import (PEOPLE_STATUSES, UNCHANGED, QueueError, QueueFilter, UnknownAssignee,
                                       UnknownBreach, change_status, priority_counts, read_queue)
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
+from api.web.paging import page_count, read_page, read_params, view_query
 from api.web.sessions import SignedIn
 from api.web.templating import render
 from geofence.records import RECORD_TYPES
@@ -62,15 +64,12 @@ class QueueView:
 
     def query(self, **change: object) -> str:
         """This view's query string, with `change` applied (defaults left out)."""
-        values = {k: getattr(self, k) for k in _PARAMS} | change
-        return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "page" and v == 1)
-                          and not (k == "status" and v == "open")})
+        return view_query({k: getattr(self, k) for k in _PARAMS} | change, {"page": 1, "status": "open"})
 
 
 def parse_view(pairs: list[tuple[str, str]]) -> QueueView:
     """The view a query string asks for; `ConsoleRefused` (400) naming what is wrong."""
-    problems = [f"the queue has no filter {k!r}" for k, _ in pairs if k not in _PARAMS]
-    got = {k: v.strip() for k, v in pairs if k in _PARAMS}
+    got, problems = read_params(pairs, _PARAMS, "the queue")
     if got.get("priority", "") not in ("", "1", "2", "3", "4"):
         problems.append(f"priority must be 1, 2, 3 or 4, not {got['priority']!r}")
     if got.get("type", "") not in ("", *RECORD_TYPES):
@@ -80,14 +79,12 @@ def parse_view(pairs: list[tuple[str, str]]) -> QueueView:
     for name in ("assignee", "wearer"):
         if len(got.get(name, "")) > 200:
             problems.append(f"{name} is longer than 200 characters")
-    page = got.get("page", "1") or "1"
-    if not page.isdigit() or not 1 <= int(page) <= 100_000:
-        problems.append(f"page must be a whole number from 1, not {page!r}")
+    page = read_page(got.get("page", ""), 100_000, problems)
     if problems:
         raise ConsoleRefused(400, "The queue cannot show that", "; ".join(problems)[:500])
     return QueueView(priority=got.get("priority", ""), type=got.get("type", ""),
                      status=got.get("status", "open") or "open", assignee=got.get("assignee", ""),
-                     wearer=got.get("wearer", ""), page=int(page))
+                     wearer=got.get("wearer", ""), page=page)
 
 
 def _context(me: SignedIn) -> dict:
@@ -104,7 +101,7 @@ def queue_page(request: Request, session: DbSession,
     page = read_queue(session, audit, me.user, f, now_ms=now_ms(request))
     counts = priority_counts(session, f)
     commit_with_checkpoint(session, audit)
-    pages = max(1, -(-page.total // PAGE_SIZE))
+    pages = page_count(page.total, PAGE_SIZE)
     return render(request, "queue/queue.html", {
         **_context(me), "view": view, "rows": page.rows, "total": page.total, "counts": counts, "pages": pages,
         "back": view.query(), "status_choices": list(STATUS_CHOICES)})
@@ -135,11 +132,9 @@ def _refused(exc: QueueError) -> ConsoleRefused:
     return ConsoleRefused(409, "This record cannot be changed", str(exc))
 
 
-@router.post("/queue/{breach_id}/assign")
-def assign_to_me(request: Request, breach_id: BreachId, session: DbSession,
-                 me: Annotated[SignedIn, Depends(require_form("set_breach_status"))],
-                 back: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    """Assign the record to the signed-in caseworker, its status unchanged."""
+def assign_record(request: Request, session: Session, me: SignedIn, breach_id: str) -> BreachRow:
+    """Assign the record to the signed-in caseworker, its status unchanged, and commit (the queue's and
+    the breach page's "assign to me")."""
     audit = console_audit(request)
     current = session.get(BreachRow, breach_id)
     try:
@@ -150,15 +145,12 @@ def assign_to_me(request: Request, breach_id: BreachId, session: DbSession,
     except QueueError as exc:
         raise _refused(exc) from None
     commit_with_checkpoint(session, audit)
-    return _after_change(request, me, b, back)
+    return b
 
 
-@router.post("/queue/{breach_id}/status")
-def set_status(request: Request, breach_id: BreachId, session: DbSession,
-               me: Annotated[SignedIn, Depends(require_form("set_breach_status"))],
-               status: Annotated[str, Form()], note: Annotated[str, Form(max_length=2000)] = "",
-               back: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    """Move the record to `status` with an optional note (kept in its history)."""
+def move_record(request: Request, session: Session, me: SignedIn, breach_id: str, status: str,
+                note: str) -> BreachRow:
+    """Move the record to `status` with an optional note (kept in its history), and commit."""
     if status not in PEOPLE_STATUSES:
         raise ConsoleRefused(400, "That status does not exist", f"status must be one of "
                                                                  f"{', '.join(PEOPLE_STATUSES)}, not {status[:40]!r}")
@@ -169,4 +161,21 @@ def set_status(request: Request, breach_id: BreachId, session: DbSession,
     except QueueError as exc:
         raise _refused(exc) from None
     commit_with_checkpoint(session, audit)
-    return _after_change(request, me, b, back)
+    return b
+
+
+@router.post("/queue/{breach_id}/assign")
+def assign_to_me(request: Request, breach_id: BreachId, session: DbSession,
+                 me: Annotated[SignedIn, Depends(require_form("set_breach_status"))],
+                 back: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Assign the record to the signed-in caseworker, its status unchanged."""
+    return _after_change(request, me, assign_record(request, session, me, breach_id), back)
+
+
+@router.post("/queue/{breach_id}/status")
+def set_status(request: Request, breach_id: BreachId, session: DbSession,
+               me: Annotated[SignedIn, Depends(require_form("set_breach_status"))],
+               status: Annotated[str, Form()], note: Annotated[str, Form(max_length=2000)] = "",
+               back: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Move the record to `status` with an optional note (kept in its history)."""
+    return _after_change(request, me, move_record(request, session, me, breach_id, status, note), back)
