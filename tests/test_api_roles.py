@@ -76,6 +76,9 @@ list_zone_versions       GET    /v1/admin/zones/{zone_id}/versions              
 propose_correction       POST   /v1/admin/corrections                            403  403  403  201  403  403
 list_corrections         GET    /v1/admin/corrections                            403  403  200  200  403  403
 decide_correction        POST   /v1/admin/corrections/{correction_id}/decision   403  403  403  200  403  403
+list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
+add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
+revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
 list_audit_entries       GET    /v1/audit/entries                                403  403  200  200  403  403
 audit_checkpoint         GET    /v1/audit/checkpoint                             403  403  200  200  403  403
 audit_inclusion_proof    GET    /v1/audit/proof/inclusion                        403  403  200  200  403  403
@@ -170,6 +173,13 @@ def _call_admin_op(env, op: str):
         return "GET", f"/v1/admin/zones/{_first_id(env, ZoneRow.zone_id)}/versions", None
     if op == "list_corrections":
         return "GET", "/v1/admin/corrections", None
+    if op == "list_users":
+        return "GET", "/v1/admin/users", None
+    if op == "add_user":
+        return "POST", "/v1/admin/users", {"name": f"New Caseworker {n}", "role": "caseworker"}
+    if op == "revoke_user":  # an account made for this call, so the table's own users stay signed in
+        user_id, _ = _add_user(env, f"Leaver {n}", "caseworker")
+        return "POST", f"/v1/admin/users/{user_id}/revoke", None
     body = {"kind": "assignment", "reason": "Fitted the day before it was registered, per the fitting record.",
             "assignment": {"subject_id": f"S-COR-{n}", "device_id": f"D-COR-{n}", "start": ts(0), "zones": []}}
     if op == "propose_correction":

@@ -64,6 +64,10 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "upsert_assignment": frozenset({"admin"}),
     "upsert_zone": frozenset({"admin"}),
     "list_zone_versions": frozenset({"admin", "auditor"}),
+    # accounts (the people and machines that may sign in)
+    "list_users": frozenset({"admin"}),
+    "add_user": frozenset({"admin"}),
+    "revoke_user": frozenset({"admin"}),
     # changes to conditions in the past: proposed by one admin, decided by another
     "propose_correction": frozenset({"admin"}),
     "list_corrections": frozenset({"admin", "auditor"}),

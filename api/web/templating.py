@@ -26,7 +26,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Approvals", "/approvals", "decide_access_request"),
     ("Reports", "/reports", "report_breaches"),
     ("Audit", "/audit", "audit_checkpoint"),
-    ("Admin", "/admin", "upsert_zone"),
+    ("Admin", "/admin", "list_users"),
 )
 
 

@@ -3,13 +3,12 @@ showing the new token once; revoke), uploads of zones (a GeoJSON
 FeatureCollection) and subjects (SUBJECTS.json) with a validation error per
 item, the policy in force and continuous detection's status.
 
-Authorisation is the API's: the page and the zones upload need
-``upsert_zone``, the subjects upload ``upsert_assignment`` (admin only).
-Users have no API route (the CLI's ``tagtrail users``); the console's user
-forms need ``upsert_zone`` too, the operation that stands for "runs the
-service" in the role prose. Users are added and revoked with
-`api.access.users` (``user.add`` / ``user.revoke`` entries, channel
-console, the admin as actor).
+Authorisation is the API's: the page needs ``list_users``, the zones
+upload ``upsert_zone``, the subjects upload ``upsert_assignment``, the user
+forms ``add_user`` and ``revoke_user`` (all admin only, as
+``/v1/admin/users``). Users are added and revoked with `api.access.users`
+(``user.add`` / ``user.revoke`` entries, channel console, the admin as
+actor).
 
 An upload applies from now, as the API's PUTs do, through the same steps
 (`api.service.admin_changes`: zones first, since assignments name them).
@@ -72,12 +71,12 @@ def _page(request: Request, session, *, status_code: int = 200, **extra: Any) ->
 
 @router.get("/admin")
 def admin_page(request: Request, session: DbSession,
-               me: Annotated[SignedIn, Depends(require("upsert_zone"))]) -> Response:
+               me: Annotated[SignedIn, Depends(require("list_users"))]) -> Response:
     return _page(request, session)
 
 
 @router.post("/admin/users")
-def add_user_form(request: Request, session: DbSession, me: Annotated[SignedIn, Depends(require_form("upsert_zone"))],
+def add_user_form(request: Request, session: DbSession, me: Annotated[SignedIn, Depends(require_form("add_user"))],
                   name: Annotated[str, Form(max_length=200)], role: Annotated[str, Form(max_length=20)],
                   org: Annotated[str, Form(max_length=200)] = "") -> Response:
     """Add a user; the answer shows their token, once (it is stored only as a hash)."""
@@ -94,7 +93,7 @@ def add_user_form(request: Request, session: DbSession, me: Annotated[SignedIn, 
 
 @router.post("/admin/users/{user_id}/revoke")
 def revoke_user_form(request: Request, session: DbSession,
-                     me: Annotated[SignedIn, Depends(require_form("upsert_zone"))],
+                     me: Annotated[SignedIn, Depends(require_form("revoke_user"))],
                      user_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Response:
     """Revoke a user: their token and console sessions stop working at once."""
     audit = console_audit(request)
