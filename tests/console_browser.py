@@ -27,11 +27,16 @@ import pytest
 from api_fixtures import ApiEnv, close_env, copy_env
 from pg_server import missing_part
 
-__all__ = ["ConsoleServer", "console_server", "browser", "page", "CHROMIUM_ARGS", "chromium_path", "sign_in"]
+__all__ = ["ConsoleServer", "console_server", "browser", "page", "CHROMIUM_ARGS", "chromium_path", "sign_in",
+           "screenshot", "SCREENSHOTS"]
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 LOOPBACK = "127.0.0.1"
+#: Where the journeys leave the screenshots the README shows (committed; each test run retakes them).
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: The window the screenshots are taken in (a laptop's, GOV.UK's widest layout).
+VIEWPORT = {"width": 1280, "height": 900}
 
 
 def chromium_path() -> str:
@@ -98,7 +103,7 @@ def browser():
 @pytest.fixture()
 def page(browser, console_server):
     """A page in a fresh context: no request may leave 127.0.0.1, and no CSP violation may be reported."""
-    context = browser.new_context(base_url=console_server.url)
+    context = browser.new_context(base_url=console_server.url, viewport=VIEWPORT)
     violations: list[str] = []
 
     def only_loopback(route) -> None:
@@ -124,3 +129,12 @@ def sign_in(page, server: ConsoleServer, who: str, next_path: str = "/queue") ->
     page.fill("#token", server.env.tokens[who])
     page.click("button:has-text('Sign in')")
     page.wait_for_load_state()
+
+
+def screenshot(page, name: str) -> Path:
+    """The whole page as docs/screenshots/`name`.png (for the README), once it has stopped moving."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(path), full_page=True, caret="initial")  # "hide" injects a style the CSP refuses
+    return path

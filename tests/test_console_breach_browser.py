@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api_fixtures import api_template  # noqa: F401 (fixture)
 from breach_records import add_curfew_record
-from console_browser import browser, console_server, page, sign_in  # noqa: F401 (fixtures)
+from console_browser import screenshot, browser, console_server, page, sign_in  # noqa: F401 (fixtures)
 from test_console_browser import _serious
 
 pytestmark = pytest.mark.slow
@@ -43,6 +43,7 @@ def test_caseworker_opens_a_breach_sees_map_and_timeline_and_works_it(page, cons
     for state in ("IN", "OUT", "UNCERTAIN"):
         assert page.locator(f".tt-map path.tt-fix--{state.lower()}").count() == states.count(state)
     page.locator(".tt-timeline[data-tt-timeline-ready='true'] canvas").wait_for()
+    screenshot(page, "breach")
     assert _serious(page) == []
 
     page.click("button:has-text('Assign to me')")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from api_fixtures import api_template  # noqa: F401 (fixture)
-from console_browser import browser, console_server, page, sign_in  # noqa: F401 (fixtures)
+from console_browser import screenshot, browser, console_server, page, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -48,15 +48,17 @@ def test_caseworker_filters_assigns_and_moves_a_breach_with_a_note(page, console
     row = page.locator(f"#breach-{b.breach_id}")
     assert row.locator("time").first.get_attribute("datetime").endswith("Z")
     assert row.locator("time").first.inner_text().endswith(("GMT", "BST"))
+    screenshot(page, "queue")
 
     url_before = page.url
     row.locator("button:has-text('Assign to me')").click()  # htmx: the row is swapped, the page stays
     page.locator(f"#breach-{b.breach_id} td:nth-child(7):has-text('cw-1')").wait_for()
     assert page.url == url_before
     row = page.locator(f"#breach-{b.breach_id}")
+    row.locator("summary:has-text('Change status')").click()  # the form folds away: rows stay one line high
     row.locator("select[name=status]").select_option("in_review")
     row.locator("textarea[name=note]").fill("Spoke to the wearer: car broke down, checking with the garage")
-    row.locator("button:has-text('Change status')").click()
+    row.locator("button:has-text('Save status')").click()
     page.locator(f"#breach-{b.breach_id} .govuk-tag:has-text('In review')").wait_for()
     assert page.url == url_before
 
@@ -74,9 +76,10 @@ def test_status_change_works_without_javascript(browser, console_server):
         p = context.new_page()
         sign_in(p, console_server, "caseworker", next_path=f"/queue?wearer={b.subject_id}")
         row = p.locator(f"#breach-{b.breach_id}")
+        row.locator("summary:has-text('Change status')").click()
         row.locator("select[name=status]").select_option("actioned")
         row.locator("textarea[name=note]").fill("no further action")
-        row.locator("button:has-text('Change status')").click()
+        row.locator("button:has-text('Save status')").click()
         p.wait_for_load_state()
         assert p.url.endswith(f"/queue?wearer={b.subject_id}#breach-{b.breach_id}")
         p.goto(f"/queue?wearer={b.subject_id}&status=actioned")

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from api_fixtures import api_template  # noqa: F401 (fixture)
-from console_browser import browser, console_server, page, sign_in  # noqa: F401 (fixtures)
+from console_browser import screenshot, browser, console_server, page, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,7 @@ def test_auditor_finds_entries_by_action_and_runs_verify(page, console_server):
     page.wait_for_url("**/audit/verify")
     result = page.locator("#verify-result")
     assert "checks out" in result.inner_text() and "OK: " in result.inner_text()
+    screenshot(page, "audit")
     assert _serious(page) == []
 
 
@@ -51,8 +52,10 @@ def test_reports_charts_are_drawn_and_pages_are_accessible(page, console_server)
     page.wait_for_selector("#requests-chart canvas")
     assert page.locator("#requests-chart .tt-legend li").all_inner_texts() == ["trail", "attendance"]
     assert _serious(page) == []
+    screenshot(page, "reports")
     page.goto("/audit")
     assert _serious(page) == []
     page.goto("/admin")
     assert page.locator("h1").inner_text() == "Admin"
     assert _serious(page) == []
+    screenshot(page, "admin")

@@ -243,3 +243,28 @@ def test_queue_refuses_an_unknown_filter_instead_of_ignoring_it(env):
     r = env.client.get("/queue?colour=red&priority=9")
     assert r.status_code == 400
     assert "the queue has no filter &#39;colour&#39;" in r.text and "priority must be 1, 2, 3 or 4" in r.text
+
+
+#: What each role's menu lists, in order, written out from the role prose in
+#: api/access/permissions.py (who works the queue, who asks, who decides, who oversees).
+MENUS = {
+    "caseworker": ["Queue", "Requests"],
+    "approver": ["Queue", "Requests", "Approvals", "Reports"],
+    "auditor": ["Queue", "Requests", "Reports", "Audit"],
+    "admin": ["Queue", "Requests", "Reports", "Audit", "Admin"],
+    "requester": ["Requests"],
+}
+
+
+@pytest.mark.parametrize("who", sorted(MENUS))
+def test_each_role_sees_its_menu_and_starts_on_its_first_page(env, who):
+    """The service navigation lists the pages the role may open, and / sends the role to the first."""
+    sign_in(env, who, next_path="/requests")
+    r = env.client.get("/requests")
+    assert r.status_code == 200
+    labels = re.findall(r'class="govuk-service-navigation__link" href="[^"]+"[^>]*>\s*(?:<strong[^>]*>)?([^<]+?)\s*<',
+                        r.text)
+    assert labels == MENUS[who]
+    start = env.client.get("/", follow_redirects=False)
+    assert start.status_code == 303 and start.headers["location"] == {"Queue": "/queue", "Requests": "/requests"}[
+        MENUS[who][0]]

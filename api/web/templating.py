@@ -19,7 +19,7 @@ __all__ = ["TEMPLATES_DIR", "NAV", "make_environment", "render", "nav_for"]
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 #: The service navigation: (label, path, the operation that page needs). A role sees an item
-#: when `api.access.permissions.is_allowed` lets it call that operation, and the page exists.
+#: when `api.access.permissions.is_allowed` lets it call that operation.
 NAV: tuple[tuple[str, str, str], ...] = (
     ("Queue", "/queue", "breach_queue"),
     ("Requests", "/requests", "list_access_requests"),
@@ -43,10 +43,9 @@ def nav_for(request: Request, role: str | None) -> list[dict[str, Any]]:
     """The navigation items `role` sees, the current one marked."""
     if role is None:
         return []
-    pages = {getattr(r, "path", None) for r in request.app.router.routes}
     here = request.url.path
     return [{"label": label, "href": href, "current": here == href or here.startswith(href + "/")}
-            for label, href, op in NAV if href in pages and is_allowed(op, role)]
+            for label, href, op in NAV if is_allowed(op, role)]
 
 
 def render(request: Request, template: str, context: dict[str, Any], *, status_code: int = 200,

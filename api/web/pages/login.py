@@ -14,14 +14,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.access.permissions import is_allowed
 from api.access.users import authenticate
 from api.audit.log import commit_with_checkpoint
 from api.audit.refusals import record_failed_auth
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require_form, safe_next, signed_in
 from api.web.csrf import FIELD, LOGIN_COOKIE, new_login_token, tokens_match
 from api.web.sessions import COOKIE, SignedIn, end_session, start_session
-from api.web.templating import NAV, render
+from api.web.templating import nav_for, render
 
 __all__ = ["router"]
 
@@ -92,9 +91,8 @@ def logout(request: Request, session: DbSession,
 @router.get("/")
 def start(request: Request, me: Annotated[SignedIn, Depends(signed_in)]) -> Response:
     """The first page the role can use (the queue for staff)."""
-    pages = {getattr(r, "path", None) for r in request.app.router.routes}
-    for _label, href, op in NAV:
-        if href in pages and is_allowed(op, me.user.role):
-            return RedirectResponse(href, status_code=303)
+    items = nav_for(request, me.user.role)
+    if items:
+        return RedirectResponse(items[0]["href"], status_code=303)
     return render(request, "error.html", {"title": "Nothing to show yet",
                                           "message": "There is no console page for your role yet."})
