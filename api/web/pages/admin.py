@@ -38,6 +38,7 @@ from api.web.templating import render
 from geofence.errors import SubjectsError
 from geofence.subjects import parse_subjects
 from trails.errors import InputError
+from trails.timestamps import parse_timestamp
 
 __all__ = ["router", "MAX_UPLOAD_BYTES"]
 
@@ -63,8 +64,9 @@ def _policy_rows(request: Request) -> list[tuple[str, str]]:
 def _page(request: Request, session, *, status_code: int = 200, **extra: Any) -> Response:
     context = {"users": list_users(session), "roles": [r for r in ROLES], "policy": _policy_rows(request),
                "policy_file": (request.app.state.settings.home / "policy.json").exists(),
-               "stream": request.app.state.stream.status(session),
                "new_user": None, "new_token": None, "user_error": None, "upload": None}
+    stream = request.app.state.stream.status(session)
+    context |= {"stream": stream, "stream_as_of_ms": parse_timestamp(stream["as_of"]) if stream["as_of"] else None}
     session.rollback()  # the page only read
     return render(request, "admin/admin.html", context | extra, status_code=status_code, headers=_NO_STORE)
 

@@ -44,7 +44,9 @@ function draw(el, chart) {
     cursor: { show: false },
     scales: { x: { time: false, range: [-0.6, n - 0.4] }, y: { range: (u, lo, hi) => [0, Math.max(1, hi)] } },
     axes: [
-      { splits: () => chart.labels.map((_, i) => i), values: (u, splits) => splits.map((i) => chart.labels[i] ?? "") },
+      // one word a line, so long outcome names ("rejected insufficient justification") never overlap
+      { splits: () => chart.labels.map((_, i) => i), size: 70,
+        values: (u, splits) => splits.map((i) => (chart.labels[i] ?? "").replace(/ /g, "\n")) },
       { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] },
     ],
     series: [{}, ...series],
