@@ -60,10 +60,13 @@ AUDIT_DEFAULTS: dict[str, int | float] = {"audit_checkpoint_every": 1000, "audit
 #: HOME/settings.json "console_idle_s"): an unattended screen in a shared office stops showing
 #: wearers' data after half an hour.
 DEFAULT_CONSOLE_IDLE_S = 30 * 60
+#: A console session ends this many seconds after sign-in however busy it is ("console_max_s"): a
+#: stolen cookie is worth at most a working day, and each day starts with a fresh sign-in.
+DEFAULT_CONSOLE_MAX_S = 12 * 3600
 
 #: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
-                         "console_idle_s", "breach_evidence", *AUDIT_DEFAULTS})
+                         "console_idle_s", "console_max_s", "breach_evidence", *AUDIT_DEFAULTS})
 #: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL).
 _ENV_FIELDS = frozenset({"home", "database_url", "tile_url"})
 
@@ -132,6 +135,7 @@ class Settings(BaseSettings):
     audit_checkpoint_every, audit_checkpoint_s, audit_unsigned_max_s: the audit
         log's checkpoint cadence and staleness bound (see AUDIT_DEFAULTS).
     console_idle_s: a console session ends after this long unused (DEFAULT_CONSOLE_IDLE_S).
+    console_max_s: and this long after sign-in in any case (DEFAULT_CONSOLE_MAX_S).
     tile_url: an XYZ tile server the deployment runs (TAGTRAIL_TILE_URL,
         ``https://tiles.example/{z}/{x}/{y}.png``); its origin is the only one the
         console's Content-Security-Policy lets images come from. None: no tiles.
@@ -159,6 +163,7 @@ class Settings(BaseSettings):
     audit_checkpoint_s: float = 10.0
     audit_unsigned_max_s: float = 3600.0
     console_idle_s: int = DEFAULT_CONSOLE_IDLE_S
+    console_max_s: int = DEFAULT_CONSOLE_MAX_S
     tile_url: str | None = None
     breach_evidence: Literal["window", "request"] = "window"
 
@@ -225,6 +230,13 @@ class Settings(BaseSettings):
     def _idle(cls, value: Any) -> int:
         if not _is_whole(value) or not 60 <= value <= 86400:
             raise ValueError(f"console_idle_s must be whole seconds from 60 to 86400, got {value!r}")
+        return value
+
+    @field_validator("console_max_s", mode="before")
+    @classmethod
+    def _max_session(cls, value: Any) -> int:
+        if not _is_whole(value) or not 300 <= value <= 7 * 86400:
+            raise ValueError(f"console_max_s must be whole seconds from 300 to 604800, got {value!r}")
         return value
 
     @field_validator("tile_url", mode="before")

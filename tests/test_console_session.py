@@ -140,6 +140,38 @@ def test_session_ends_after_the_idle_timeout_and_not_before(env):
     assert env.client.get("/queue", follow_redirects=False).status_code == 303
 
 
+def test_session_ends_twelve_hours_after_sign_in_however_busy(env):
+    sign_in(env)
+    assert env.app.state.settings.console_max_s == 12 * 3600  # the default
+    for _ in range(24):  # a request every 29 min 50 s: never idle, for 11 h 56 min
+        env.clock.offset_ms += 29 * 60_000 + 50_000
+        assert env.client.get("/queue", follow_redirects=False).status_code == 200
+    env.clock.offset_ms += 5 * 60_000  # 12 h 1 min after sign-in
+    r = env.client.get("/queue", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_ended_sessions_are_deleted_a_day_later_when_someone_signs_in(env):
+    from api.db.models import ConsoleSession
+
+    sign_in(env)
+    env.client.post("/logout", data={"csrf_token": _csrf(env)})
+    sign_in(env, "approver")  # an idle one: never signed out
+    env.client.cookies.clear()
+    with env.session() as s:
+        assert s.query(ConsoleSession).count() == 2
+    env.clock.offset_ms += 86_400_000 - 60_000  # not yet a day
+    sign_in(env, "auditor")
+    env.client.cookies.clear()
+    with env.session() as s:
+        assert s.query(ConsoleSession).count() == 3
+    env.clock.offset_ms += 2 * 60_000  # a day and a minute: the first two go
+    sign_in(env, "caseworker2")
+    with env.session() as s:
+        assert s.query(ConsoleSession).count() == 2
+    assert len(_entries(env, "console.sign_in")) == 4  # the audit log keeps every sign-in
+
+
 def test_revoking_the_user_ends_their_session(env):
     from api.access.users import revoke_user
 

@@ -80,8 +80,9 @@ def _here(request: Request) -> str:
 
 def signed_in(request: Request, session: DbSession) -> SignedIn:
     """The live session behind the cookie (touched: its idle time starts again)."""
+    settings = request.app.state.settings
     found = load_session(session, request.cookies.get(COOKIE), now_ms=now_ms(request),
-                         idle_s=request.app.state.settings.console_idle_s)
+                         idle_s=settings.console_idle_s, max_s=settings.console_max_s)
     session.commit()  # the touch (or the expiry) is its own short transaction: the page's work is another
     if found is None:
         raise SignInRequired(_here(request) if request.method == "GET" else "/")
