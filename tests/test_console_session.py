@@ -300,3 +300,16 @@ def test_each_role_sees_its_menu_and_starts_on_its_first_page(env, who):
     start = env.client.get("/", follow_redirects=False)
     assert start.status_code == 303 and start.headers["location"] == {"Queue": "/queue", "Requests": "/requests"}[
         MENUS[who][0]]
+
+
+def test_a_refused_change_shows_the_error_page_with_who_is_signed_in(env):
+    """A change the service refuses after its transaction was rolled back still gets the error
+    page (404 here), with the menu and the signed-in name: no server error."""
+    sign_in(env)
+    r = env.client.post("/queue/0123456789abcdef/assign", data={"csrf_token": _csrf(env)}, follow_redirects=False)
+    assert r.status_code == 404
+    assert "<title>No such record - tagtrail</title>" in r.text
+    assert "breach 0123456789abcdef not found" in r.text
+    assert "cw-1 (caseworker)" in r.text
+    r = env.client.get("/breaches/0123456789abcdef")
+    assert r.status_code == 404 and "cw-1 (caseworker)" in r.text

@@ -87,6 +87,7 @@ def signed_in(request: Request, session: DbSession) -> SignedIn:
     if found is None:
         raise SignInRequired(_here(request) if request.method == "GET" else "/")
     request.state.console = found
+    request.state.console_who = found.who  # read now, while the user is loaded (error pages need it later)
     request.state.csrf_token = session_token(found.session_id)
     return found
 

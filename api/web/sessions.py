@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from api.db.models import ConsoleSession, User
 
-__all__ = ["COOKIE", "SignedIn", "session_digest", "start_session", "load_session", "end_session",
+__all__ = ["COOKIE", "SignedIn", "Who", "session_digest", "start_session", "load_session", "end_session",
            "purge_sessions", "KEEP_ENDED_MS"]
 
 #: The session cookie's name.
@@ -33,11 +33,26 @@ KEEP_ENDED_MS = 86_400_000
 
 
 @dataclass(frozen=True)
+class Who:
+    """Who is signed in, as the page header shows them: plain values read at sign-in, so an error
+    page can still say who you are after the request's transaction was rolled back (which expires
+    the ORM `User`)."""
+
+    id: int
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
 class SignedIn:
     """A live session: its id (as the cookie holds it) and its user."""
 
     session_id: str
     user: User
+
+    @property
+    def who(self) -> Who:
+        return Who(id=self.user.id, name=self.user.name, role=self.user.role)
 
 
 def session_digest(session_id: str) -> str:

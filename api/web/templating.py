@@ -53,9 +53,8 @@ def render(request: Request, template: str, context: dict[str, Any], *, status_c
     """Render `template` with `context` plus what every page needs: the
     signed-in user (``me``, or None), their navigation and CSRF token."""
     env: Environment = request.app.state.console_templates
-    signed_in = getattr(request.state, "console", None)
-    base = {"request": request, "me": signed_in.user if signed_in else None,
-            "nav": nav_for(request, signed_in.user.role if signed_in else None),
+    who = getattr(request.state, "console_who", None)
+    base = {"request": request, "me": who, "nav": nav_for(request, who.role if who else None),
             "csrf_token": getattr(request.state, "csrf_token", "")}
     html = env.get_template(template).render({**base, **context})
     return HTMLResponse(html, status_code=status_code, headers=headers)

@@ -32,7 +32,7 @@ from api.db.models import BreachRow
 from api.service.breach_evidence import STATE_NAMES, Evidence, breach_zone, read_evidence
 from api.service.breach_queue import PEOPLE_STATUSES, QueueFilter, UnknownBreach, read_breach, read_queue
 from api.service.stream.detector_state import home_policy
-from api.web.auth import DbSession, console_audit, now_ms, require, require_form
+from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
 from api.web.breach_words import priority_text, rule_text, schedule_text, zone_shape_text
 from api.web.pages.queue import STATUS_LABELS, BreachId, assign_record, move_record
 from api.web.sessions import SignedIn
@@ -141,8 +141,8 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
         request.app.state.stream.flush()
     try:
         b, events = read_breach(session, audit, me.user, breach_id, now_ms=when)
-    except UnknownBreach as exc:  # answered here: after the request's rollback the user could not be read
-        return render(request, "error.html", {"title": "No such record", "message": str(exc)}, status_code=404)
+    except UnknownBreach as exc:
+        raise ConsoleRefused(404, "No such record", str(exc)) from None
     others = [o for o in read_queue(session, audit, me.user, QueueFilter(
         statuses=_ALL_STATUSES, subject_id=b.subject_id, limit=OTHER_RECORDS + 1), now_ms=when).rows
         if o.breach_id != b.breach_id][:OTHER_RECORDS]
