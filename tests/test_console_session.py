@@ -230,7 +230,8 @@ def test_pages_have_no_inline_script_or_style(env):
 
 
 def test_london_time_names_the_offset_with_utc_on_hover():
-    from api.web.london import london_time, time_element
+    from api.service.london import london_time
+    from api.web.london import time_element
 
     march = 1_709_510_400_000 + 6 * 86_400_000 + 19 * 3_600_000  # 2024-03-10T19:00Z: still GMT
     assert london_time(march).text == "10 Mar 2024 19:00 GMT"

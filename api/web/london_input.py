@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from api.web.london import LONDON
+from api.service.london import LONDON
 
 __all__ = ["OCCURRENCES", "LocalTimeError", "Ambiguous", "parse_london", "is_ambiguous", "london_fields"]
 

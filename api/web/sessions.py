@@ -21,6 +21,7 @@ from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
 from api.db.models import ConsoleSession, User
+from trails.timestamps import DAY_MS
 
 __all__ = ["COOKIE", "SignedIn", "Who", "session_digest", "start_session", "load_session", "end_session",
            "purge_sessions", "KEEP_ENDED_MS"]
@@ -29,7 +30,7 @@ __all__ = ["COOKIE", "SignedIn", "Who", "session_digest", "start_session", "load
 COOKIE = "tagtrail_session"
 _MAX_ID = 100
 #: How long an ended session's row is kept (for "your session ended" and for looking into an incident).
-KEEP_ENDED_MS = 86_400_000
+KEEP_ENDED_MS = DAY_MS
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from api.access.permissions import is_allowed
 from api.web.csrf import FIELD
-from api.web.london import duration_text, time_element
+from api.service.london import duration_text
+from api.web.london import time_element
 
 __all__ = ["TEMPLATES_DIR", "NAV", "make_environment", "render", "nav_for"]
 

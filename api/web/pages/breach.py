@@ -33,7 +33,7 @@ from api.service.breach_evidence import STATE_NAMES, Evidence, breach_zone, read
 from api.service.breach_queue import PEOPLE_STATUSES, QueueFilter, UnknownBreach, read_breach, read_queue
 from api.service.stream.detector_state import home_policy
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
-from api.web.breach_words import priority_text, rule_text, schedule_text, zone_shape_text
+from api.service.record_words import priority_text, rule_text, schedule_text, zone_shape_text
 from api.web.pages.queue import STATUS_LABELS, BreachId, assign_record, move_record
 from api.web.sessions import SignedIn
 from api.web.templating import render

@@ -55,7 +55,7 @@ def read_when(form: dict[str, str], prefix: str, label: str, errors: FormErrors,
         amb = is_ambiguous(d, t, label)
         occurrence = form.get(f"{prefix}_occurrence", "")
         if amb is not None and not occurrence:
-            from api.web.london import london_time
+            from api.service.london import london_time
 
             errors.ambiguous[prefix] = (london_time(amb.first_ms).text, london_time(amb.second_ms).text)
             errors.add(f"{prefix}_date", f"{label.capitalize()}: {t} on {d} happened twice, when the clocks went back "

@@ -30,7 +30,7 @@ from api.audit.log import commit_with_checkpoint
 from api.db.models import OUTCOMES, AccessRequest
 from api.access.request_input import IdentityCheckCreate
 from api.web.auth import DbSession, console_audit, now_ms, require, require_form
-from api.web.london import london_time
+from api.service.london import london_time
 from api.web.london_input import london_fields
 from api.web.pages.request_forms import FormErrors, read_decision
 from api.web.pages.requests import GROUND_LABELS, STATUS_TAGS, people

@@ -28,7 +28,7 @@ from api.access.requests import (InvalidError, RequestError, check_period, creat
 from api.audit.log import commit_with_checkpoint
 from api.db.models import KINDS, AccessRequest, BreachRow, User
 from api.settings import GROUNDS
-from api.web.london import london_time
+from api.service.london import london_time
 from api.web.auth import DbSession, console_audit, now_ms, require, require_form
 from api.web.pages.request_forms import NEW_FIELDS, FormErrors, read_new_request
 from api.web.refusal import audit_refusal, release

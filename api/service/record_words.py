@@ -1,11 +1,11 @@
-"""A breach record in words, for its console page: which rule of
+"""A breach record in words, for its console page and its evidence pack: which rule of
 CONTRACT.md made it, with the thresholds of the policy in force, why it has
 its priority, and the zone's schedule. Text only, from the record, the
 policy and the zone: nothing here decides anything (detection did)."""
 from __future__ import annotations
 
 from api.db.models import BreachRow
-from api.web.london import duration_text
+from api.service.london import duration_text
 from geofence.model import Policy, Zone
 
 __all__ = ["rule_text", "priority_text", "schedule_text", "zone_shape_text"]
