@@ -64,6 +64,7 @@ download_extract         GET    /v1/access-requests/{request_id}/extract        
 list_subject_breaches    GET    /v1/subjects/{subject_id}/breaches               200  200  200  200  403  403
 breach_queue             GET    /v1/breaches/queue                               200  200  200  200  403  403
 get_breach               GET    /v1/breaches/{breach_id}                         200  200  200  200  403  403
+get_breach_evidence      GET    /v1/breaches/{breach_id}/evidence                200  200  200  200  403  403
 set_breach_status        POST   /v1/breaches/{breach_id}/status                  200  403  403  403  403  403
 report_access_requests   GET    /v1/reports/access-requests                      403  200  200  200  403  403
 report_breaches          GET    /v1/reports/breaches                             403  200  200  200  403  403
@@ -199,6 +200,8 @@ _SIMPLE = {
                                                                 "lat": 53.4, "lon": -2.9}]}),
     "breach_queue": lambda env: ("GET", "/v1/breaches/queue?limit=5", None),
     "get_breach": lambda env: ("GET", f"/v1/breaches/{_first_id(env, BreachRow.breach_id)}", None),
+    "get_breach_evidence": lambda env: ("GET", f"/v1/breaches/{_first_id(env, BreachRow.breach_id)}/evidence"
+                                               "?format=html", None),
     "set_breach_status": lambda env: (
         "POST", f"/v1/breaches/{_first_id(env, BreachRow.breach_id, BreachRow.status != 'withdrawn')}/status",
         {"status": "in_review"}),
@@ -315,7 +318,7 @@ FEED_MAY_CALL = ("post_fixes", "stream_status")
 #: home, a correction to either): a refused call to one is audited, naming who tried.
 CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_access_request", "check_identity",
                      "decide_access_request", "withdraw_access_request", "download_extract",
-                     "list_subject_breaches", "breach_queue", "get_breach", "set_breach_status", "list_assignments",
+                     "list_subject_breaches", "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

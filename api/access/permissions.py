@@ -57,6 +57,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "post_fixes": frozenset({"feed"}),
     "breach_queue": _STAFF,
     "get_breach": _STAFF,                        # one record and its history: as the queue
+    "get_breach_evidence": _STAFF,               # its evidence pack: the record's window only, audited
     "set_breach_status": frozenset({"caseworker"}),
     "stream_status": frozenset({"admin", "auditor", "feed"}),
     # subjects and zones the service detects against
@@ -86,7 +87,7 @@ assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PE
 PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
-    "breach_queue", "get_breach", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
+    "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home
 })
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
+from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.guard import GuardedRoute
 from api.http.errors import ApiError, Conflict, NotFound, Unprocessable
 from api.db.models import BreachRow
 from api.http.schemas import BreachDetail, BreachEventPublic, BreachStatusChange, QueueItem, QueuePage, fmt_ts
 from api.service.breach_queue import (UNCHANGED, QueueError, QueueFilter, UnknownAssignee, UnknownBreach,
                                       change_status, read_breach, read_queue)
+from api.service.evidence_documents import FORMATS, evidence_document
 from geofence.records import RECORD_TYPES
 
 router = APIRouter(prefix="/breaches", tags=["breach queue"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -127,3 +128,32 @@ def get_breach(breach_id: BreachId, session: SessionDep, user: CurrentUser, audi
     out = BreachDetail(**_item(b).model_dump(), history=history)
     commit(session, audit)
     return out
+
+
+@router.get("/{breach_id}/evidence", operation_id="get_breach_evidence",
+            responses={200: {"description": "the evidence pack; header X-Evidence-SHA256 is its SHA-256",
+                             "content": {"application/pdf": {}, "text/html": {}}}})
+def get_breach_evidence(breach_id: BreachId, request: Request, session: SessionDep, user: CurrentUser,
+                        audit: AuditDep, settings: SettingsDep, clock: ClockDep,
+                        format: Literal["pdf", "html"] = "pdf") -> Response:
+    """The record's evidence pack, for a warning letter or a prosecution file:
+    the record in words with its thresholds, London and UTC times, a map of
+    the zone and of the fixes in the record's window (plus coverage) with
+    their accuracy circles, the timeline, a data-quality statement, the
+    policy and software versions and the SHA-256 of the data. Audited as
+    ``breach.evidence_pack`` (ground bail_breach, the document's SHA-256).
+
+    Roles: caseworker, approver, auditor, admin. 404 for an unknown
+    breach_id; 409 where the service shows fixes only through an access
+    request (breach_evidence "request").
+    """
+    try:
+        pack = evidence_document(session, audit, user, settings, breach_id, format, now_ms=clock(),
+                                 flush_store=request.app.state.stream.flush)
+    except QueueError as exc:
+        raise _api_error(exc) from None
+    commit(session, audit)
+    return Response(content=pack.content, media_type=FORMATS[format],
+                    headers={"Content-Disposition": f'attachment; filename="{pack.filename}"',
+                             "X-Evidence-SHA256": pack.sha256, "X-Data-SHA256": pack.data_sha256,
+                             "Cache-Control": "no-store"})
