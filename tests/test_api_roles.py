@@ -187,11 +187,11 @@ def _call_admin_op(env, op: str):
         "approve": False, "reason": "The fitting record does not support an earlier start."}
 
 
+_PERIOD = "from=2024-03-04&to=2024-03-05"
 _SIMPLE = {
     "list_subject_breaches": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/breaches", None),
     "get_subject": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}", None),
-    "subject_compliance": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/compliance?from=2024-03-04"
-                                              f"&to=2024-03-05", None),
+    "subject_compliance": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/compliance?{_PERIOD}", None),
     "report_access_requests": lambda env: ("GET", "/v1/reports/access-requests", None),
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
     "post_fixes": lambda env: ("POST", "/v1/fixes", {"fixes": [{"device_id": "D-000000", "ts": ts(1, 7),

@@ -16,10 +16,9 @@ import json
 import re
 
 import pytest
-from sqlalchemy import select
-
 from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
 from breach_records import add_curfew_record
+from sqlalchemy import select
 from test_console_session import sign_in
 
 HAND = "S-HAND-1"
@@ -159,7 +158,7 @@ def test_page_shows_assignments_zones_and_the_hand_derived_compliance(env):
     assert f"Zone {ZONE} (version 1)" in html
     assert ("Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday: 19:00 to 07:00 the next day "
             "(Europe/London time)") in html
-    data = json.loads(re.search(r'id="subject-map-data">(.*?)</script>', html, re.S).group(1))
+    data = json.loads(re.search(r'id="subject-map-data">(.*?)</script>', html, re.DOTALL).group(1))
     (zone,) = data["features"]
     assert zone["properties"]["role"] == "zone" and zone["properties"]["radius_m"] == 100.0
     assert zone["geometry"] == {"type": "Point", "coordinates": list(CENTRE)}
@@ -183,8 +182,8 @@ def test_page_reads_are_audited_exactly_like_the_api(env):
     h = env.h("auditor")
     calls = [("subject.read", f"/v1/subjects/{HAND}"),
              ("subject.compliance", f"/v1/subjects/{HAND}/compliance?from=2024-03-04&to=2024-03-08"),
-             ("breach.queue.read", f"/v1/breaches/queue?subject_id={HAND}&status=actioned&status=in_review&status=new"
-                                   f"&status=withdrawn&limit=20"),
+             ("breach.queue.read", (f"/v1/breaches/queue?subject_id={HAND}&status=actioned&status=in_review"
+                                    f"&status=new&status=withdrawn&limit=20")),
              ("request.list", f"/v1/access-requests?subject_id={HAND}&limit=50"),
              ("audit.read", f"/v1/audit/entries?wearer={env.app.state.audit.pseudonym(HAND)}&limit=20")]
     for _, url in calls:

@@ -9,7 +9,6 @@ module (see tests/console_browser.py)."""
 from __future__ import annotations
 
 import pytest
-
 from api_fixtures import api_template  # noqa: F401 (fixture)
 from breach_records import add_curfew_record
 from console_browser import browser, console_server, page, sign_in  # noqa: F401 (fixtures)

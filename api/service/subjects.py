@@ -37,9 +37,21 @@ from api.service.stream.detector_state import DetectorStore, home_policy
 from geofence.model import Zone, zone_key, zone_label, zone_version
 from trails.timestamps import DAY_MS, POS_INF_MS, format_ms
 
-__all__ = ["COMPLIANCE_DAYS", "MAX_COMPLIANCE_DAYS", "STATUSES", "SubjectError", "UnknownSubject", "PeriodError",
-           "Segment", "SubjectSummary", "Compliance", "subject_known", "read_subject", "compliance_period",
-           "read_compliance"]
+__all__ = [
+    "COMPLIANCE_DAYS",
+    "MAX_COMPLIANCE_DAYS",
+    "STATUSES",
+    "Compliance",
+    "PeriodError",
+    "Segment",
+    "SubjectError",
+    "SubjectSummary",
+    "UnknownSubject",
+    "compliance_period",
+    "read_compliance",
+    "read_subject",
+    "subject_known",
+]
 
 #: The default compliance period, in days.
 COMPLIANCE_DAYS = 28

@@ -36,7 +36,13 @@ from api.access.requests import list_requests
 from api.audit.entries import EntryFilter, FilterError, parse_bound, read_entries
 from api.audit.log import commit_with_checkpoint
 from api.service.breach_queue import QueueFilter, read_queue
-from api.service.subjects import STATUSES, PeriodError, UnknownSubject, read_compliance, read_subject
+from api.service.subjects import (
+    STATUSES,
+    PeriodError,
+    UnknownSubject,
+    read_compliance,
+    read_subject,
+)
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require
 from api.web.breach_words import schedule_text, zone_shape_text
 from api.web.pages.breach import map_data
@@ -46,7 +52,7 @@ from api.web.sessions import SignedIn
 from api.web.templating import render
 from geofence.model import zone_label, zone_version
 
-__all__ = ["router", "PAGE_SIZE", "REQUESTS_SHOWN", "SubjectView", "parse_view"]
+__all__ = ["PAGE_SIZE", "REQUESTS_SHOWN", "SubjectView", "parse_view", "router"]
 
 router = APIRouter(include_in_schema=False)
 
