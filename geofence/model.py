@@ -12,7 +12,7 @@ from typing import Literal
 
 from trails.projection import STORE_CRS
 
-__all__ = ["Window", "Zone", "Assignment", "Policy", "ZONE_KINDS", "DAY_NAMES", "VERSION_SEP", "zone_key",
+__all__ = ["Window", "Zone", "Assignment", "Policy", "ZONE_KINDS", "DAY_NAMES", "VERSION_SEP", "zone_key", "zone_version",
            "zone_label"]
 
 ZONE_KINDS: tuple[str, ...] = ("curfew", "inclusion", "exclusion")
@@ -34,6 +34,11 @@ def zone_key(zone_id: str, version: int) -> str:
 def zone_label(key: str) -> str:
     """The zone id a record carries: a versioned key without its version; an id unchanged."""
     return key.partition(VERSION_SEP)[0]
+
+
+def zone_version(key: str) -> int:
+    """The version a versioned key names; 1 for a plain id (as `zone_key` readers assume)."""
+    return int(key.partition(VERSION_SEP)[2] or 1)
 
 
 @dataclass(frozen=True)

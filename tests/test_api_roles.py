@@ -40,6 +40,10 @@ assert set(ROLE_COLUMNS) == set(ROLES)
 #   and work the queue (set a status); approvers read them to judge whether a request's ground (a bail
 #   breach) holds; auditor and admin read everything (P). An external requester sees only its own
 #   requests (P), and learning that someone has breaches would tell it who is monitored.
+# - one wearer (their assignments and zones, their curfew compliance per window: no coordinates): read by
+#   the staff who read that wearer's breaches, since a record is judged against those conditions
+#   (caseworker, approver) and the auditor and admin read everything (P); never the requester (as
+#   above) or the feed ("nothing else", P).
 # - reports: "sample decisions for quality" (G): oversight roles (approver, auditor, admin) only.
 # - intake: "Only the feed sends fixes" (P). The feed "sends fixes and events, nothing else" (P); stream
 #   status (pending rows, as_of, no records) is part of sending: it tells the feed when intake is behind.
@@ -62,6 +66,8 @@ decide_access_request    POST   /v1/access-requests/{request_id}/decision       
 withdraw_access_request  POST   /v1/access-requests/{request_id}/withdraw        200  403  403  403  200  403
 download_extract         GET    /v1/access-requests/{request_id}/extract         200  403  403  403  200  403
 list_subject_breaches    GET    /v1/subjects/{subject_id}/breaches               200  200  200  200  403  403
+get_subject              GET    /v1/subjects/{subject_id}                        200  200  200  200  403  403
+subject_compliance       GET    /v1/subjects/{subject_id}/compliance             200  200  200  200  403  403
 breach_queue             GET    /v1/breaches/queue                               200  200  200  200  403  403
 get_breach               GET    /v1/breaches/{breach_id}                         200  200  200  200  403  403
 get_breach_evidence      GET    /v1/breaches/{breach_id}/evidence                200  200  200  200  403  403
@@ -192,8 +198,11 @@ def _call_admin_op(env, op: str):
         "approve": False, "reason": "The fitting record does not support an earlier start."}
 
 
+_PERIOD = "from=2024-03-04&to=2024-03-05"
 _SIMPLE = {
     "list_subject_breaches": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/breaches", None),
+    "get_subject": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}", None),
+    "subject_compliance": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/compliance?{_PERIOD}", None),
     "report_access_requests": lambda env: ("GET", "/v1/reports/access-requests", None),
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
     "post_fixes": lambda env: ("POST", "/v1/fixes", {"fixes": [{"device_id": "D-000000", "ts": ts(1, 7),
@@ -318,7 +327,8 @@ FEED_MAY_CALL = ("post_fixes", "stream_status")
 #: home, a correction to either): a refused call to one is audited, naming who tried.
 CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_access_request", "check_identity",
                      "decide_access_request", "withdraw_access_request", "download_extract",
-                     "list_subject_breaches", "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments",
+                     "list_subject_breaches", "get_subject", "subject_compliance", "breach_queue", "get_breach",
+                     "get_breach_evidence", "set_breach_status", "list_assignments",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

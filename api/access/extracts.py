@@ -88,6 +88,8 @@ __all__ = [
     "clip_assignments",
     "trail_extract",
     "attendance_extract",
+    "AttendanceWindow",
+    "attendance_windows",
 ]
 
 #: Formats per request kind; the first is the default the API offers.
@@ -386,9 +388,9 @@ def attendance_extract(home, *, subject_id: str, assignments: Sequence[Assignmen
     """
     _check_args("attendance", fmt, ATTENDANCE_FORMATS, start_ms, end_ms)
     start_ms, end_ms = int(start_ms), int(end_ms)
-    clipped = _subject_fixes(home, subject_id, assignments, policy, start_ms, end_ms, as_of_ms)
-    zones_by_id = _zone_table(zones, clipped)
-    windows = _attendance_windows(clipped, zones_by_id, policy)
+    windows = [w.row() for w in attendance_windows(home, subject_id=subject_id, assignments=assignments, zones=zones,
+                                                   policy=policy, start_ms=start_ms, end_ms=end_ms,
+                                                   as_of_ms=as_of_ms)]
     if fmt == "json":
         doc = {
             "subject_id": subject_id,
@@ -404,6 +406,38 @@ def attendance_extract(home, *, subject_id: str, assignments: Sequence[Assignmen
         wr.writerows(windows)
         content = buf.getvalue().encode("utf-8")
     return _make(content, fmt, "attendance", subject_id, start_ms, end_ms, len(windows))
+
+
+@dataclass(frozen=True)
+class AttendanceWindow:
+    """One curfew window part W and how the wearer kept it (module docstring for the rules)."""
+
+    zone_id: str  # the zone's id (not the versioned key)
+    start_ms: int
+    end_ms: int
+    status: str  # absent | home | unknown
+    home_s: int | float
+    absent_s: int | float
+    unknown_s: int | float
+
+    def row(self) -> tuple:
+        """The extract's item, in `ATTENDANCE_KEYS` order (times as UTC text)."""
+        return (self.zone_id, format_ms(self.start_ms), format_ms(self.end_ms), self.status, self.home_s,
+                self.absent_s, self.unknown_s)
+
+
+def attendance_windows(home, *, subject_id: str, assignments: Sequence[Assignment], zones: Sequence[Zone],
+                       policy: Policy, start_ms: int, end_ms: int,
+                       as_of_ms: int | None = None) -> list[AttendanceWindow]:
+    """The curfew window parts of the subject in ``[start_ms, end_ms)``, by start then zone id:
+    what an attendance extract holds (`attendance_extract`) and what the console's compliance
+    summary counts (`api.service.subjects`), computed once, here. No coordinates.
+
+    Raises `ExtractError` for an empty period or a zone of the subject's assignments missing from `zones`."""
+    if int(start_ms) >= int(end_ms):
+        raise ExtractError(f"empty period: start {format_ms(start_ms)} is not before end {format_ms(end_ms)}")
+    clipped = _subject_fixes(home, subject_id, assignments, policy, int(start_ms), int(end_ms), as_of_ms)
+    return _attendance_windows(clipped, _zone_table(zones, clipped), policy)
 
 
 def _seconds(ms: int) -> int | float:
@@ -425,7 +459,7 @@ def _curfew_pairs(assignments: Sequence[Assignment], zones_by_id: dict[str, Zone
     return pair_a, pair_zid
 
 
-def _attendance_windows(clipped: _Clipped, zones_by_id: dict[str, Zone], policy: Policy) -> list[tuple]:
+def _attendance_windows(clipped: _Clipped, zones_by_id: dict[str, Zone], policy: Policy) -> list[AttendanceWindow]:
     a_start = np.array([a.start_ms for a in clipped.assignments], np.int64)
     t_end = clipped.t_end_ms
     pair_a, pair_zid = _curfew_pairs(clipped.assignments, zones_by_id, a_start, t_end)
@@ -495,7 +529,7 @@ def _attendance_windows(clipped: _Clipped, zones_by_id: dict[str, Zone], policy:
                 status = "home"
             else:
                 status = "unknown"
-            out.append((zone_label(zid), format_ms(ws), format_ms(we), status,
-                        _seconds(home_ms), _seconds(absent_ms), _seconds(unknown_ms), ws))
-    out.sort(key=lambda r: (r[7], r[0]))
-    return [r[:7] for r in out]
+            out.append(AttendanceWindow(zone_label(zid), ws, we, status, _seconds(home_ms), _seconds(absent_ms),
+                                        _seconds(unknown_ms)))
+    out.sort(key=lambda w: (w.start_ms, w.zone_id))
+    return out

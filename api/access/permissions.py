@@ -50,6 +50,10 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "download_extract": _ASKERS,                 # and only the request's own requester
     # breaches
     "list_subject_breaches": _STAFF,
+    # one wearer: assignments and zones, curfew compliance (no coordinates); staff who work the wearer's
+    # records read the conditions those records rest on (the admin's list of everyone's stays oversight)
+    "get_subject": _STAFF,
+    "subject_compliance": _STAFF,
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
@@ -87,7 +91,9 @@ assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PE
 PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
-    "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment", "post_fixes",
+    "get_subject", "subject_compliance",
+    "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
+    "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home
 })
 

@@ -22,7 +22,8 @@ from api.access.request_input import (  # noqa: F401 - the routers take the inpu
 __all__ = ["MIN_TEXT_CHARS", "count_letters", "Timestamp", "AccessRequestCreate", "IdentityCheckCreate",
            "DecisionCreate", "AccessRequestPublic", "AccessRequestList", "BreachPublic", "SubjectBreach",
            "BreachList", "Health", "IntakeResponse", "AssignmentIn", "AssignmentPublic", "AssignmentList",
-           "QueueItem", "QueuePage", "BreachStatusChange", "BreachEventPublic", "BreachDetail", "FieldError",
+           "QueueItem", "QueuePage", "SubjectZone", "SubjectSummaryPublic", "AttendanceWindowPublic",
+           "CompliancePublic", "BreachStatusChange", "BreachEventPublic", "BreachDetail", "FieldError",
            "ErrorBody", "parse_ts", "fmt_ts"]
 
 
@@ -154,6 +155,45 @@ class AssignmentPublic(BaseModel):
 class AssignmentList(BaseModel):
     items: list[AssignmentPublic]
     count: int
+
+
+class SubjectZone(BaseModel):
+    """One version of a zone a wearer's assignment uses: its GeoJSON feature as stored."""
+
+    zone_id: str
+    version: int
+    kind: str
+    feature: dict
+
+
+class SubjectSummaryPublic(BaseModel):
+    """A wearer's assignment segments (as `GET /v1/admin/assignments` lists them) and their zone versions."""
+
+    subject_id: str
+    assignments: list[AssignmentPublic]
+    zones: list[SubjectZone]
+
+
+class AttendanceWindowPublic(BaseModel):
+    """One curfew window part, as an attendance extract item (no coordinates)."""
+
+    zone_id: str
+    window_start: str
+    window_end: str
+    status: str = Field(description="home, absent or unknown")
+    home_s: float
+    absent_s: float
+    unknown_s: float
+
+
+class CompliancePublic(BaseModel):
+    subject_id: str
+    start: str
+    end: str
+    as_of: str
+    counts: dict[str, int] = Field(description="windows per status (home, absent, unknown), all zones together")
+    counts_by_zone: dict[str, dict[str, int]]
+    windows: list[AttendanceWindowPublic]
 
 
 class BreachStatusChange(_In):

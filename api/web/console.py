@@ -5,7 +5,7 @@ to a refusal (the error page with its status), and the security headers on
 every response (`api.web.headers`).
 
 Pages: `api.web.pages.login` (/login, /logout, /), `api.web.pages.queue`
-(/queue). Authorisation is the API's (`api.web.auth.require` over
+(/queue), `api.web.pages.subject` (/subjects/{id}), and the others under api/web/pages. Authorisation is the API's (`api.web.auth.require` over
 `api.access.permissions`); audit entries are the API's, with channel console.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["install_console"]
 def install_console(app: FastAPI) -> None:
     """Add the console's pages, error answers and security headers to `app`
     (whose state already holds settings, session_factory, audit and clock)."""
-    from api.web.pages import admin, audit, breach, login, queue, reports
+    from api.web.pages import admin, audit, breach, login, queue, reports, subject
     from api.web.pages import approvals, request_page, requests  # access requests
 
     app.state.console_templates = make_environment()
@@ -35,6 +35,7 @@ def install_console(app: FastAPI) -> None:
     app.include_router(reports.router)
     app.include_router(admin.router)
     app.include_router(breach.router)
+    app.include_router(subject.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

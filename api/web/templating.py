@@ -37,6 +37,7 @@ def make_environment() -> Environment:
     env.filters["london"] = time_element
     env.filters["duration"] = duration_text
     env.globals["csrf_field"] = FIELD
+    env.globals["may"] = is_allowed  # may(op, role): whether to offer a link to a page that needs API operation op
     return env
 
 

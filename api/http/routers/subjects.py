@@ -1,6 +1,9 @@
-"""`/v1/subjects/{subject_id}/breaches`: a wearer's breach and alert records
-(the contract's fields, with their status), from the database `tagtrail
-detect --db` and continuous detection fill.
+"""`/v1/subjects/{subject_id}`: one wearer. Its assignments and zones
+(``GET /v1/subjects/{id}``), its curfew compliance (``.../compliance``), and
+its breach and alert records (``.../breaches``: the contract's fields, with
+their status, from the database `tagtrail detect --db` and continuous
+detection fill). The first two are `api.service.subjects`, which the
+console's wearer page (/subjects/{id}) calls too.
 
 Records that continuous detection withdrew (data received later removed
 them) are not the wearer's breaches any more: they are left out unless
@@ -11,14 +14,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import exists, select
+from fastapi import APIRouter, Depends, Path, Query, Request
+from sqlalchemy import select
 
-from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
+from api.access.extracts import ATTENDANCE_KEYS
+from api.audit.entries import FilterError, parse_bound
+from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.guard import GuardedRoute
-from api.http.errors import NotFound
-from api.db.models import AssignmentRow, BreachRow
-from api.http.schemas import BreachList, SubjectBreach
+from api.http.errors import NotFound, Unprocessable
+from api.db.models import BreachRow
+from api.http.schemas import (AssignmentPublic, AttendanceWindowPublic, BreachList, CompliancePublic, SubjectBreach,
+                              SubjectSummaryPublic, SubjectZone)
+from api.service.subjects import (PeriodError, SubjectError, SubjectSummary, UnknownSubject, read_compliance,
+                                  read_subject, subject_known)
+from geofence.model import zone_label, zone_version
+from trails.timestamps import format_ms
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], dependencies=[Depends(authorize)],
                    route_class=GuardedRoute)
@@ -38,9 +48,7 @@ def list_subject_breaches(
 
     Roles: caseworker, approver, auditor, admin.
     """
-    known = session.scalar(select(exists().where(AssignmentRow.subject_id == subject_id))) or session.scalar(
-        select(exists().where(BreachRow.subject_id == subject_id)))
-    if not known:
+    if not subject_known(session, subject_id):
         raise NotFound(f"subject {subject_id!r} is not in the database")
     q = select(BreachRow).where(BreachRow.subject_id == subject_id).order_by(BreachRow.start_ms, BreachRow.breach_id)
     if priority is not None:
@@ -59,3 +67,71 @@ def list_subject_breaches(
                          "breach_ids": [b.breach_id for b in rows]})
     commit(session, audit)
     return BreachList(items=items, count=len(items))
+
+
+SubjectId = Annotated[str, Path(max_length=200)]
+
+
+def summary_public(summary: SubjectSummary) -> SubjectSummaryPublic:
+    """The API's form of a wearer's summary (segments as `GET /v1/admin/assignments` lists them)."""
+    segs = [AssignmentPublic(subject_id=summary.subject_id, device_id=s.device_id,
+                             start=format_ms(s.assignment_start_ms), segment_start=format_ms(s.start_ms),
+                             end=None if s.end_ms is None else format_ms(s.end_ms),
+                             zones=[zone_label(k) for k in s.zones],
+                             zone_versions={zone_label(k): zone_version(k) for k in s.zones}) for s in summary.segments]
+    zones = [SubjectZone(zone_id=zone_label(z.zone_id), version=zone_version(z.zone_id), kind=z.kind,
+                         feature=summary.features.get(z.zone_id, {})) for z in summary.zones]
+    return SubjectSummaryPublic(subject_id=summary.subject_id, assignments=segs, zones=zones)
+
+
+@router.get("/{subject_id}", operation_id="get_subject", response_model=SubjectSummaryPublic)
+def get_subject(subject_id: SubjectId, request: Request, session: SessionDep, user: CurrentUser, audit: AuditDep,
+                clock: ClockDep) -> SubjectSummaryPublic:
+    """A wearer's assignment segments (device, period, zones at their versions) and
+    those zone versions (GeoJSON features); audited as ``subject.read``. 404 for a
+    wearer unknown to the database.
+
+    Roles: caseworker, approver, auditor, admin.
+    """
+    try:
+        summary = read_subject(session, audit, user, subject_id, now_ms=clock(),
+                               crs=request.app.state.stream.policy().crs)
+    except UnknownSubject as exc:
+        raise NotFound(str(exc)) from None
+    out = summary_public(summary)
+    commit(session, audit)
+    return out
+
+
+@router.get("/{subject_id}/compliance", operation_id="subject_compliance", response_model=CompliancePublic)
+def subject_compliance(subject_id: SubjectId, request: Request, session: SessionDep, user: CurrentUser,
+                       audit: AuditDep, settings: SettingsDep, clock: ClockDep,
+                       from_: Annotated[str | None, Query(alias="from", max_length=40,
+                                                          description="inclusive: a London date or RFC 3339")] = None,
+                       to: Annotated[str | None, Query(max_length=40, description="exclusive instant, or a London "
+                                                                                   "date (inclusive)")] = None
+                       ) -> CompliancePublic:
+    """A wearer's curfew windows in a period, each with its status (home, absent,
+    unknown) and the seconds at home, absent and unknown, as an attendance extract
+    holds them (no coordinates), and the windows per status. The period defaults
+    to the 28 days ending where detection stands (never after now), inside the
+    wearer's monitoring; at most 92 days (422). Audited as ``subject.compliance``.
+    404 for a wearer unknown to the database.
+
+    Roles: caseworker, approver, auditor, admin.
+    """
+    try:
+        start = parse_bound("from", from_, end=False) if from_ else None
+        end = parse_bound("to", to, end=True) if to else None
+        c = read_compliance(session, audit, user, settings.home, subject_id, start_ms=start, end_ms=end,
+                            now_ms=clock(), flush_store=request.app.state.stream.flush)
+    except UnknownSubject as exc:
+        raise NotFound(str(exc)) from None
+    except (FilterError, PeriodError, SubjectError) as exc:
+        raise Unprocessable(str(exc)) from None
+    counts = c.counts()
+    out = CompliancePublic(subject_id=subject_id, start=format_ms(c.start_ms), end=format_ms(c.end_ms),
+                           as_of=format_ms(c.as_of_ms), counts=counts.pop(""), counts_by_zone=counts,
+                           windows=[AttendanceWindowPublic(**dict(zip(ATTENDANCE_KEYS, w.row()))) for w in c.windows])
+    commit(session, audit)
+    return out
