@@ -287,3 +287,33 @@ def test_queue_breach_and_request_pages_link_to_the_wearer(env):
     requester_req = create_request(env, "requester")
     page = _page(env, f"/requests/{requester_req['id']}", "requester").text
     assert "/subjects/" not in page  # a requester is never offered the wearer's page
+
+
+def test_attendance_extract_judges_by_the_homes_policy(env):
+    """An approved attendance extract uses HOME/policy.json, not the defaults (it was a bug: extracts
+    used the default policy while the wearer page used the home's). By hand: on the second night a fix
+    a minute 5 km away; with the default coverage (300 s) each fix covers the minute to the next, so
+    the 12 h window is 12 h absent; with ``coverage_s: 30`` each of the 720 fixes from 19:00 to 06:59
+    covers 30 s of it, so 6 h absent and 6 h unknown."""
+    add_hand_wearer(env)
+    body = {"subject_id": HAND, "kind": "attendance", "ground": "absconded", "start": "2024-03-05T12:00:00Z",
+            "end": "2024-03-06T12:00:00Z", "justification": "The wearer's attendance on the night of the "
+            "alleged absconding is needed to confirm or rule it out.",
+            "necessity": "No less intrusive source shows whether the wearer was home that night.",
+            "reference": "CASE-9", "urgency": "routine"}
+    r = env.client.post("/v1/access-requests", json=body, headers=env.h("caseworker"))
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    r = env.client.post(f"/v1/access-requests/{rid}/decision", headers=env.h("approver"), json={
+        "outcome": "data_provided", "reason": "Necessary and proportionate for the stated ground and period."})
+    assert r.status_code == 200, r.text
+
+    def night() -> tuple:
+        ex = env.client.get(f"/v1/access-requests/{rid}/extract", headers=env.h("caseworker"))
+        assert ex.status_code == 200, ex.text
+        (w,) = [w for w in ex.json()["windows"] if w["window_start"] == "2024-03-05T19:00:00.000Z"]
+        return w["status"], w["home_s"], w["absent_s"], w["unknown_s"]
+
+    assert night() == ("absent", 0, 12 * H, 0)
+    (env.home / "policy.json").write_text(json.dumps({"coverage_s": 30}))
+    assert night() == ("absent", 0, 6 * H, 6 * H)

@@ -36,13 +36,14 @@ from fractions import Fraction
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from geofence.model import Assignment, Policy
+from geofence.model import Assignment
 from trails.timestamps import DAY_MS, format_ms
 
 from api.access.extracts import (ATTENDANCE_FORMATS, TRAIL_FORMATS, Extract, ExtractError, attendance_extract,
                                  clip_assignments, trail_extract)
 from api.db.models import AccessRequest, BreachRow, User
 from api.service.detections import load_assignments, load_zones_from_db
+from api.service.stream.detector_state import home_policy
 from api.settings import Settings
 
 __all__ = ["RequestError", "NotFoundError", "ForbiddenError", "ConflictError", "GoneError", "InvalidError",
@@ -447,7 +448,7 @@ def download_extract(session: Session, audit, user: User, settings: Settings, re
     flush_store()
     assignments = _bound(req)  # as at the decision: later assignment changes cannot redirect the extract
     zones = load_zones_from_db(session, sorted({z for a in assignments for z in a.zones}))
-    kwargs = dict(subject_id=req.subject_id, assignments=assignments, zones=zones, policy=Policy(),
+    kwargs = dict(subject_id=req.subject_id, assignments=assignments, zones=zones, policy=home_policy(settings.home),
                   start_ms=req.approved_start_ms, end_ms=req.approved_end_ms, fmt=fmt)
     try:
         ex = trail_extract(settings.home, **kwargs) if req.kind == "trail" else attendance_extract(settings.home,
