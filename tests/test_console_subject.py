@@ -317,3 +317,10 @@ def test_attendance_extract_judges_by_the_homes_policy(env):
     assert night() == ("absent", 0, 12 * H, 0)
     (env.home / "policy.json").write_text(json.dumps({"coverage_s": 30}))
     assert night() == ("absent", 0, 6 * H, 6 * H)
+
+
+def test_zones_are_named_with_their_article():
+    from api.service.record_words import zone_kind_text
+
+    assert [zone_kind_text(k) for k in ("curfew", "inclusion", "exclusion")] == [
+        "a curfew zone", "an inclusion zone", "an exclusion zone"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from api_fixtures import api_template  # noqa: F401 (fixture)
 from breach_records import add_curfew_record
-from console_browser import browser, console_server, page, sign_in  # noqa: F401 (fixtures)
+from console_browser import screenshot, browser, console_server, page, sign_in  # noqa: F401 (fixtures)
 from test_console_browser import _serious
 
 pytestmark = pytest.mark.slow
@@ -50,3 +50,4 @@ def test_caseworker_opens_the_wearer_page_from_a_record_and_auditor_sees_consult
     consulted = page.locator("#consulted-table").inner_text()
     assert "cw-1 (caseworker)" in consulted and "subject.compliance" in consulted
     assert _serious(page) == []
+    screenshot(page, "subject")

@@ -29,7 +29,7 @@ from api.db.models import BreachRow
 from api.service.breach_evidence import STATE_NAMES, Evidence
 from api.service.evidence_images import map_png, timeline_png
 from api.service.london import duration_text, london_time
-from api.service.record_words import priority_text, rule_text, schedule_text, zone_shape_text
+from api.service.record_words import priority_text, rule_text, schedule_text, zone_kind_text, zone_shape_text
 from geofence.model import Policy, Zone
 from trails.timestamps import format_ms
 
@@ -116,7 +116,8 @@ def build_pack(b: BreachRow, zone: Zone | None, ev: Evidence, policy: Policy, *,
     times = {"start": london_time(b.start_ms).text, "start_utc": b.start, "end": london_time(b.end_ms).text,
              "end_utc": b.end, "duration": duration_text(b.duration_s),
              "window": f"{london_time(ev.start_ms).text} to {london_time(ev.end_ms).text}"}
-    zone_doc = None if zone is None else {"id": b.zone_id, "kind": zone.kind, "shape": zone_shape_text(zone),
+    zone_doc = None if zone is None else {"id": b.zone_id, "kind": zone.kind, "kind_text": zone_kind_text(zone.kind),
+                                          "shape": zone_shape_text(zone),
                                           "schedule": schedule_text(zone)}
     fixes = [{"n": i + 1, "time": london_time(t).text, "utc": format_ms(t),
               "state": STATE_NAMES[s] if s >= 0 else "", "lat": f"{la:.5f}", "lon": f"{lo:.5f}",

@@ -84,7 +84,7 @@ def _story(pack: EvidencePack, styles) -> list:
     story.append(_kv_table([("Start", f"{t['start']} ({t['start_utc']})"), ("End", f"{t['end']} ({t['end_utc']})"),
                             ("Duration", t["duration"]), ("Priority", pack.priority),
                             ("Zone", "none" if pack.zone is None else
-                             f"{pack.zone['id']}: a {pack.zone['kind']} zone, {pack.zone['shape']}"),
+                             f"{pack.zone['id']}: {pack.zone['kind_text']}, {pack.zone['shape']}"),
                             ("Schedule", "" if pack.zone is None else "; ".join(pack.zone["schedule"]))], styles))
     story += [Paragraph("Map of the fixes in the record's window", styles["Heading2"]),
               Paragraph(f"Fixes from {_esc(t['window'])}: the record's own time plus the policy's coverage either "

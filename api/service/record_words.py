@@ -8,7 +8,7 @@ from api.db.models import BreachRow
 from api.service.london import duration_text
 from geofence.model import Policy, Zone
 
-__all__ = ["rule_text", "priority_text", "schedule_text", "zone_shape_text"]
+__all__ = ["rule_text", "priority_text", "schedule_text", "zone_shape_text", "zone_kind_text"]
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -90,3 +90,8 @@ def zone_shape_text(zone: Zone) -> str:
         return f"Circle of radius {zone.radius_m:g} m around {lat:.5f}, {lon:.5f}"
     n = len(zone.polygons or ())
     return f"{n} polygon{'' if n == 1 else 's'}"
+
+
+def zone_kind_text(kind: str) -> str:
+    """``a curfew zone``, ``an inclusion zone``, ``an exclusion zone``."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} zone"

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from api.access.permissions import is_allowed
 from api.web.csrf import FIELD
 from api.service.london import duration_text
+from api.service.record_words import zone_kind_text
 from api.web.london import time_element
 
 __all__ = ["TEMPLATES_DIR", "NAV", "make_environment", "render", "nav_for"]
@@ -36,6 +37,7 @@ def make_environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["london"] = time_element
     env.filters["duration"] = duration_text
+    env.filters["zone_kind"] = zone_kind_text
     env.globals["csrf_field"] = FIELD
     env.globals["may"] = is_allowed  # may(op, role): whether to offer a link to a page that needs API operation op
     return env
