@@ -83,6 +83,11 @@ list_zone_versions       GET    /v1/admin/zones/{zone_id}/versions              
 propose_correction       POST   /v1/admin/corrections                            403  403  403  201  403  403
 list_corrections         GET    /v1/admin/corrections                            403  403  200  200  403  403
 decide_correction        POST   /v1/admin/corrections/{correction_id}/decision   403  403  403  200  403  403
+record_mitigation        POST   /v1/mitigations                                  201  403  403  403  403  403
+list_mitigations         GET    /v1/mitigations                                  200  200  200  200  403  403
+get_mitigation           GET    /v1/mitigations/{mitigation_id}                  200  200  200  200  403  403
+decide_mitigation        POST   /v1/mitigations/{mitigation_id}/decision         200  403  403  403  403  403
+mitigation_letter        GET    /v1/mitigations/{mitigation_id}/letter           200  403  403  403  403  403
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
 revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
@@ -222,11 +227,47 @@ _SIMPLE = {
 }
 
 
+def _new_mitigation(env) -> int:
+    """A mitigation about a breach of the first wearer, recorded as a caseworker (returns its id)."""
+    subject = env.subjects[0]
+    with env.session() as s:
+        bid = s.scalars(select(BreachRow.breach_id).where(BreachRow.subject_id == subject)).first()
+    r = env.client.post("/v1/mitigations", json=_mitigation_body(subject, bid), headers=env.h("caseworker"))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _mitigation_body(subject: str, bid: str) -> dict:
+    return {"subject_id": subject, "breach_ids": [bid], "received": "2024-03-10T09:00:00Z", "channel": "letter",
+            "text": "The tag was charging: the charger cable was faulty and has been replaced."}
+
+
+def _call_mitigation_op(env, op: str):
+    if op == "record_mitigation":
+        subject = env.subjects[0]
+        return "POST", "/v1/mitigations", _mitigation_body(subject, _first_id(env, BreachRow.breach_id,
+                                                                               BreachRow.subject_id == subject))
+    if op == "list_mitigations":
+        return "GET", "/v1/mitigations?overdue=true", None
+    mid = _new_mitigation(env)
+    if op == "get_mitigation":
+        return "GET", f"/v1/mitigations/{mid}", None
+    decision = {"outcome": "accepted", "reason": "The supplier confirmed the charger fault on that date."}
+    if op == "decide_mitigation":
+        return "POST", f"/v1/mitigations/{mid}/decision", decision
+    assert op == "mitigation_letter", op
+    r = env.client.post(f"/v1/mitigations/{mid}/decision", json=decision, headers=env.h("caseworker"))
+    assert r.status_code == 200, r.text
+    return "GET", f"/v1/mitigations/{mid}/letter", None
+
+
 def _call(env, op: str, who: str):
     """(method, url, json) for `op` called by `who`, with its preconditions set up; the
     method and path are checked against the hand table's row."""
     if op in _SIMPLE:
         method, url, body = _SIMPLE[op](env)
+    elif EXPECTED[op][1].startswith("/v1/mitigations"):
+        method, url, body = _call_mitigation_op(env, op)
     elif EXPECTED[op][1].startswith("/v1/access-requests"):
         method, url, body = _call_request_op(env, op, who)
     else:
@@ -328,7 +369,8 @@ FEED_MAY_CALL = ("post_fixes", "stream_status")
 CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_access_request", "check_identity",
                      "decide_access_request", "withdraw_access_request", "download_extract",
                      "list_subject_breaches", "get_subject", "subject_compliance", "breach_queue", "get_breach",
-                     "get_breach_evidence", "set_breach_status", "list_assignments",
+                     "get_breach_evidence", "set_breach_status", "list_assignments", "record_mitigation",
+                     "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

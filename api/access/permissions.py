@@ -54,6 +54,12 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     # records read the conditions those records rest on (the admin's list of everyone's stays oversight)
     "get_subject": _STAFF,
     "subject_compliance": _STAFF,
+    # casework: wearers' mitigations (recorded and decided by caseworkers, read by staff)
+    "record_mitigation": frozenset({"caseworker"}),
+    "list_mitigations": _STAFF,
+    "get_mitigation": _STAFF,
+    "decide_mitigation": frozenset({"caseworker"}),
+    "mitigation_letter": frozenset({"caseworker"}),
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
@@ -91,7 +97,8 @@ assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PE
 PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
-    "get_subject", "subject_compliance",
+    "get_subject", "subject_compliance", "record_mitigation", "list_mitigations", "get_mitigation",
+    "decide_mitigation", "mitigation_letter",
     "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
     "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home

@@ -327,3 +327,31 @@ class ConsoleSession(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     last_seen_ms: Mapped[int] = mapped_column(BigInteger)
     ended_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Mitigation(Base):
+    """A wearer's representation about breaches, and the decision on it (issue 13). The text stays
+    here, in a business table; audit entries hold only its SHA-256."""
+
+    __tablename__ = "mitigations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    attachments_json: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[int] = mapped_column(Integer)
+    recorded_ms: Mapped[int] = mapped_column(BigInteger)
+    due_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending, accepted, rejected
+    decided_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    decided_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class MitigationBreach(Base):
+    """Which breaches a mitigation names (one or more; a breach may be named by several)."""
+
+    __tablename__ = "mitigation_breaches"
+    mitigation_id: Mapped[int] = mapped_column(ForeignKey("mitigations.id"), primary_key=True)
+    breach_id: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
