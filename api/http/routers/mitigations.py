@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from api.access.request_input import In, Reason, ShortText, Text, Timestamp, fmt_ts, parse_ts
@@ -103,7 +103,7 @@ def post_mitigation(body: MitigationCreate, session: SessionDep, user: CurrentUs
 
 @router.get("", operation_id="list_mitigations", response_model=list[MitigationPublic])
 def get_mitigations(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep,
-                    subject_id: Annotated[str | None, Field(max_length=200)] = None,
+                    subject_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
                     status: Literal["pending", "accepted", "rejected"] | None = None,
                     overdue: bool = False) -> list[MitigationPublic]:
     """Mitigations, oldest deadline first; `overdue=true`: only those still undecided past their
