@@ -17,7 +17,7 @@ import hmac
 
 import numpy as np
 
-__all__ = ["LINK_TTL_S", "fixes_digest", "make_token", "check_token"]
+__all__ = ["LINK_TTL_S", "check_token", "fixes_digest", "make_token"]
 
 #: How long after the page was shown its data link still works (the browser fetches it at once).
 LINK_TTL_S = 300

@@ -66,7 +66,7 @@ __all__ = ["router", "OTHER_RECORDS", "EVIDENCE_GROUND", "FIX_PAGE"]
 router = APIRouter(include_in_schema=False)
 
 #: Fixes per page of the evidence table (the map and the timeline show them all).
-FIX_PAGE = 500
+FIX_PAGE = 100
 #: How many of the wearer's other records the page lists.
 OTHER_RECORDS = 10
 #: The ground a record's evidence is consulted on (governance.md): the breach itself.
@@ -189,7 +189,7 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
         "people_statuses": PEOPLE_STATUSES, "can_change": is_allowed("set_breach_status", me.user.role),
         "can_request": is_allowed("create_access_request", me.user.role), "rule": rule_text(b, policy),
         "priority_reason": priority_text(b, policy), "schedule": schedule_text(zone) if zone else [],
-        "zone_shape": zone_shape_text(zone) if zone else "", "evidence": ev, "tile_url": settings.tile_url or "",
+        "zone_shape": zone_shape_text(zone) if zone else "", "evidence": ev,
         "fixes": fix_rows(ev, policy.gap_ms, (fixes - 1) * FIX_PAGE, fixes * FIX_PAGE) if ev is not None else [],
         "fix_page": fixes, "fix_pages": max(1, -(-len(ev) // FIX_PAGE)) if ev is not None else 1,
         "n_fixes": len(ev) if ev is not None else 0, "data_url": data_url})
