@@ -49,7 +49,11 @@ CHANGE_NOTE = ("The breach page no longer carries its map and timeline data (it 
                "fixes, serialised in the render): the browser fetches it from the page's "
                "/breaches/{id}/evidence.json link, bound to the page's one audited consultation (api.web.pages.breach). "
                "The fix table shows 100 fixes a page (was 500; Jinja2 rendered each row's London time)."
-               " Profiled (pyinstrument and per-call timers, same home, loaded machine): of the page's time about 60-70 ms is reading the week's fixes (trails.store reads each day file whole, every device and column, then filters to the one device: ~55-60 ms for 8 days of 20 devices, and it grows with the fleet), ~13 ms the wearer's other records, ~13 ms the template, ~6 ms the audit commit and checkpoint.")
+               " Profiled (pyinstrument and per-call timers, same home, loaded machine): of the page's time about "
+               "60-70 ms is reading the week's fixes (trails.store reads each day file whole, every device and "
+               'column, then filters to the one device: ~55-60 ms for 8 days of 20 devices, and it grows with the '
+               "fleet), ~13 ms the wearer's other records, ~13 ms the template, ~6 ms the audit commit and "
+               'checkpoint.')
 N_RECORDS = 20_000
 
 
