@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tagtrail demo --home $(HOME_DIR) --port $(PORT) $(if $(BOUNDARIES),--boundaries $(BOUNDARIES))
+	$(BIN)/tagtrail demo --home $(HOME_DIR) --port $(PORT)$(if $(BOUNDARIES), --boundaries $(BOUNDARIES))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
