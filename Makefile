@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= $(if $(TAGTRAIL_HOME),$(TAGTRAIL_HOME),./data)
 STAMP  := $(VENV)/.installed
+# Map context for the demo (its towns are all over England): local authority districts, read in place when
+# ../shared/data is there (never copied into the repo); `make run BOUNDARIES=` runs without.
+BOUNDARIES ?= $(wildcard ../shared/data/england_lad_2024_buc.geojson)
 
 .PHONY: run test venv bench check clean
 
@@ -18,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tagtrail demo --home $(HOME_DIR) --port $(PORT)
+	$(BIN)/tagtrail demo --home $(HOME_DIR) --port $(PORT)$(if $(BOUNDARIES), --boundaries $(BOUNDARIES))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

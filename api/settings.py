@@ -67,8 +67,9 @@ DEFAULT_CONSOLE_MAX_S = 12 * 3600
 #: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
                          "console_idle_s", "console_max_s", "breach_evidence", "mitigation_days", *AUDIT_DEFAULTS})
-#: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL).
-_ENV_FIELDS = frozenset({"home", "database_url", "tile_url"})
+#: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL,
+#: TAGTRAIL_TILE_FILE).
+_ENV_FIELDS = frozenset({"home", "database_url", "tile_url", "tile_file"})
 
 
 def _sqlite_in_home(data: dict[str, Any]) -> str:
@@ -141,6 +142,12 @@ class Settings(BaseSettings):
     tile_url: an XYZ tile server the deployment runs (TAGTRAIL_TILE_URL,
         ``https://tiles.example/{z}/{x}/{y}.png``); its origin is the only one the
         console's Content-Security-Policy lets images come from. None: no tiles.
+    tile_file: a local MBTiles file of raster tiles (TAGTRAIL_TILE_FILE) the app
+        serves itself at /tiles/{z}/{x}/{y} (api.web.tiles): a background with no
+        tile server and nothing but 'self' in the CSP. Checked here (an SQLite
+        file with the tiles and metadata tables, a raster format). At most one
+        of tile_url and tile_file; with neither, maps draw the boundaries the
+        admin loaded (`tagtrail boundaries load`) as context.
     breach_evidence: what a record's console page shows of its fixes: ``window``
         (default: only the fixes inside the record's own window plus the policy's
         coverage either side, audited as a consultation on ground bail_breach) or
@@ -168,6 +175,7 @@ class Settings(BaseSettings):
     console_max_s: int = DEFAULT_CONSOLE_MAX_S
     mitigation_days: int = 20
     tile_url: str | None = None
+    tile_file: Path | None = None
     breach_evidence: Literal["window", "request"] = "window"
 
     @classmethod
@@ -260,6 +268,25 @@ class Settings(BaseSettings):
             raise ValueError(f"tile_url (TAGTRAIL_TILE_URL) must be an http(s) URL with {{z}}, {{x}} and {{y}}, "
                              f"got {value!r}")
         return value
+
+    @field_validator("tile_file", mode="after")
+    @classmethod
+    def _tile_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        from api.service.mbtiles import check_mbtiles
+
+        if value is None:
+            return None
+        if info.data.get("tile_url"):
+            raise ValueError("give tile_url (TAGTRAIL_TILE_URL) or tile_file (TAGTRAIL_TILE_FILE), not both")
+        check_mbtiles(value)
+        return value.resolve()
+
+    @property
+    def tile_media_type(self) -> str | None:
+        """The Content-Type of `tile_file`'s tiles (its metadata's format)."""
+        from api.service.mbtiles import check_mbtiles
+
+        return None if self.tile_file is None else check_mbtiles(self.tile_file)
 
     @property
     def tile_origin(self) -> str | None:

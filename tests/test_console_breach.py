@@ -44,6 +44,10 @@ def _breach(env):
         return found
 
 
+def _data_url(html: str) -> str:
+    return re.search(r'data-tt-map="(/breaches/[^"#]+/evidence\.json\?t=[^"#]+)#map"', html).group(1)
+
+
 def _shown_times(html: str) -> list[str]:
     table = html.split('id="fixes"', 1)[1].split("</table>", 1)[0]
     return re.findall(r'<time datetime="([^"]+)"', table)
@@ -59,8 +63,9 @@ def test_page_explains_the_record_in_london_time_with_the_policy_thresholds(env)
     assert "Priority 2: an absence or entry long enough to count." in r.text
     assert f'<time datetime="{b.start}"' in r.text and " GMT</time>" in r.text  # March 2024: GMT
     assert f"Zone {b.zone_id}" in r.text and 'id="zone-schedule"' in r.text and "Europe/London time" in r.text
-    assert 'id="breach-map-data"' in r.text and 'data-tt-map="#breach-map-data"' in r.text
-    assert "<script>" not in r.text  # data blocks only (CSP)
+    url = _data_url(r.text)
+    assert f'data-tt-map="{url}#map"' in r.text and f'data-tt-timeline="{url}#timeline"' in r.text
+    assert "<script>" not in r.text and "application/json" not in r.text  # no inline script; the data is a URL
 
 
 def test_evidence_is_only_the_fixes_of_the_window_plus_coverage(env):
@@ -78,14 +83,16 @@ def test_evidence_is_only_the_fixes_of_the_window_plus_coverage(env):
     sign_in(env)
     r = env.client.get(f"/breaches/{b.breach_id}")
     assert _shown_times(r.text) == expected
-    data = json.loads(re.search(r'id="breach-map-data">(.*?)</script>', r.text, re.S).group(1))
+    got = env.client.get(_data_url(r.text))
+    assert got.status_code == 200 and got.headers["cache-control"] == "no-store"
+    data = got.json()["map"]
     fixes = [f for f in data["features"] if f["properties"]["role"] == "fix"]
     zones = [f for f in data["features"] if f["properties"]["role"] == "zone"]
     assert len(zones) == 1
     assert sorted(t for f in fixes for t in f["properties"]["ts"]) == expected  # the map: the same fixes
     assert all(len(f["geometry"]["coordinates"]) == len(f["properties"]["n"]) for f in fixes)
     assert {f["properties"]["state"] for f in fixes} <= {"IN", "OUT", "UNCERTAIN"}
-    timeline = json.loads(re.search(r'id="breach-timeline-data">(.*?)</script>', r.text, re.S).group(1))
+    timeline = got.json()["timeline"]
     assert len(timeline["t"]) == len(expected) == len(timeline["battery"]) == len(timeline["state"])
 
 
@@ -154,7 +161,7 @@ def test_breach_evidence_request_shows_no_fixes_and_audits_no_consultation(env):
     r = env.client.get(f"/breaches/{b.breach_id}")
     assert r.status_code == 200
     assert 'id="evidence-request"' in r.text and "request access" in r.text
-    assert 'id="fixes"' not in r.text and "breach-map-data" not in r.text and "breach-timeline-data" not in r.text
+    assert 'id="fixes"' not in r.text and "evidence.json" not in r.text and "data-tt-timeline" not in r.text
     assert _entries(env, "breach.evidence") == [] and len(_entries(env, "breach.read")) == 1
 
 
@@ -231,3 +238,31 @@ def test_queue_rows_link_to_the_record(env):
     r = env.client.get("/queue")
     ids = re.findall(r'<tr class="govuk-table__row" id="breach-([0-9a-f]{16})"', r.text)
     assert ids and all(f'href="/breaches/{i}"' in r.text for i in ids)
+
+
+def test_the_map_data_is_the_audited_consultation_and_nothing_else(env):
+    """The data URL serves exactly the fixes the page's one breach.evidence entry names (their digest), to
+    the session that saw the page, and adds no audit entry; any other use is refused and audited."""
+    from api.web.evidence_link import fixes_digest
+
+    b = _breach(env)
+    sign_in(env)
+    url = _data_url(env.client.get(f"/breaches/{b.breach_id}").text)
+    got = env.client.get(url)
+    assert got.status_code == 200
+    (ev,) = _entries(env, "breach.evidence")  # the page's, and only it: the data read is that consultation
+    fixes = [f for f in got.json()["map"]["features"] if f["properties"]["role"] == "fix"]
+    assert sum(len(f["properties"]["n"]) for f in fixes) == ev["detail"]["n_fixes"] == len(got.json()["timeline"]["t"])
+    assert len(ev["detail"]["fixes_sha256"]) == 64 and ev["detail"]["fixes_sha256"] != fixes_digest()
+    refused_before = len(_entries(env, "access.refused"))
+    token = url.split("?t=")[1]
+    expires, mac = token.split(".")
+    for bad in (f"{expires}.{'0' * 64}", "", f"{int(expires) - 10**6}.{mac}", "x.y"):
+        r = env.client.get(f"/breaches/{b.breach_id}/evidence.json?t={bad}")
+        assert r.status_code == 403 and "features" not in r.text and "timeline" not in r.text, bad
+    assert len(_entries(env, "access.refused")) == refused_before + 4
+    assert len(_entries(env, "breach.evidence")) == 1
+    env.client.post("/logout", data={"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"',
+                                                                env.client.get("/queue").text).group(1)})
+    sign_in(env)  # a new session: the old page's link is not its own
+    assert env.client.get(url).status_code == 403

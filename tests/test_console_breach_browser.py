@@ -29,6 +29,8 @@ def _curfew_record(server) -> tuple[str, str]:
 
 def test_caseworker_opens_a_breach_sees_map_and_timeline_and_works_it(page, console_server):
     bid, subject = _curfew_record(console_server)
+    data_requests: list[str] = []
+    page.on("request", lambda r: data_requests.append(r.url) if "/evidence.json" in r.url else None)
     sign_in(page, console_server, "caseworker", next_path=f"/queue?wearer={subject}&priority=2")
     page.locator(f"#breach-{bid} a[href='/breaches/{bid}']").click()
     page.wait_for_url(f"**/breaches/{bid}")
@@ -43,6 +45,7 @@ def test_caseworker_opens_a_breach_sees_map_and_timeline_and_works_it(page, cons
     for state in ("IN", "OUT", "UNCERTAIN"):
         assert page.locator(f".tt-map path.tt-fix--{state.lower()}").count() == states.count(state)
     page.locator(".tt-timeline[data-tt-timeline-ready='true'] canvas").wait_for()
+    assert len(data_requests) == 1  # map and timeline share one fetch of the page's data link
     screenshot(page, "breach")
     assert _serious(page) == []
 

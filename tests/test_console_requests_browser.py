@@ -90,10 +90,16 @@ def test_caseworker_asks_approver_narrows_caseworker_downloads_the_audited_geojs
 
     _switch(page, console_server, "caseworker", f"/requests/{request_id}")
     assert page.locator("#extract-heading").count() == 1
-    assert page.locator("#extract-map").count() == 1  # the placeholder for the map
     rows = page.locator("#extract-items tbody tr")
     assert rows.count() > 0
-    assert {rows.nth(i).locator("td").nth(4).inner_text() for i in range(rows.count())} <= {"Decisive", "Uncertain"}
+    qualities = [rows.nth(i).locator("td").nth(4).inner_text() for i in range(rows.count())]
+    assert set(qualities) <= {"Decisive", "Uncertain"}
+    page.locator("#extract-map .tt-map[data-tt-map-ready='true']").wait_for()  # every fix on the map, by quality
+    assert page.locator("#extract-map path.tt-fix").count() == rows.count()
+    for q in ("Decisive", "Uncertain"):
+        assert page.locator(f"#extract-map path.tt-fix--{q.lower()}").count() == qualities.count(q)
+    with_accuracy = sum(rows.nth(i).locator("td").nth(3).inner_text() != "not given" for i in range(rows.count()))
+    assert page.locator("#extract-map path.tt-accuracy").count() == with_accuracy  # a circle where one is given
     assert _serious(page) == []
     with page.expect_download() as info:
         page.click("#downloads a:has-text('Download GEOJSON')")
@@ -105,6 +111,7 @@ def test_caseworker_asks_approver_narrows_caseworker_downloads_the_audited_geojs
     doc = json.loads(data)
     assert doc["period"] == {"start": "2024-03-05T06:00:00.000Z", "end": "2024-03-05T12:00:00.000Z"}
     assert len(doc["features"]) == rows.count()
+    assert [f["properties"]["quality"].capitalize() for f in doc["features"]] == qualities
 
 
 def test_requester_cannot_open_approvals(page, console_server):

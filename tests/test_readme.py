@@ -96,7 +96,13 @@ def test_make_run_takes_a_port():
     env = {k: v for k, v in os.environ.items() if k not in ("TAGTRAIL_HOME", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     p = subprocess.run(["make", "-n", "run", "PORT=8080"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=60)
+    # with ../shared/data present, the demo's map context (England's districts) is loaded from it, in place
+    lad = "../shared/data/england_lad_2024_buc.geojson"
+    context = f" --boundaries {lad}" if (REPO / lad).exists() else ""
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == ".venv/bin/tagtrail demo --home ./data --port 8080"
+    assert p.stdout.splitlines()[-1] == ".venv/bin/tagtrail demo --home ./data --port 8080" + context
     p = subprocess.run(["make", "-n", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert p.stdout.splitlines()[-1] == ".venv/bin/tagtrail demo --home ./data --port 8000" + context
+    p = subprocess.run(["make", "-n", "run", "BOUNDARIES="], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)
     assert p.stdout.splitlines()[-1] == ".venv/bin/tagtrail demo --home ./data --port 8000"

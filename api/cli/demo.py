@@ -40,6 +40,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--no-serve", dest="serve", action="store_false",
                    help="stop after detection instead of serving the API")
     p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
+    p.add_argument("--boundaries", type=Path, default=None, metavar="FILE",
+                   help="a boundary GeoJSON to load for map context when none is loaded yet (make run gives "
+                        "../shared/data/england_lad_2024_buc.geojson when it is there: the demo's towns are English)")
+    p.add_argument("--boundaries-name-property", default="name", metavar="NAME",
+                   help="the property naming each boundary (default: name)")
     p.set_defaults(func=run)
 
 
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if code != 0:
         return code
     tokens = _demo_users(home)
+    _demo_boundaries(home, args.boundaries, args.boundaries_name_property)
     print(f"API tokens (one per role) in {tokens}: each signs in to the console at "
           f"http://127.0.0.1:{args.port}/login")
     if args.serve:
@@ -91,6 +97,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"API docs: http://127.0.0.1:{args.port}/docs (after `tagtrail serve --home {home}`)")
     return 0
+
+
+def _demo_boundaries(home: Path, path: Path | None, name_property: str) -> None:
+    """Load `path` as the maps' context boundaries unless some are loaded (never copied into the repo:
+    HOME keeps its own simplified copy)."""
+    from api.cli.main import main as cli_main
+    from api.service.boundaries import boundaries_path
+
+    if boundaries_path(home).exists():
+        print(f"map context: the boundaries in {boundaries_path(home)}")
+    elif path is None:
+        print("map context: no boundaries loaded (tagtrail boundaries load FILE) and no tiles: maps have no background")
+    elif cli_main(["boundaries", "load", "--home", str(home), str(path), "--name-property", name_property]) != 0:
+        print(f"map context: {path} was not loaded (see above); maps have no background")
 
 
 #: Demo users created on first start: (name, role, org).

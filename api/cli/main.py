@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.cli.subjects",
     "api.cli.watch",
     "api.cli.audit",
+    "api.cli.boundaries",
 )
 
 

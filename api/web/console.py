@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.service.boundaries import BoundaryIndex
 from api.web.auth import ConsoleRefused, SignInRequired, sign_in_redirect
 from api.web.headers import SecurityHeaders
 from api.web.templating import make_environment, render
@@ -23,10 +24,12 @@ __all__ = ["install_console"]
 def install_console(app: FastAPI) -> None:
     """Add the console's pages, error answers and security headers to `app`
     (whose state already holds settings, session_factory, audit and clock)."""
-    from api.web.pages import admin, audit, breach, login, queue, reports, subject
+    from api.web import tiles
+    from api.web.pages import admin, audit, boundaries, breach, login, queue, reports, subject
     from api.web.pages import approvals, request_page, requests  # access requests
 
     app.state.console_templates = make_environment()
+    app.state.boundaries = BoundaryIndex(app.state.settings.home)  # map context, read again when the admin loads more
     app.include_router(login.router)
     app.include_router(queue.router)
     for pages in (requests, request_page, approvals):  # /requests/new before /requests/{id}
@@ -36,6 +39,8 @@ def install_console(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(breach.router)
     app.include_router(subject.router)
+    app.include_router(tiles.router)  # the MBTiles background (TAGTRAIL_TILE_FILE)
+    app.include_router(boundaries.router)  # the context boundaries (/console/boundaries.json, the admin's upload)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -15,6 +15,7 @@ from api.web.csrf import FIELD
 from api.service.london import duration_text
 from api.service.record_words import zone_kind_text
 from api.web.london import time_element
+from api.web.tiles import map_tiles
 
 __all__ = ["TEMPLATES_DIR", "NAV", "make_environment", "render", "nav_for"]
 
@@ -55,10 +56,12 @@ def nav_for(request: Request, role: str | None) -> list[dict[str, Any]]:
 def render(request: Request, template: str, context: dict[str, Any], *, status_code: int = 200,
            headers: dict[str, str] | None = None) -> HTMLResponse:
     """Render `template` with `context` plus what every page needs: the
-    signed-in user (``me``, or None), their navigation and CSRF token."""
+    signed-in user (``me``, or None), their navigation and CSRF token, and ``map_tiles``, the maps'
+    data-tiles (`api.web.tiles.map_tiles`: the tile server, this app's MBTiles route, or "")."""
     env: Environment = request.app.state.console_templates
     who = getattr(request.state, "console_who", None)
     base = {"request": request, "me": who, "nav": nav_for(request, who.role if who else None),
-            "csrf_token": getattr(request.state, "csrf_token", "")}
+            "csrf_token": getattr(request.state, "csrf_token", ""),
+            "map_tiles": map_tiles(request.app.state.settings)}
     html = env.get_template(template).render({**base, **context})
     return HTMLResponse(html, status_code=status_code, headers=headers)

@@ -31,6 +31,7 @@ from api.access.users import UserError, add_user, list_users, revoke_user
 from api.audit.log import commit_with_checkpoint
 from api.db.models import ROLES, ZoneRow
 from api.service.admin_changes import apply_assignment, apply_zone
+from api.service.boundaries import BoundaryError, audit_load, parse_boundaries, store_boundaries
 from api.service.conditions import ConditionError
 from api.web.auth import DbSession, console_audit, now_ms, require, require_form
 from api.web.sessions import SignedIn
@@ -61,10 +62,16 @@ def _policy_rows(request: Request) -> list[tuple[str, str]]:
     return out
 
 
+def _boundaries_status(request: Request) -> str:
+    n = request.app.state.boundaries.count()
+    return f"{n} loaded" if n else "none loaded (maps without a tile background have no context)"
+
+
 def _page(request: Request, session, *, status_code: int = 200, **extra: Any) -> Response:
     context = {"users": list_users(session), "roles": [r for r in ROLES], "policy": _policy_rows(request),
                "policy_file": (request.app.state.settings.home / "policy.json").exists(),
-               "new_user": None, "new_token": None, "user_error": None, "upload": None}
+               "new_user": None, "new_token": None, "user_error": None, "upload": None,
+               "boundaries": _boundaries_status(request)}
     stream = request.app.state.stream.status(session)
     context |= {"stream": stream, "stream_as_of_ms": parse_timestamp(stream["as_of"]) if stream["as_of"] else None}
     session.rollback()  # the page only read
@@ -193,3 +200,34 @@ async def _finish(request: Request, session, what: str, items, apply) -> Respons
     upload = {"what": what, **result}
     return await run_in_threadpool(lambda: _page(request, session, status_code=422 if result["errors"] else 200,
                                                  upload=upload))
+
+
+@router.post("/admin/boundaries")
+async def upload_boundaries(request: Request, session: DbSession,
+                            me: Annotated[SignedIn, Depends(require_form("upsert_zone"))],
+                            file: Annotated[UploadFile, File()],
+                            name_property: Annotated[str, Form(max_length=100)] = "name") -> Response:
+    """Boundaries for map context (`api.service.boundaries`): every feature checked, all or nothing,
+    replacing those loaded before; audited ``boundaries.load``."""
+    from starlette.concurrency import run_in_threadpool
+
+    doc, problem = await _read_json(file)
+    prop = name_property.strip() or "name"
+
+    def run() -> Response:
+        audit = console_audit(request)
+        try:
+            if problem is not None:
+                raise BoundaryError([("file", problem)])
+            load = store_boundaries(request.app.state.settings.home, parse_boundaries(doc, prop),
+                                    lambda ld: audit_load(session, audit, me.user, ld, prop, now_ms=now_ms(request)))
+        except BoundaryError as exc:
+            session.rollback()
+            return _page(request, session, status_code=422,
+                         upload={"what": "boundaries", "errors": exc.problems, "done": []})
+        commit_with_checkpoint(session, audit)
+        done = [(f"{load.n_features} boundaries", (f"names from {prop!r}, {load.vertices_kept:,} vertices kept of "
+                                                   f"{load.vertices_given:,}; they replace those loaded before"))]
+        return _page(request, session, upload={"what": "boundaries", "errors": [], "done": done})
+
+    return await run_in_threadpool(run)

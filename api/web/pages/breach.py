@@ -9,9 +9,28 @@ Evidence rule (`Settings.breach_evidence`): ``window`` shows only the fixes
 inside the record's own window plus the policy's coverage either side
 (`api.service.breach_evidence`), on ground ``bail_breach`` with the record as
 reference, audited as ``breach.evidence`` (a consultation: the window and the
-number of fixes shown); ``request`` shows no fixes, only a link to ask for
-them through an access request. The map and the timeline read the same
-fixes as the table, from JSON data blocks (no inline script, CSP).
+number of fixes shown, and ``fixes_sha256``, a digest of exactly those
+fixes); ``request`` shows no fixes, only a link to ask for them through an
+access request.
+
+The map and the timeline show every fix of the window; the HTML carries only
+a page of the table and the counts, and the map and timeline data come from
+``/breaches/{id}/evidence.json`` (a week of fixes serialised into the page
+was most of its render time). That data is the SAME consultation as the
+page, not a second one, so it is not audited again; instead it is bound to
+the audited page view: the link carries a short-lived token
+(`api.web.evidence_link`: HMAC keyed by the session id over the record, the
+window and the digest of the fixes the audit entry names). The data route
+applies the same permission (``get_breach``) and the same `breach_evidence`
+setting, recomputes the same window, reads the fixes again and serves them
+only if their digest is the audited one (else 403: reload the page), so what
+the browser receives is exactly what the log says was shown, to that
+session, within minutes. A token that is missing, expired, or another
+session's, record's or window's is refused and the refusal audited, as any
+console refusal is. (Rejected: auditing the data URL as the consultation,
+which leaves the table page unaudited or audits twice per view; caching
+the fixes in the process between the two requests, which breaks with more
+than one worker.)
 
 Status and assignment forms post here and come back here; the change is the
 queue's (`api.web.pages.queue.assign_record` / `move_record`, ``breach.status``).
@@ -24,7 +43,7 @@ from typing import Annotated
 import numpy as np
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from api.access.permissions import is_allowed
 from api.audit.log import commit_with_checkpoint
@@ -34,7 +53,9 @@ from api.service.breach_queue import PEOPLE_STATUSES, QueueFilter, UnknownBreach
 from api.service.stream.detector_state import home_policy
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
 from api.service.record_words import priority_text, rule_text, schedule_text, zone_shape_text
+from api.web.evidence_link import check_token, fixes_digest, make_token
 from api.web.pages.queue import STATUS_LABELS, BreachId, assign_record, move_record
+from api.web.refusal import audit_refusal, release
 from api.web.sessions import SignedIn
 from api.web.templating import render
 from geofence.model import Zone
@@ -45,12 +66,13 @@ __all__ = ["router", "OTHER_RECORDS", "EVIDENCE_GROUND", "FIX_PAGE"]
 router = APIRouter(include_in_schema=False)
 
 #: Fixes per page of the evidence table (the map and the timeline show them all).
-FIX_PAGE = 500
+FIX_PAGE = 100
 #: How many of the wearer's other records the page lists.
 OTHER_RECORDS = 10
 #: The ground a record's evidence is consulted on (governance.md): the breach itself.
 EVIDENCE_GROUND = "bail_breach"
 _ALL_STATUSES = ("actioned", "in_review", "new", "withdrawn")
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _num(v: float) -> float | None:
@@ -120,11 +142,17 @@ def fix_rows(ev: Evidence, gap_ms: int, lo: int = 0, hi: int | None = None) -> l
     return rows
 
 
-def _audit_evidence(session, audit, me: SignedIn, b: BreachRow, ev: Evidence, coverage_ms: int, when: int) -> None:
+def evidence_digest(ev: Evidence) -> str:
+    """Which fixes, exactly (time, position, accuracy, battery, state): the audit entry's ``fixes_sha256``."""
+    return fixes_digest(ev.ts_ms, ev.lat, ev.lon, ev.accuracy_m, ev.battery_pct, ev.state)
+
+
+def _audit_evidence(session, audit, me: SignedIn, b: BreachRow, ev: Evidence, coverage_ms: int, when: int,
+                    digest: str) -> None:
     audit.append(session, action="breach.evidence", actor=me.user, subject_id=b.subject_id,
                  ground=EVIDENCE_GROUND, justification_ref=f"breach:{b.breach_id}", now_ms=when,
                  detail={"breach_id": b.breach_id, "start": format_ms(ev.start_ms), "end": format_ms(ev.end_ms),
-                         "coverage_s": coverage_ms / 1000, "n_fixes": len(ev)})
+                         "coverage_s": coverage_ms / 1000, "n_fixes": len(ev), "fixes_sha256": digest})
 
 
 @router.get("/breaches/{breach_id}")
@@ -148,21 +176,48 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
         if o.breach_id != b.breach_id][:OTHER_RECORDS]
     policy = home_policy(settings.home)
     zone = breach_zone(session, b, policy)
-    ev = None
+    ev, data_url = None, None
     if settings.breach_evidence == "window":
         ev = read_evidence(settings.home, session, b, zone, policy)
-        _audit_evidence(session, audit, me, b, ev, policy.coverage_ms, when)
+        digest = evidence_digest(ev)
+        _audit_evidence(session, audit, me, b, ev, policy.coverage_ms, when, digest)
+        token = make_token(me.session_id, b.breach_id, (ev.start_ms, ev.end_ms), digest, now_ms=when)
+        data_url = f"/breaches/{b.breach_id}/evidence.json?t={token}"
     commit_with_checkpoint(session, audit)  # the reads and the consultation, in one transaction, before showing
     return render(request, "breach/breach.html", {
         "b": b, "events": events, "others": others, "zone": zone, "policy": policy, "status_labels": STATUS_LABELS,
         "people_statuses": PEOPLE_STATUSES, "can_change": is_allowed("set_breach_status", me.user.role),
         "can_request": is_allowed("create_access_request", me.user.role), "rule": rule_text(b, policy),
         "priority_reason": priority_text(b, policy), "schedule": schedule_text(zone) if zone else [],
-        "zone_shape": zone_shape_text(zone) if zone else "", "evidence": ev, "tile_url": settings.tile_url or "",
+        "zone_shape": zone_shape_text(zone) if zone else "", "evidence": ev,
         "fixes": fix_rows(ev, policy.gap_ms, (fixes - 1) * FIX_PAGE, fixes * FIX_PAGE) if ev is not None else [],
         "fix_page": fixes, "fix_pages": max(1, -(-len(ev) // FIX_PAGE)) if ev is not None else 1,
-        "n_fixes": len(ev) if ev is not None else 0,
-        "map_data": map_data(zone, ev), "timeline": timeline_data(b, ev, policy.gap_ms) if ev is not None else None})
+        "n_fixes": len(ev) if ev is not None else 0, "data_url": data_url})
+
+
+@router.get("/breaches/{breach_id}/evidence.json")
+def evidence_data(request: Request, breach_id: BreachId, session: DbSession,
+                  me: Annotated[SignedIn, Depends(require("get_breach"))],
+                  t: Annotated[str, Query(max_length=100)] = "") -> Response:
+    """The map and timeline data of the page view the token names (module docstring): ``{"map": GeoJSON,
+    "timeline": series}``; not audited again (the page's ``breach.evidence`` entry covers it)."""
+    settings = request.app.state.settings
+    b = session.get(BreachRow, breach_id) if settings.breach_evidence == "window" else None
+    if b is None:
+        session.rollback()
+        return JSONResponse({"detail": "no evidence data here"}, status_code=404, headers=_NO_STORE)
+    policy = home_policy(settings.home)
+    zone = breach_zone(session, b, policy)
+    ev = read_evidence(settings.home, session, b, zone, policy)
+    why = check_token(t, me.session_id, b.breach_id, (ev.start_ms, ev.end_ms), evidence_digest(ev),
+                      now_ms=now_ms(request))
+    data = None if why else {"map": map_data(zone, ev), "timeline": timeline_data(b, ev, policy.gap_ms)}
+    subject_id = b.subject_id
+    release(session, me)  # read only; a refusal's entry is written in its own transaction
+    if why is not None:
+        audit_refusal(request, me, "get_breach", 403, why, subject_id=subject_id, params={"breach_id": breach_id})
+        return JSONResponse({"detail": why}, status_code=403, headers=_NO_STORE)
+    return JSONResponse(data, headers=_NO_STORE)
 
 
 def _back_here(b: BreachRow) -> Response:

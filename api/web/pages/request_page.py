@@ -12,7 +12,11 @@ audited ``extract.download`` like the API's) and the extract itself on the
 page: a table of the fixes with their quality (or of the curfew windows, for
 attendance). Showing it is a release of the data, so it is audited exactly
 as a download of the kind's default format is (the same bytes, the same
-SHA-256). A map of the extract will reuse ``static/map.js`` in that section.
+SHA-256). A trail extract is also drawn on a map (``static/map.js``): each fix
+with its accuracy circle, coloured by the per-fix quality the extract
+carries; the map's data block is built from the very bytes that were
+audited (the parsed GeoJSON the table comes from), so it needs no second
+read and no second audit entry, and it holds exactly what the download holds.
 """
 from __future__ import annotations
 
@@ -74,7 +78,24 @@ def _extract_view(request: Request, session, me: SignedIn, req: AccessRequest) -
         items = [{**w, "start_ms": parse_timestamp(w["window_start"]), "end_ms": parse_timestamp(w["window_end"])}
                  for w in doc["windows"]]
     return {"problem": None, "items": items[:SHOWN_ITEMS], "n": ex.n_items, "sha256": ex.sha256,
-            "formats": formats_for(req.kind)}
+            "formats": formats_for(req.kind), "map": extract_map(doc) if req.kind == "trail" else None}
+
+
+def extract_map(doc: dict) -> dict:
+    """GeoJSON for `static/map.js` from a trail extract's own GeoJSON: every fix, one MultiPoint feature per
+    quality (``decisive``, ``uncertain``) with per-point arrays ``n`` (the row number in the table and the
+    file), ``ts`` and ``accuracy_m``; nothing the extract does not hold."""
+    groups: dict[str, dict[str, list]] = {}
+    for i, f in enumerate(doc["features"]):
+        p = f["properties"]
+        g = groups.setdefault(p["quality"], {"coordinates": [], "n": [], "ts": [], "accuracy_m": []})
+        g["coordinates"].append(f["geometry"]["coordinates"][:2])
+        g["n"].append(i + 1)
+        g["ts"].append(p["ts"])
+        g["accuracy_m"].append(p["accuracy_m"])
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": g.pop("coordinates")},
+         "properties": {"role": "fix", "quality": quality, **g}} for quality, g in sorted(groups.items())]}
 
 
 def _decision_form(req: AccessRequest) -> dict[str, str]:

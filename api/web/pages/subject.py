@@ -182,7 +182,7 @@ def subject_page(request: Request, subject_id: SubjectId, session: DbSession,
     zones, map_json = _zones(summary)
     return render(request, "subjects/subject.html", {
         **compliance, "subject_id": subject_id, "segments": _segments(summary), "zones": zones, "map_data": map_json,
-        "tile_url": request.app.state.settings.tile_url or "", "view": view, "statuses": STATUSES,
+        "view": view, "statuses": STATUSES,
         "breaches": breaches, "breach_pages": max(1, -(-breaches.total // PAGE_SIZE)), "status_labels": STATUS_LABELS,
         "requests": asks, "users": users, "ground_labels": GROUND_LABELS, "status_tags": STATUS_TAGS,
         "consulted": consulted,

@@ -2,7 +2,10 @@
 // (0 OUT, 1 UNCERTAIN, 2 IN) and its battery %, against London time; the line breaks where fixes are
 // further apart than the policy's gap (gap_s), so a gap shows as a gap. Data from a JSON block:
 // <div data-tt-timeline="#block-id">, <script type="application/json" id="block-id">{t, state, battery,
-// record, window, gap_s}</script>. The table of fixes on the page is the accessible alternative.
+// record, window, gap_s}</script>, or data-tt-timeline="/same/origin/url.json[#key]" (static/ttdata.js: one
+// fetch shared with the map). The table of fixes on the page is the accessible alternative.
+
+import { loadJson } from "./ttdata.js";
 
 const STATE_LABELS = ["OUT", "UNCERTAIN", "IN"];
 
@@ -47,6 +50,7 @@ export function drawTimeline(element, data) {
 }
 
 for (const element of document.querySelectorAll("[data-tt-timeline]")) {
-  const block = document.querySelector(element.dataset.ttTimeline);
-  if (block) drawTimeline(element, JSON.parse(block.textContent));
+  loadJson(element.dataset.ttTimeline)
+    .then((data) => { if (data) drawTimeline(element, data); })
+    .catch((error) => { element.dataset.ttTimelineError = String(error); console.error(error); });
 }
