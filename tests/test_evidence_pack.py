@@ -123,3 +123,17 @@ def test_no_pack_where_fixes_need_an_access_request(env):
     assert [e for e in _entries(env, "breach.evidence_pack")] == []
     r = env.client.get("/v1/breaches/0123456789abcdef/evidence", headers=env.h("caseworker"))
     assert r.status_code == 409  # the rule is checked before the record is looked up: nothing is read
+
+
+def test_console_breach_page_offers_the_pack_audited_with_channel_console(env):
+    from test_console_session import sign_in
+
+    b = _breach(env)
+    sign_in(env)
+    page = env.client.get(f"/breaches/{b.breach_id}")
+    assert f'href="/breaches/{b.breach_id}/evidence.pdf"' in page.text
+    r = env.client.get(f"/breaches/{b.breach_id}/evidence.pdf")
+    assert r.status_code == 200 and r.content.startswith(b"%PDF-")
+    (entry,) = [e for e in _entries(env, "breach.evidence_pack") if e["detail"]["breach_id"] == b.breach_id]
+    assert entry["channel"] == "console" and entry["detail"]["document_sha256"] == hashlib.sha256(r.content).hexdigest()
+    assert b.breach_id in " ".join(_pdf_text(r.content).split())

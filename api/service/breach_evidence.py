@@ -32,8 +32,10 @@ from geofence.model import Assignment, Policy, Zone, zone_label
 from trails.projection import STORE_CRS, project_lonlat
 from trails.store import read_store_fixes
 
-__all__ = ["Evidence", "evidence_window", "breach_assignment", "breach_zone", "read_evidence", "STATE_NAMES"]
+__all__ = ["EVIDENCE_GROUND", "Evidence", "evidence_window", "breach_assignment", "breach_zone", "read_evidence", "STATE_NAMES"]
 
+#: The ground a record's evidence is consulted on (governance.md): the breach itself.
+EVIDENCE_GROUND = "bail_breach"
 #: Classification codes (DEVELOPERS.md: OUT 0, UNCERTAIN 1, IN 2) as the page names them.
 STATE_NAMES: tuple[str, ...] = ("OUT", "UNCERTAIN", "IN")
 

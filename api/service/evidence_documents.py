@@ -19,7 +19,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from api.db.models import BreachRow, User
-from api.service.breach_evidence import breach_zone, read_evidence
+from api.service.breach_evidence import EVIDENCE_GROUND, breach_zone, read_evidence
 from api.service.breach_queue import QueueError, UnknownBreach
 from api.service.evidence_pack import build_pack
 from api.service.evidence_render import pack_html, pack_pdf
@@ -27,10 +27,8 @@ from api.service.stream.detector_state import home_policy
 from api.settings import Settings
 from trails.timestamps import format_ms
 
-__all__ = ["PackFile", "EvidenceByRequestOnly", "evidence_document", "EVIDENCE_GROUND", "FORMATS"]
+__all__ = ["PackFile", "EvidenceByRequestOnly", "evidence_document", "FORMATS"]
 
-#: The ground a record's evidence is consulted on (governance.md): the breach itself.
-EVIDENCE_GROUND = "bail_breach"
 #: format -> media type.
 FORMATS = {"pdf": "application/pdf", "html": "text/html; charset=utf-8"}
 

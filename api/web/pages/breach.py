@@ -48,8 +48,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from api.access.permissions import is_allowed
 from api.audit.log import commit_with_checkpoint
 from api.db.models import BreachRow
-from api.service.breach_evidence import STATE_NAMES, Evidence, breach_zone, read_evidence
-from api.service.breach_queue import PEOPLE_STATUSES, QueueFilter, UnknownBreach, read_breach, read_queue
+from api.service.breach_evidence import EVIDENCE_GROUND, STATE_NAMES, Evidence, breach_zone, read_evidence
+from api.service.breach_queue import PEOPLE_STATUSES, QueueError, QueueFilter, UnknownBreach, read_breach, read_queue
+from api.service.evidence_documents import evidence_document
 from api.service.stream.detector_state import home_policy
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
 from api.service.record_words import priority_text, rule_text, schedule_text, zone_shape_text
@@ -61,7 +62,7 @@ from api.web.templating import render
 from geofence.model import Zone
 from trails.timestamps import format_ms, format_ms_column
 
-__all__ = ["router", "OTHER_RECORDS", "EVIDENCE_GROUND", "FIX_PAGE"]
+__all__ = ["router", "OTHER_RECORDS", "FIX_PAGE"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,8 +70,6 @@ router = APIRouter(include_in_schema=False)
 FIX_PAGE = 100
 #: How many of the wearer's other records the page lists.
 OTHER_RECORDS = 10
-#: The ground a record's evidence is consulted on (governance.md): the breach itself.
-EVIDENCE_GROUND = "bail_breach"
 _ALL_STATUSES = ("actioned", "in_review", "new", "withdrawn")
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -218,6 +217,25 @@ def evidence_data(request: Request, breach_id: BreachId, session: DbSession,
         audit_refusal(request, me, "get_breach", 403, why, subject_id=subject_id, params={"breach_id": breach_id})
         return JSONResponse({"detail": why}, status_code=403, headers=_NO_STORE)
     return JSONResponse(data, headers=_NO_STORE)
+
+
+@router.get("/breaches/{breach_id}/evidence.pdf")
+def evidence_pack(request: Request, breach_id: BreachId, session: DbSession,
+                  me: Annotated[SignedIn, Depends(require("get_breach_evidence"))]) -> Response:
+    """The record's evidence pack as ``GET /v1/breaches/{id}/evidence`` serves it (the same
+    ``breach.evidence_pack`` entry, channel console)."""
+    audit = console_audit(request)
+    try:
+        pack = evidence_document(session, audit, me.user, request.app.state.settings, breach_id, "pdf",
+                                 now_ms=now_ms(request), flush_store=request.app.state.stream.flush)
+    except UnknownBreach as exc:
+        raise ConsoleRefused(404, "No such record", str(exc)) from None
+    except QueueError as exc:
+        raise ConsoleRefused(409, "No evidence pack here", str(exc)) from None
+    commit_with_checkpoint(session, audit)
+    return Response(content=pack.content, media_type=pack.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{pack.filename}"',
+                             "X-Evidence-SHA256": pack.sha256, **_NO_STORE})
 
 
 def _back_here(b: BreachRow) -> Response:
