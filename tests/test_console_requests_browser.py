@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from api_fixtures import VALID_TEXT, api_template  # noqa: F401 (fixture)
-from console_browser import browser, console_server, page, sign_in  # noqa: F401 (fixtures)
+from console_browser import screenshot, browser, console_server, page, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +100,7 @@ def test_caseworker_asks_approver_narrows_caseworker_downloads_the_audited_geojs
         assert page.locator(f"#extract-map path.tt-fix--{q.lower()}").count() == qualities.count(q)
     with_accuracy = sum(rows.nth(i).locator("td").nth(3).inner_text() != "not given" for i in range(rows.count()))
     assert page.locator("#extract-map path.tt-accuracy").count() == with_accuracy  # a circle where one is given
+    screenshot(page, "extract")
     assert _serious(page) == []
     with page.expect_download() as info:
         page.click("#downloads a:has-text('Download GEOJSON')")

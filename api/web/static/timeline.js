@@ -25,6 +25,14 @@ function londonTime(seconds) {
     day: "numeric", month: "short" }).format(new Date(seconds * 1000));
 }
 
+const CLOCK = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/London", hour: "2-digit", minute: "2-digit" });
+
+// 24-hour London clock on the time axis ("19:25"), the date under the first tick, as the page writes times
+function timeTicks(u, splits) {
+  return splits.map((v, i) => (i === 0 ? `${CLOCK.format(new Date(v * 1000))}\n${londonTime(v).split(",")[0]}`
+    : CLOCK.format(new Date(v * 1000))));
+}
+
 export function drawTimeline(element, data) {
   const uPlot = window.uPlot;
   const width = Math.max(320, element.clientWidth || 600);
@@ -38,7 +46,7 @@ export function drawTimeline(element, data) {
       { label: "Battery %", scale: "pct", stroke: "#6f72af", width: 1, spanGaps: false },
     ],
     axes: [
-      {},
+      { values: timeTicks, size: 50 },
       { scale: "state", values: (u, splits) => splits.map((v) => STATE_LABELS[v] || ""), splits: () => [0, 1, 2],
         size: 90 },
       { scale: "pct", side: 1, values: (u, splits) => splits.map((v) => `${v}%`) },
