@@ -88,6 +88,9 @@ list_mitigations         GET    /v1/mitigations                                 
 get_mitigation           GET    /v1/mitigations/{mitigation_id}                  200  200  200  200  403  403
 decide_mitigation        POST   /v1/mitigations/{mitigation_id}/decision         200  403  403  403  403  403
 mitigation_letter        GET    /v1/mitigations/{mitigation_id}/letter           200  403  403  403  403  403
+get_escalation           GET    /v1/subjects/{subject_id}/escalation             200  200  200  200  403  403
+decide_escalation        POST   /v1/subjects/{subject_id}/escalation             201  403  403  403  403  403
+escalation_letter        GET    /v1/escalations/{decision_id}/letter             200  403  403  403  403  403
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
 revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
@@ -261,11 +264,26 @@ def _call_mitigation_op(env, op: str):
     return "GET", f"/v1/mitigations/{mid}/letter", None
 
 
+def _call_escalation_op(env, op: str):
+    subject = env.subjects[0]
+    if op == "get_escalation":
+        return "GET", f"/v1/subjects/{subject}/escalation", None
+    if op == "decide_escalation":  # no action, with a reason: valid whatever the ladder proposes
+        return "POST", f"/v1/subjects/{subject}/escalation", {"step": None, "reason": "Reviewed with the team."}
+    assert op == "escalation_letter", op
+    r = env.client.post(f"/v1/subjects/{subject}/escalation", headers=env.h("caseworker"),
+                        json={"step": "warning_letter_1", "reason": "First warning, as agreed with the team."})
+    assert r.status_code == 201, r.text
+    return "GET", f"/v1/escalations/{r.json()['id']}/letter", None
+
+
 def _call(env, op: str, who: str):
     """(method, url, json) for `op` called by `who`, with its preconditions set up; the
     method and path are checked against the hand table's row."""
     if op in _SIMPLE:
         method, url, body = _SIMPLE[op](env)
+    elif op in ("get_escalation", "decide_escalation", "escalation_letter"):
+        method, url, body = _call_escalation_op(env, op)
     elif EXPECTED[op][1].startswith("/v1/mitigations"):
         method, url, body = _call_mitigation_op(env, op)
     elif EXPECTED[op][1].startswith("/v1/access-requests"):
@@ -371,6 +389,7 @@ CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_acces
                      "list_subject_breaches", "get_subject", "subject_compliance", "breach_queue", "get_breach",
                      "get_breach_evidence", "set_breach_status", "list_assignments", "record_mitigation",
                      "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
+                     "get_escalation", "decide_escalation", "escalation_letter",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

@@ -60,6 +60,9 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "get_mitigation": _STAFF,
     "decide_mitigation": frozenset({"caseworker"}),
     "mitigation_letter": frozenset({"caseworker"}),
+    "get_escalation": _STAFF,                    # the ladder's proposal for a wearer
+    "decide_escalation": frozenset({"caseworker"}),
+    "escalation_letter": frozenset({"caseworker"}),
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
@@ -98,7 +101,7 @@ PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
     "get_subject", "subject_compliance", "record_mitigation", "list_mitigations", "get_mitigation",
-    "decide_mitigation", "mitigation_letter",
+    "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",
     "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
     "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home

@@ -355,3 +355,21 @@ class MitigationBreach(Base):
     __tablename__ = "mitigation_breaches"
     mitigation_id: Mapped[int] = mapped_column(ForeignKey("mitigations.id"), primary_key=True)
     breach_id: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+
+
+class EscalationDecision(Base):
+    """A step of the escalation ladder taken for a wearer (issue 13): what was proposed, what was done
+    (None: no action), why when it differs, under which ladder version, on which breaches, and the letter."""
+
+    __tablename__ = "escalation_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    proposed_step: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    step: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ladder_version: Mapped[str] = mapped_column(String(64))
+    breach_ids_json: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[int] = mapped_column(Integer)
+    decided_ms: Mapped[int] = mapped_column(BigInteger)
+    letter: Mapped[str | None] = mapped_column(Text, nullable=True)
+    letter_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
