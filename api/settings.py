@@ -66,7 +66,7 @@ DEFAULT_CONSOLE_MAX_S = 12 * 3600
 
 #: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
-                         "console_idle_s", "console_max_s", "breach_evidence", "mitigation_days", *AUDIT_DEFAULTS})
+                         "console_idle_s", "console_max_s", "breach_evidence", "mitigation_days", "review_every_days", *AUDIT_DEFAULTS})
 #: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL,
 #: TAGTRAIL_TILE_FILE).
 _ENV_FIELDS = frozenset({"home", "database_url", "tile_url", "tile_file"})
@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     console_max_s: and this long after sign-in in any case (DEFAULT_CONSOLE_MAX_S).
     mitigation_days: working days (Monday to Friday) within which a wearer's mitigation must be
         decided (default 20).
+    review_every_days: days between a wearer's reviews, from the start of monitoring or the last
+        review (default 91: three-monthly).
     tile_url: an XYZ tile server the deployment runs (TAGTRAIL_TILE_URL,
         ``https://tiles.example/{z}/{x}/{y}.png``); its origin is the only one the
         console's Content-Security-Policy lets images come from. None: no tiles.
@@ -174,6 +176,7 @@ class Settings(BaseSettings):
     console_idle_s: int = DEFAULT_CONSOLE_IDLE_S
     console_max_s: int = DEFAULT_CONSOLE_MAX_S
     mitigation_days: int = 20
+    review_every_days: int = 91
     tile_url: str | None = None
     tile_file: Path | None = None
     breach_evidence: Literal["window", "request"] = "window"
@@ -241,6 +244,13 @@ class Settings(BaseSettings):
     def _idle(cls, value: Any) -> int:
         if not _is_whole(value) or not 60 <= value <= 86400:
             raise ValueError(f"console_idle_s must be whole seconds from 60 to 86400, got {value!r}")
+        return value
+
+    @field_validator("review_every_days", mode="before")
+    @classmethod
+    def _review_days(cls, value: Any) -> int:
+        if not _is_whole(value) or not 7 <= value <= 366:
+            raise ValueError(f"review_every_days must be a whole number of days from 7 to 366, got {value!r}")
         return value
 
     @field_validator("mitigation_days", mode="before")

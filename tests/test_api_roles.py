@@ -91,6 +91,12 @@ mitigation_letter        GET    /v1/mitigations/{mitigation_id}/letter          
 get_escalation           GET    /v1/subjects/{subject_id}/escalation             200  200  200  200  403  403
 decide_escalation        POST   /v1/subjects/{subject_id}/escalation             201  403  403  403  403  403
 escalation_letter        GET    /v1/escalations/{decision_id}/letter             200  403  403  403  403  403
+set_owner                PUT    /v1/subjects/{subject_id}/owner                  403  403  403  200  403  403
+reviews_due              GET    /v1/reviews/due                                  200  200  200  200  403  403
+reviews_overdue          GET    /v1/reviews/overdue                              200  200  200  200  403  403
+review_summary           GET    /v1/subjects/{subject_id}/review-summary         200  200  200  200  403  403
+record_review            POST   /v1/subjects/{subject_id}/reviews                201  403  403  403  403  403
+report_reviews           GET    /v1/reports/reviews                              403  200  200  200  403  403
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
 revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
@@ -277,11 +283,25 @@ def _call_escalation_op(env, op: str):
     return "GET", f"/v1/escalations/{r.json()['id']}/letter", None
 
 
+def _call_review_op(env, op: str):
+    """Calls on the last wearer's reviews (its assignments are open-ended in the test home, so it is on
+    monitoring now)."""
+    subject = env.subjects[-1]
+    return {"set_owner": ("PUT", f"/v1/subjects/{subject}/owner", {"owner": "cw-2"}),
+            "reviews_due": ("GET", "/v1/reviews/due?within_days=30", None),
+            "reviews_overdue": ("GET", "/v1/reviews/overdue", None),
+            "review_summary": ("GET", f"/v1/subjects/{subject}/review-summary", None),
+            "record_review": ("POST", f"/v1/subjects/{subject}/reviews", {"outcome": "continue"}),
+            "report_reviews": ("GET", "/v1/reports/reviews", None)}[op]
+
+
 def _call(env, op: str, who: str):
     """(method, url, json) for `op` called by `who`, with its preconditions set up; the
     method and path are checked against the hand table's row."""
     if op in _SIMPLE:
         method, url, body = _SIMPLE[op](env)
+    elif op in ("set_owner", "reviews_due", "reviews_overdue", "review_summary", "record_review", "report_reviews"):
+        method, url, body = _call_review_op(env, op)
     elif op in ("get_escalation", "decide_escalation", "escalation_letter"):
         method, url, body = _call_escalation_op(env, op)
     elif EXPECTED[op][1].startswith("/v1/mitigations"):
@@ -389,7 +409,8 @@ CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_acces
                      "list_subject_breaches", "get_subject", "subject_compliance", "breach_queue", "get_breach",
                      "get_breach_evidence", "set_breach_status", "list_assignments", "record_mitigation",
                      "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
-                     "get_escalation", "decide_escalation", "escalation_letter",
+                     "get_escalation", "decide_escalation", "escalation_letter", "set_owner", "reviews_due",
+                     "reviews_overdue", "review_summary", "record_review",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

@@ -373,3 +373,27 @@ class EscalationDecision(Base):
     decided_ms: Mapped[int] = mapped_column(BigInteger)
     letter: Mapped[str | None] = mapped_column(Text, nullable=True)
     letter_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Wearer(Base):
+    """Who owns a wearer's case (issue 13): the caseworker answerable for their reviews."""
+
+    __tablename__ = "wearers"
+    subject_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    owner_since_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Review(Base):
+    """A periodic review of a wearer's monitoring: the summary it was decided on, and the outcome."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    period_start_ms: Mapped[int] = mapped_column(BigInteger)
+    period_end_ms: Mapped[int] = mapped_column(BigInteger)
+    summary_json: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))  # continue, vary_conditions, end_monitoring
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_by: Mapped[int] = mapped_column(Integer)
+    decided_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,178 @@
+"""Owners and reviews over HTTP: `PUT /v1/subjects/{id}/owner`, `GET
+/v1/reviews/due` and `/overdue`, `GET /v1/subjects/{id}/review-summary`,
+`POST /v1/subjects/{id}/reviews`, and `GET /v1/reports/reviews` (wearers
+without an owner against the inspectorate's 1% bar, overdue reviews by age
+band). Rules and audit entries: `api.service.reviews`."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from api.access.request_input import In, fmt_ts
+from api.db.models import Review
+from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
+from api.http.errors import Unprocessable
+from api.http.guard import GuardedRoute
+from api.service.reviews import OVERDUE_BANDS, ReviewError, record_review, review_schedule, review_summary, set_owner
+from trails.timestamps import DAY_MS
+
+router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
+
+SubjectId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+class OwnerIn(In):
+    owner: str | None = Field(None, min_length=1, max_length=200, description="an active caseworker's name; null: "
+                                                                             "nobody")
+
+
+class ReviewIn(In):
+    outcome: Literal["continue", "vary_conditions", "end_monitoring"]
+    reason: str | None = Field(None, max_length=10_000, description="required unless the outcome is continue")
+
+
+class DuePublic(BaseModel):
+    subject_id: str
+    owner: str | None
+    since: str
+    due: str
+    days_overdue: int
+
+
+class ReviewPublic(BaseModel):
+    id: int
+    subject_id: str
+    period_start: str
+    period_end: str
+    summary: dict
+    outcome: str
+    reason: str | None
+    decided: str
+
+
+def _due(d, now_ms: int) -> DuePublic:
+    return DuePublic(subject_id=d.subject_id, owner=d.owner, since=fmt_ts(d.since_ms), due=fmt_ts(d.due_ms),
+                     days_overdue=_days_overdue(d.due_ms, now_ms))
+
+
+def _days_overdue(due_ms: int, now_ms: int) -> int:
+    """Whole days past due, a part day counting as one (0: not overdue)."""
+    return 0 if now_ms <= due_ms else -(-(now_ms - due_ms) // DAY_MS)
+
+
+@router.put("/subjects/{subject_id}/owner", operation_id="set_owner")
+def put_owner(subject_id: SubjectId, body: OwnerIn, session: SessionDep, user: CurrentUser, audit: AuditDep,
+              clock: ClockDep) -> dict:
+    """Give the wearer an owner from the caseworkers (or nobody).
+
+    Roles: admin.
+
+    422 for someone who is not an active caseworker, or a wearer with no assignment.
+    """
+    try:
+        row = set_owner(session, audit, user, subject_id, body.owner, now_ms=clock())
+    except ReviewError as exc:
+        raise Unprocessable(str(exc)) from None
+    out = {"subject_id": subject_id, "owner": body.owner, "since": fmt_ts(row.owner_since_ms)}
+    commit(session, audit)
+    return out
+
+
+@router.get("/reviews/due", operation_id="reviews_due", response_model=list[DuePublic])
+def get_due(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep, clock: ClockDep,
+            within_days: Annotated[int, Query(ge=0, le=366)] = 14) -> list[DuePublic]:
+    """Wearers on monitoring whose review falls due within `within_days` days (overdue ones included),
+    soonest first, with their owner. The read is audited.
+
+    Roles: caseworker, approver, auditor, admin.
+    """
+    now = clock()
+    rows = [d for d in review_schedule(session, now_ms=now, every_days=settings.review_every_days)
+            if d.due_ms <= now + within_days * DAY_MS]
+    audit.append(session, action="review.list", actor=user, now_ms=now, detail={"due_within_days": within_days,
+                                                                                 "count": len(rows)})
+    out = [_due(d, now) for d in rows]
+    commit(session, audit)
+    return out
+
+
+@router.get("/reviews/overdue", operation_id="reviews_overdue", response_model=list[DuePublic])
+def get_overdue(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep,
+                clock: ClockDep) -> list[DuePublic]:
+    """Wearers on monitoring whose review is past due, most overdue first. The read is audited.
+
+    Roles: caseworker, approver, auditor, admin.
+    """
+    now = clock()
+    rows = [d for d in review_schedule(session, now_ms=now, every_days=settings.review_every_days) if d.due_ms < now]
+    audit.append(session, action="review.list", actor=user, now_ms=now, detail={"overdue": True, "count": len(rows)})
+    out = [_due(d, now) for d in rows]
+    commit(session, audit)
+    return out
+
+
+@router.get("/subjects/{subject_id}/review-summary", operation_id="review_summary")
+def get_summary(subject_id: SubjectId, session: SessionDep, user: CurrentUser, audit: AuditDep,
+                settings: SettingsDep, clock: ClockDep) -> dict:
+    """The summary a review decided now would rest on: the period since the last review (or the start).
+
+    Roles: caseworker, approver, auditor, admin. 422 for a wearer not on monitoring.
+    """
+    now = clock()
+    due = {d.subject_id: d for d in review_schedule(session, now_ms=now, every_days=settings.review_every_days)}
+    if subject_id not in due:
+        raise Unprocessable(f"wearer {subject_id!r} is not on monitoring now")
+    summary = review_summary(session, settings.home, subject_id, due[subject_id].since_ms, now)
+    audit.append(session, action="review.summary", actor=user, subject_id=subject_id, now_ms=now,
+                 detail={"period": summary["period"]})
+    commit(session, audit)
+    return {**summary, "due": fmt_ts(due[subject_id].due_ms)}
+
+
+@router.post("/subjects/{subject_id}/reviews", operation_id="record_review", response_model=ReviewPublic,
+             status_code=201)
+def post_review(subject_id: SubjectId, body: ReviewIn, request: Request, session: SessionDep, user: CurrentUser, audit: AuditDep,
+                settings: SettingsDep, clock: ClockDep) -> ReviewPublic:
+    """Decide the wearer's review: continue, vary_conditions or end_monitoring (which ends their open
+    assignments now: detection stops there). The period's summary is kept with it.
+
+    Roles: caseworker. 422 for a wearer not on monitoring, or an outcome other than continue without a reason.
+    """
+    try:
+        row: Review = record_review(session, audit, user, settings.home, subject_id, outcome=body.outcome,
+                                    reason=body.reason, every_days=settings.review_every_days, now_ms=clock())
+    except ReviewError as exc:
+        raise Unprocessable(str(exc)) from None
+    out = ReviewPublic(id=row.id, subject_id=row.subject_id, period_start=fmt_ts(row.period_start_ms),
+                       period_end=fmt_ts(row.period_end_ms), summary=json.loads(row.summary_json),
+                       outcome=row.outcome, reason=row.reason, decided=fmt_ts(row.decided_ms))
+    commit(session, audit)
+    if body.outcome == "end_monitoring":
+        request.app.state.stream.notify()  # continuous detection picks the ended assignment up now
+    return out
+
+
+@router.get("/reports/reviews", operation_id="report_reviews")
+def get_report(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep,
+               clock: ClockDep) -> dict:
+    """Wearers on monitoring without an owner (the inspectorate's bar: at most 1%), and overdue reviews
+    by how long overdue. Counts only. The read is audited.
+
+    Roles: approver, auditor, admin.
+    """
+    now = clock()
+    rows = review_schedule(session, now_ms=now, every_days=settings.review_every_days)
+    unowned = sum(1 for d in rows if d.owner is None)
+    bands = {}
+    for label, lo, hi in OVERDUE_BANDS:
+        days = [_days_overdue(d.due_ms, now) for d in rows]
+        bands[label] = sum(1 for n in days if lo <= n and (hi is None or n <= hi))
+    out = {"as_of": fmt_ts(now), "on_monitoring": len(rows), "without_owner": unowned,
+           "without_owner_share": round(unowned / len(rows), 4) if rows else 0.0,
+           "without_owner_bar": 0.01, "reviews_overdue": bands}
+    audit.append(session, action="report.read", actor=user, now_ms=now, detail={"report": "reviews"})
+    commit(session, audit)
+    return out
