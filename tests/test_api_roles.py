@@ -97,6 +97,11 @@ reviews_overdue          GET    /v1/reviews/overdue                             
 review_summary           GET    /v1/subjects/{subject_id}/review-summary         200  200  200  200  403  403
 record_review            POST   /v1/subjects/{subject_id}/reviews                201  403  403  403  403  403
 report_reviews           GET    /v1/reports/reviews                              403  200  200  200  403  403
+register_device          PUT    /v1/devices/{device_id}                          403  403  403  200  403  403
+list_devices             GET    /v1/devices                                      200  200  200  200  403  403
+record_device_fault      POST   /v1/device-faults                                403  403  403  201  403  403
+list_device_faults       GET    /v1/device-faults                                200  200  200  200  403  403
+decide_equipment_fault   POST   /v1/breaches/{breach_id}/equipment-fault         200  403  403  403  403  403
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
 revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
@@ -295,11 +300,34 @@ def _call_review_op(env, op: str):
             "report_reviews": ("GET", "/v1/reports/reviews", None)}[op]
 
 
+def _call_device_op(env, op: str):
+    n = next(_COUNTER)
+    if op == "register_device":
+        return "PUT", f"/v1/devices/D-REG-{n}", {"serial": f"SN{n}", "model": "GT-3", "batch": "B-7"}
+    if op == "list_devices":
+        return "GET", "/v1/devices", None
+    fault = {"device_id": "D-000000", "start": ts(0), "end": ts(3),
+             "description": "The supplier reported a charging fault on this tag."}
+    if op == "record_device_fault":
+        return "POST", "/v1/device-faults", fault
+    if op == "list_device_faults":
+        return "GET", "/v1/device-faults", None
+    assert op == "decide_equipment_fault", op
+    r = env.client.post("/v1/device-faults", json=fault, headers=env.h("admin"))
+    assert r.status_code == 201, r.text
+    bid = _first_id(env, BreachRow.breach_id, BreachRow.device_id == "D-000000")
+    return "POST", f"/v1/breaches/{bid}/equipment-fault", {
+        "decision": "fault_cleared", "reason": "The tag charged normally on the night in question."}
+
+
 def _call(env, op: str, who: str):
     """(method, url, json) for `op` called by `who`, with its preconditions set up; the
     method and path are checked against the hand table's row."""
     if op in _SIMPLE:
         method, url, body = _SIMPLE[op](env)
+    elif op in ("register_device", "list_devices", "record_device_fault", "list_device_faults",
+                "decide_equipment_fault"):
+        method, url, body = _call_device_op(env, op)
     elif op in ("set_owner", "reviews_due", "reviews_overdue", "review_summary", "record_review", "report_reviews"):
         method, url, body = _call_review_op(env, op)
     elif op in ("get_escalation", "decide_escalation", "escalation_letter"):
@@ -410,7 +438,7 @@ CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_acces
                      "get_breach_evidence", "set_breach_status", "list_assignments", "record_mitigation",
                      "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
                      "get_escalation", "decide_escalation", "escalation_letter", "set_owner", "reviews_due",
-                     "reviews_overdue", "review_summary", "record_review",
+                     "reviews_overdue", "review_summary", "record_review", "decide_equipment_fault",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

@@ -69,6 +69,11 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "review_summary": _STAFF,
     "record_review": frozenset({"caseworker"}),
     "report_reviews": _OVERSIGHT,
+    "register_device": frozenset({"admin"}),
+    "list_devices": _STAFF,
+    "record_device_fault": frozenset({"admin"}),
+    "list_device_faults": _STAFF,
+    "decide_equipment_fault": frozenset({"caseworker"}),
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
@@ -108,7 +113,7 @@ PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
     "get_subject", "subject_compliance", "record_mitigation", "list_mitigations", "get_mitigation",
     "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",
-    "set_owner", "review_summary", "record_review", "reviews_due", "reviews_overdue",
+    "set_owner", "review_summary", "record_review", "reviews_due", "reviews_overdue", "decide_equipment_fault",
     "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
     "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home

@@ -397,3 +397,42 @@ class Review(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     decided_by: Mapped[int] = mapped_column(Integer)
     decided_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Device(Base):
+    """A tag in the register (issue 13): which batch it came from matters when a batch is recalled."""
+
+    __tablename__ = "devices"
+    device_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    batch: Mapped[str] = mapped_column(String(200), index=True)
+    issued_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    returned_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class DeviceFault(Base):
+    """A fault over [start_ms, end_ms) (end None: still open) on one device, or on every device of a batch."""
+
+    __tablename__ = "device_faults"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    batch: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    description: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[int] = mapped_column(Integer)
+    recorded_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class EquipmentFaultDecision(Base):
+    """A caseworker's decision on a breach inside a device fault: ``fault_confirmed`` (the fault explains
+    it: it never counts) or ``fault_cleared`` (the fault had nothing to do with it: it counts)."""
+
+    __tablename__ = "equipment_fault_decisions"
+    breach_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    fault_id: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[int] = mapped_column(Integer)
+    decided_ms: Mapped[int] = mapped_column(BigInteger)

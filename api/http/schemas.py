@@ -120,6 +120,9 @@ class QueueItem(BreachPublic):
     updated: str | None
     status_changed: str | None
     withdrawn_reason: str | None
+    equipment_fault: str | None = Field(None, description="suspected_equipment_fault while the record falls inside "
+                                        "a device fault and no caseworker has decided; then fault_confirmed or "
+                                        "fault_cleared; null outside any fault")
 
 
 class QueuePage(BaseModel):

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.db.models import BreachRow, EscalationDecision, User
+from api.service.devices import not_counted_for_escalation
 from api.service.ladder import Counted, Ladder, Proposal, Taken, propose
 from api.service.london import london_time
 from api.service.mitigations import LETTERS, MitigationError, excused_breach_ids
@@ -28,7 +29,8 @@ class EscalationError(MitigationError):
 
 
 def _records(session: Session, subject_id: str) -> list[Counted]:
-    excused = excused_breach_ids(session, subject_id)
+    # excused by an accepted mitigation, or kept out by a device fault (suspected or confirmed)
+    excused = excused_breach_ids(session, subject_id) | not_counted_for_escalation(session, subject_id)
     return [Counted(breach_id=b.breach_id, kind=b.kind, type=b.type, priority=b.priority, start_ms=b.start_ms,
                     withdrawn=b.status == "withdrawn", excused=b.breach_id in excused)
             for b in session.scalars(select(BreachRow).where(BreachRow.subject_id == subject_id))]

@@ -22,6 +22,7 @@ from api.db.models import BreachRow
 from api.http.schemas import BreachDetail, BreachEventPublic, BreachStatusChange, QueueItem, QueuePage, fmt_ts
 from api.service.breach_queue import (UNCHANGED, QueueError, QueueFilter, UnknownAssignee, UnknownBreach,
                                       change_status, read_breach, read_queue)
+from api.service.devices import fault_marks
 from api.service.evidence_documents import FORMATS, evidence_document
 from geofence.records import RECORD_TYPES
 
@@ -41,12 +42,17 @@ def _api_error(exc: QueueError) -> ApiError:
     return Conflict(str(exc))
 
 
-def _item(b: BreachRow) -> QueueItem:
+def _items(session, rows: list[BreachRow]) -> list[QueueItem]:
+    marks = fault_marks(session, rows)
+    return [_item(b, marks.get(b.breach_id, (None, None))[1]) for b in rows]
+
+
+def _item(b: BreachRow, equipment_fault: str | None = None) -> QueueItem:
     return QueueItem(breach_id=b.breach_id, kind=b.kind, type=b.type, subject_id=b.subject_id, device_id=b.device_id,
                      zone_id=b.zone_id, start=b.start, end=b.end, duration_s=b.duration_s, priority=b.priority,
                      status=b.status, assignee=b.assignee, first_seen=fmt_ts(b.first_seen_ms),
                      updated=fmt_ts(b.updated_ms), status_changed=fmt_ts(b.status_ms),
-                     withdrawn_reason=b.withdrawn_reason)
+                     withdrawn_reason=b.withdrawn_reason, equipment_fault=equipment_fault)
 
 
 @router.get("/queue", operation_id="breach_queue", response_model=QueuePage)
@@ -69,7 +75,7 @@ def breach_queue(session: SessionDep, user: CurrentUser, audit: AuditDep, clock:
         f = QueueFilter(statuses=tuple(status or ()), priority=priority, kind=kind, types=tuple(type or ()),
                         subject_id=subject_id, assignee=assignee, limit=limit, offset=offset)
         page = read_queue(session, audit, user, f, now_ms=clock())
-        out = QueuePage(items=[_item(b) for b in page.rows], count=len(page.rows), total=page.total)
+        out = QueuePage(items=_items(session, page.rows), count=len(page.rows), total=page.total)
         commit(session, audit)
         return out
 
@@ -103,7 +109,7 @@ def set_breach_status(breach_id: BreachId, body: BreachStatusChange, session: Se
                           now_ms=clock())
     except QueueError as exc:
         raise _api_error(exc) from None
-    out = _item(b)
+    (out,) = _items(session, [b])
     commit(session, audit)
     return out
 
@@ -125,7 +131,8 @@ def get_breach(breach_id: BreachId, session: SessionDep, user: CurrentUser, audi
     history = [BreachEventPublic(event_id=e.id, at=fmt_ts(e.ts_ms), user_id=e.user_id, user=name,
                                  from_status=e.from_status, to_status=e.to_status, assignee=e.assignee, note=e.note)
                for e, name in events]
-    out = BreachDetail(**_item(b).model_dump(), history=history)
+    (item,) = _items(session, [b])
+    out = BreachDetail(**item.model_dump(), history=history)
     commit(session, audit)
     return out
 

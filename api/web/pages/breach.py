@@ -50,6 +50,7 @@ from api.audit.log import commit_with_checkpoint
 from api.db.models import BreachRow
 from api.service.breach_evidence import EVIDENCE_GROUND, STATE_NAMES, Evidence, breach_zone, read_evidence
 from api.service.breach_queue import PEOPLE_STATUSES, QueueError, QueueFilter, UnknownBreach, read_breach, read_queue
+from api.service.devices import fault_marks
 from api.service.evidence_documents import evidence_document
 from api.service.stream.detector_state import home_policy
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
@@ -182,9 +183,11 @@ def breach_page(request: Request, breach_id: BreachId, session: DbSession,
         _audit_evidence(session, audit, me, b, ev, policy.coverage_ms, when, digest)
         token = make_token(me.session_id, b.breach_id, (ev.start_ms, ev.end_ms), digest, now_ms=when)
         data_url = f"/breaches/{b.breach_id}/evidence.json?t={token}"
+    fault = fault_marks(session, [b]).get(b.breach_id, (None, None))[1]
     commit_with_checkpoint(session, audit)  # the reads and the consultation, in one transaction, before showing
     return render(request, "breach/breach.html", {
         "b": b, "events": events, "others": others, "zone": zone, "policy": policy, "status_labels": STATUS_LABELS,
+        "fault": fault,
         "people_statuses": PEOPLE_STATUSES, "can_change": is_allowed("set_breach_status", me.user.role),
         "can_request": is_allowed("create_access_request", me.user.role), "rule": rule_text(b, policy),
         "priority_reason": priority_text(b, policy), "schedule": schedule_text(zone) if zone else [],

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from api.access.permissions import is_allowed
 from api.audit.log import commit_with_checkpoint
 from api.db.models import BreachRow
+from api.service.devices import fault_marks
 from api.service.breach_queue import (PEOPLE_STATUSES, UNCHANGED, QueueError, QueueFilter, UnknownAssignee,
                                       UnknownBreach, change_status, priority_counts, read_queue)
 from api.web.auth import ConsoleRefused, DbSession, console_audit, now_ms, require, require_form
@@ -87,6 +88,11 @@ def parse_view(pairs: list[tuple[str, str]]) -> QueueView:
                      wearer=got.get("wearer", ""), page=page)
 
 
+def _faults(session: Session, rows: list[BreachRow]) -> dict[str, str]:
+    """breach_id -> equipment fault state for the rows inside a device fault (`api.service.devices`)."""
+    return {bid: state for bid, (_, state) in fault_marks(session, rows).items()}
+
+
 def _context(me: SignedIn) -> dict:
     return {"types": RECORD_TYPES, "status_labels": STATUS_LABELS, "people_statuses": PEOPLE_STATUSES,
             "can_change": is_allowed("set_breach_status", me.user.role)}
@@ -100,10 +106,12 @@ def queue_page(request: Request, session: DbSession,
     f = view.to_filter()
     page = read_queue(session, audit, me.user, f, now_ms=now_ms(request))
     counts = priority_counts(session, f)
+    faults = _faults(session, page.rows)
     commit_with_checkpoint(session, audit)
     pages = page_count(page.total, PAGE_SIZE)
     return render(request, "queue/queue.html", {
         **_context(me), "view": view, "rows": page.rows, "total": page.total, "counts": counts, "pages": pages,
+        "faults": faults,
         "back": view.query(), "status_choices": list(STATUS_CHOICES)})
 
 
@@ -118,7 +126,10 @@ def _back(back: str) -> str:
 
 def _after_change(request: Request, me: SignedIn, b: BreachRow, back: str) -> Response:
     if request.headers.get("hx-request") == "true":  # htmx: only the row is swapped
+        with request.app.state.session_factory() as session:
+            faults = _faults(session, [b])
         return render(request, "queue/_row.html", {**_context(me), "b": b, "back": back, "changed": True,
+                                                   "faults": faults,
                                                    "withdrawn_view": False})
     query = _back(back)
     return RedirectResponse(f"/queue{'?' + query if query else ''}#breach-{b.breach_id}", status_code=303)
