@@ -102,6 +102,7 @@ list_devices             GET    /v1/devices                                     
 record_device_fault      POST   /v1/device-faults                                403  403  403  201  403  403
 list_device_faults       GET    /v1/device-faults                                200  200  200  200  403  403
 decide_equipment_fault   POST   /v1/breaches/{breach_id}/equipment-fault         200  403  403  403  403  403
+report_casework          GET    /v1/reports/casework                             403  200  200  200  403  403
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
 revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
@@ -224,6 +225,7 @@ _SIMPLE = {
     "subject_compliance": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/compliance?{_PERIOD}", None),
     "report_access_requests": lambda env: ("GET", "/v1/reports/access-requests", None),
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
+    "report_casework": lambda env: ("GET", "/v1/reports/casework?format=xlsx", None),
     "post_fixes": lambda env: ("POST", "/v1/fixes", {"fixes": [{"device_id": "D-000000", "ts": ts(1, 7),
                                                                 "lat": 53.4, "lon": -2.9}]}),
     "breach_queue": lambda env: ("GET", "/v1/breaches/queue?limit=5", None),

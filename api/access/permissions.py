@@ -69,6 +69,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "review_summary": _STAFF,
     "record_review": frozenset({"caseworker"}),
     "report_reviews": _OVERSIGHT,
+    "report_casework": _OVERSIGHT,
     "register_device": frozenset({"admin"}),
     "list_devices": _STAFF,
     "record_device_fault": frozenset({"admin"}),

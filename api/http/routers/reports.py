@@ -1,17 +1,23 @@
 """`/v1/reports`: access requests by outcome x kind (inspection Figure 9) and
-breaches by type x month (Figure 6), as JSON or CSV."""
+breaches by type x month (Figure 6), as JSON or CSV; casework by month
+(`api.service.casework_report`) as JSON, CSV or XLSX."""
 from __future__ import annotations
 
+import io
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
-from api.http.guard import GuardedRoute
-from api.http.errors import Unprocessable
+from api.access import csvsafe, xlsxsafe
 from api.access.reports import access_request_report, breach_report, report_csv
+from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
+from api.http.errors import Unprocessable
+from api.http.guard import GuardedRoute
 from api.http.schemas import fmt_ts, parse_ts
+from api.service.casework_report import casework_report, casework_rows
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
 From = Annotated[str | None, Query(alias="from", max_length=40, description="RFC 3339 with offset (inclusive)")]
@@ -39,8 +45,6 @@ def _respond(report: dict, fmt: str, name: str) -> Response:
     if fmt == "csv":
         return Response(report_csv(report), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    import json
-
     return Response(json.dumps(report), media_type="application/json")
 
 
@@ -77,3 +81,28 @@ def report_breaches(session: SessionDep, user: CurrentUser, audit: AuditDep, clo
                  detail={"report": "breaches", "from": report["from"], "to": report["to"], "format": fmt})
     commit(session, audit)
     return _respond(report, fmt, "breaches")
+
+
+@router.get("/casework", operation_id="report_casework", response_class=Response,
+            responses={200: {"content": {"application/json": {}, "text/csv": {}, XLSX: {}}}})
+def report_casework(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep, clock: ClockDep,
+                    fmt: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json") -> Response:
+    """Per UTC month: breaches actioned, median hours from detection to the first action, mitigations
+    received and decided in time or late, letters by ladder step, reviews done; and as at now, reviews
+    overdue and wearers without an owner. Counts only.
+
+    Roles: approver, auditor, admin.
+    """
+    now = clock()
+    report = casework_report(session, now_ms=now, review_every_days=settings.review_every_days)
+    audit.append(session, action="report.read", actor=user, now_ms=now, detail={"report": "casework", "format": fmt})
+    commit(session, audit)
+    if fmt == "json":
+        return Response(json.dumps(report), media_type="application/json")
+    if fmt == "csv":
+        buf = io.StringIO()
+        csvsafe.writer(buf, lineterminator="\n").writerows(casework_rows(report))
+        return Response(buf.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="casework.csv"'})
+    return Response(xlsxsafe.workbook_bytes([("casework", casework_rows(report))]), media_type=XLSX,
+                    headers={"Content-Disposition": 'attachment; filename="casework.xlsx"'})
