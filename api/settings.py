@@ -66,7 +66,9 @@ DEFAULT_CONSOLE_MAX_S = 12 * 3600
 
 #: The keys HOME/settings.json may hold: the policy choices, nothing about where things live.
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
-                         "console_idle_s", "console_max_s", "breach_evidence", "mitigation_days", "review_every_days", *AUDIT_DEFAULTS})
+                         "console_idle_s", "console_max_s", "breach_evidence", "mitigation_days", "review_every_days",
+                         "notify_webhook_url", "notify_email_to", "smtp_host", "smtp_port", "smtp_starttls",
+                         "smtp_from", "notify_max_attempts", "notify_backoff_s", *AUDIT_DEFAULTS})
 #: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL,
 #: TAGTRAIL_TILE_FILE).
 _ENV_FIELDS = frozenset({"home", "database_url", "tile_url", "tile_file"})
@@ -141,6 +143,10 @@ class Settings(BaseSettings):
         decided (default 20).
     review_every_days: days between a wearer's reviews, from the start of monitoring or the last
         review (default 91: three-monthly).
+    notify_webhook_url, notify_email_to, smtp_host, smtp_port, smtp_starttls, smtp_from,
+    notify_max_attempts, notify_backoff_s: where priority 1 records are announced
+        (`api.service.notifications`); nothing is sent without a webhook URL or an SMTP host
+        with recipients.
     tile_url: an XYZ tile server the deployment runs (TAGTRAIL_TILE_URL,
         ``https://tiles.example/{z}/{x}/{y}.png``); its origin is the only one the
         console's Content-Security-Policy lets images come from. None: no tiles.
@@ -177,6 +183,14 @@ class Settings(BaseSettings):
     console_max_s: int = DEFAULT_CONSOLE_MAX_S
     mitigation_days: int = 20
     review_every_days: int = 91
+    notify_webhook_url: str | None = None
+    notify_email_to: tuple[str, ...] = ()
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_from: str = "tagtrail@localhost"
+    notify_max_attempts: int = 6
+    notify_backoff_s: float = 2.0
     tile_url: str | None = None
     tile_file: Path | None = None
     breach_evidence: Literal["window", "request"] = "window"
@@ -244,6 +258,23 @@ class Settings(BaseSettings):
     def _idle(cls, value: Any) -> int:
         if not _is_whole(value) or not 60 <= value <= 86400:
             raise ValueError(f"console_idle_s must be whole seconds from 60 to 86400, got {value!r}")
+        return value
+
+    @field_validator("notify_webhook_url", mode="before")
+    @classmethod
+    def _webhook(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"notify_webhook_url must be an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("notify_max_attempts", mode="before")
+    @classmethod
+    def _attempts(cls, value: Any) -> int:
+        if not _is_whole(value) or not 1 <= value <= 50:
+            raise ValueError(f"notify_max_attempts must be a whole number from 1 to 50, got {value!r}")
         return value
 
     @field_validator("review_every_days", mode="before")

@@ -7,7 +7,7 @@ The schema is created and changed only by Alembic migrations
 """
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "ZoneVersion", "Correction", "BreachRow", "BreachEvent",
@@ -436,3 +436,21 @@ class EquipmentFaultDecision(Base):
     reason: Mapped[str] = mapped_column(Text)
     decided_by: Mapped[int] = mapped_column(Integer)
     decided_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Notification(Base):
+    """One message to send about one record version on one channel (webhook or email): the outbox."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("breach_id", "version", "channel", name="uq_notification_version_channel"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    breach_id: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(10))
+    payload_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), index=True)  # pending, sent, dead
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    sent_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -26,6 +26,7 @@ from api.service.stream.detector_state import DetectorStore, home_policy, policy
 from api.service.stream.intake_link import IntakeLink
 from api.service.stream.log_reader import LogReader, LogRows
 from api.service.stream.queue_writer import QueueWriter
+from api.service.notifications import notify_cycle
 from api.service.stream.runner import Runner, sign_if_due
 from api.settings import Settings
 
@@ -158,6 +159,7 @@ class StreamService:
         if self.compaction.due(self.state.watermark):
             self.compact()
         sign_if_due(self.audit, self._read_only)
+        notify_cycle(self.factory, self.settings, now_ms=self.clock())
 
     # ------------------------------------------------------------ a pass
     def run_pending(self, *, limit: int = 200_000) -> PassStats:
