@@ -103,6 +103,7 @@ record_device_fault      POST   /v1/device-faults                               
 list_device_faults       GET    /v1/device-faults                                200  200  200  200  403  403
 decide_equipment_fault   POST   /v1/breaches/{breach_id}/equipment-fault         200  403  403  403  403  403
 report_casework          GET    /v1/reports/casework                             403  200  200  200  403  403
+report_device_health     GET    /v1/reports/device-health                        403  200  200  200  403  403
 list_notifications       GET    /v1/notifications                                403  403  403  200  403  403
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
@@ -228,6 +229,8 @@ _SIMPLE = {
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
     "report_casework": lambda env: ("GET", "/v1/reports/casework?format=xlsx", None),
     "list_notifications": lambda env: ("GET", "/v1/notifications?status=dead", None),
+    "report_device_health": lambda env: ("GET", "/v1/reports/device-health?from=2024-03-01T00:00:00Z"
+                                                "&to=2024-03-10T00:00:00Z", None),
     "post_fixes": lambda env: ("POST", "/v1/fixes", {"fixes": [{"device_id": "D-000000", "ts": ts(1, 7),
                                                                 "lat": 53.4, "lon": -2.9}]}),
     "breach_queue": lambda env: ("GET", "/v1/breaches/queue?limit=5", None),
@@ -443,7 +446,7 @@ CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_acces
                      "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
                      "get_escalation", "decide_escalation", "escalation_letter", "set_owner", "reviews_due",
                      "reviews_overdue", "review_summary", "record_review", "decide_equipment_fault",
-                     "list_notifications",
+                     "list_notifications", "report_device_health",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

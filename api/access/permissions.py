@@ -70,6 +70,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "record_review": frozenset({"caseworker"}),
     "report_reviews": _OVERSIGHT,
     "report_casework": _OVERSIGHT,
+    "report_device_health": _OVERSIGHT,
     "list_notifications": frozenset({"admin"}),
     "register_device": frozenset({"admin"}),
     "list_devices": _STAFF,
@@ -116,7 +117,7 @@ PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "get_subject", "subject_compliance", "record_mitigation", "list_mitigations", "get_mitigation",
     "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",
     "set_owner", "review_summary", "record_review", "reviews_due", "reviews_overdue", "decide_equipment_fault",
-    "list_notifications",
+    "list_notifications", "report_device_health",
     "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
     "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home

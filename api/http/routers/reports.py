@@ -16,6 +16,9 @@ from api.http.errors import Unprocessable
 from api.http.guard import GuardedRoute
 from api.http.schemas import fmt_ts, parse_ts
 from api.service.casework_report import casework_report, casework_rows
+from api.service.device_health import health_report
+from api.service.stream.detector_state import home_policy
+from trails.timestamps import DAY_MS
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -106,3 +109,25 @@ def report_casework(session: SessionDep, user: CurrentUser, audit: AuditDep, set
                         headers={"Content-Disposition": 'attachment; filename="casework.csv"'})
     return Response(xlsxsafe.workbook_bytes([("casework", casework_rows(report))]), media_type=XLSX,
                     headers={"Content-Disposition": 'attachment; filename="casework.xlsx"'})
+
+
+@router.get("/device-health", operation_id="report_device_health")
+def report_device_health(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep,
+                         clock: ClockDep, from_: From = None, to: To = None,
+                         percentile: Annotated[float, Query(ge=50, le=100)] = 99.0) -> dict:
+    """Per device: discharge rate (%/h while not charging), charges per day, poor-accuracy share, gaps
+    per day, and the measures it is suspect on (above the `percentile` of other batches' devices);
+    suspect batches; charging compliance per wearer. Default period: the last 28 days. Audited.
+
+    Roles: approver, auditor, admin.
+    """
+    now = clock()
+    from_ms, to_ms = _period(from_, to)
+    to_ms = now if to_ms is None else to_ms
+    from_ms = to_ms - 28 * DAY_MS if from_ms is None else from_ms
+    report = health_report(session, settings.home, start_ms=from_ms, end_ms=to_ms,
+                           gap_ms=home_policy(settings.home).gap_ms, percentile=percentile)
+    audit.append(session, action="report.read", actor=user, now_ms=now,
+                 detail={"report": "device-health", "from": report["from"], "to": report["to"]})
+    commit(session, audit)
+    return report
