@@ -185,3 +185,31 @@ def test_failures_are_retried_with_backoff_then_dead_lettered(api_env):
     finally:
         flaky.close()
         dead.close()
+
+
+def test_a_record_the_ladder_refers_immediately_is_announced_too(api_env):
+    """A home ladder that refers every exclusion-zone entry (priority 2) immediately: such a record is
+    announced like a priority 1 one; a priority 2 record of another type is not."""
+    from api.db.models import BreachRow
+    from api.service.notifications import notify_cycle
+
+    env = api_env
+    hook = Receiver()
+    try:
+        (env.home / "escalation.json").write_text(json.dumps({
+            "window_days": 182, "steps": [{"step": "warning_letter_1", "at": 1}],
+            "immediate": [{"step": "refer_immediately", "types": ["exclusion_entry"], "priority": 2}]}))
+        _configure(env, notify_webhook_url=hook.url)
+        t = env.clock() - 2 * H
+        with env.session() as s:
+            for n, kind in enumerate(("exclusion_entry", "curfew_absence")):
+                bid = hashlib.sha256(f"refer:{n}".encode()).hexdigest()[:16]
+                s.add(BreachRow(breach_id=bid, kind="breach", type=kind, subject_id=env.subjects[0],
+                                device_id="D-X", zone_id=None, start=format_ms(t), end=format_ms(t + H), start_ms=t,
+                                end_ms=t + H, duration_s=3600.0, priority=2, first_seen_ms=t, updated_ms=t,
+                                status="new"))
+            s.commit()
+        notify_cycle(env.app.state.session_factory, env.app.state.settings, now_ms=env.clock())
+        assert [json.loads(body)["type"] for _, body in hook.got] == ["exclusion_entry"]
+    finally:
+        hook.close()

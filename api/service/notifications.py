@@ -1,6 +1,7 @@
 """Notifications of the records that cannot wait: priority 1 (strap tamper,
-out of contact, a missed curfew) reach the wearer's owner and the Hub's
-team within seconds of detection, by a signed webhook and by email.
+out of contact, a missed curfew) and any record the escalation ladder
+refers immediately (its `immediate` rules: a type at a priority) reach the
+Hub's team within seconds of detection, by a signed webhook and by email.
 
 An outbox (`Notification`): each record version (its type, priority, start
 and end) gets one row per configured channel, so nothing is sent twice for
@@ -29,11 +30,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db.models import BreachRow, Notification, User, Wearer
+from api.service.ladder import LadderError, load_ladder
 from api.service.london import london_time
 from api.settings import Settings
 
@@ -72,14 +74,25 @@ def _payload(session: Session, b: BreachRow) -> dict:
             "console_path": f"/breaches/{b.breach_id}"}
 
 
+def _immediate_rules(settings: Settings):
+    try:
+        return load_ladder(settings.home).immediate
+    except LadderError:  # a broken escalation.json is reported where the ladder is read; priority 1 still goes
+        return ()
+
+
 def enqueue(session: Session, settings: Settings, *, now_ms: int) -> int:
-    """Outbox rows for every live priority 1 record version not yet queued; returns how many."""
+    """Outbox rows for every live urgent record version not yet queued (priority 1, or a type and priority
+    the escalation ladder refers immediately); returns how many."""
     chans = channels(settings)
     if not chans:
         return 0
     done = {(n.breach_id, n.version, n.channel) for n in session.scalars(select(Notification))}
     added = 0
-    for b in session.scalars(select(BreachRow).where(BreachRow.priority == 1, BreachRow.status != "withdrawn")):
+    urgent = [BreachRow.priority == 1]  # and whatever the ladder in force refers immediately
+    for _, types, priority in _immediate_rules(settings):
+        urgent.append(and_(BreachRow.type.in_(sorted(types)), BreachRow.priority == priority))
+    for b in session.scalars(select(BreachRow).where(or_(*urgent), BreachRow.status != "withdrawn")):
         v = _version(b)
         for ch in chans:
             if (b.breach_id, v, ch) in done:
