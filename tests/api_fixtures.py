@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-__all__ = ["api_template", "api_env", "ApiEnv", "Clock", "USERS", "make_env", "copy_env", "VALID_TEXT", "DAY_MS",
+__all__ = ["api_template", "api_env", "ApiEnv", "Clock", "USERS", "make_env", "copy_env", "VALID_TEXT", "DAY_MS", "audit_entries",
            "ts", "request_body", "create_request", "decide", "close_env"]
 
 DAY_MS = 86_400_000
@@ -154,3 +154,14 @@ def create_request(env: ApiEnv, who: str = "caseworker", **overrides) -> dict:
 def decide(env: ApiEnv, request_id: int, who: str = "approver", outcome: str = "data_provided", **extra):
     body = {"outcome": outcome, "reason": "Necessary and proportionate for the stated ground and period.", **extra}
     return env.client.post(f"/v1/access-requests/{request_id}/decision", json=body, headers=env.h(who))
+
+
+def audit_entries(env: ApiEnv, action: str) -> list[dict]:
+    """Every audit entry with `action`, oldest first, as the log holds it (JSON)."""
+    import json
+
+    from api.db.models import AuditEntry
+
+    with env.session() as s:
+        return [json.loads(e) for e in s.scalars(select(AuditEntry.entry).where(AuditEntry.action == action)
+                                                 .order_by(AuditEntry.idx))]

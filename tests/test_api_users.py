@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
 
-from api.db.models import AuditEntry
-from api_fixtures import api_env, api_template  # noqa: F401
+from api_fixtures import api_env, api_template, audit_entries  # noqa: F401
 
 
-def _entries(env, action: str) -> list[dict]:
-    with env.session() as s:
-        return [json.loads(e) for e in s.scalars(select(AuditEntry.entry).where(AuditEntry.action == action)
-                                                  .order_by(AuditEntry.idx))]
-
+_entries = audit_entries
 
 def test_add_list_and_revoke_an_account(api_env):
     env = api_env

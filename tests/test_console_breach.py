@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
+from api_fixtures import api_env, api_template, audit_entries  # noqa: F401 (fixtures)
 from breach_records import add_curfew_record
 from test_console_session import sign_in
 
@@ -23,13 +23,7 @@ def env(api_env):
     return api_env
 
 
-def _entries(env, action: str) -> list[dict]:
-    from api.db.models import AuditEntry
-
-    with env.session() as s:
-        return [json.loads(e) for e in s.scalars(select(AuditEntry.entry).where(AuditEntry.action == action)
-                                                 .order_by(AuditEntry.idx))]
-
+_entries = audit_entries
 
 def _breach(env):
     """The curfew record `add_curfew_record` adds (once per test home)."""

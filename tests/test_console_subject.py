@@ -16,7 +16,7 @@ import json
 import re
 
 import pytest
-from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
+from api_fixtures import api_env, api_template, audit_entries  # noqa: F401 (fixtures)
 from breach_records import add_curfew_record
 from sqlalchemy import select
 from test_console_session import sign_in
@@ -33,13 +33,7 @@ def env(api_env):
     return api_env
 
 
-def _entries(env, action: str) -> list[dict]:
-    from api.db.models import AuditEntry
-
-    with env.session() as s:
-        return [json.loads(e) for e in s.scalars(select(AuditEntry.entry).where(AuditEntry.action == action)
-                                                 .order_by(AuditEntry.idx))]
-
+_entries = audit_entries
 
 def _fixes(day: int, lat: float, lon: float) -> list[dict]:
     """One fix a minute from 18:00Z on 2024-03-(4+day) to 08:00Z the next day."""

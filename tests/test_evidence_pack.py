@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 
 import numpy as np
 import pytest
-from sqlalchemy import select
 
-from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
+from api_fixtures import api_env, api_template, audit_entries  # noqa: F401 (fixtures)
 from test_console_breach import _breach
 
 
@@ -25,13 +23,7 @@ def env(api_env):
     return api_env
 
 
-def _entries(env, action: str) -> list[dict]:
-    from api.db.models import AuditEntry
-
-    with env.session() as s:
-        return [json.loads(e) for e in s.scalars(select(AuditEntry.entry).where(AuditEntry.action == action)
-                                                 .order_by(AuditEntry.idx))]
-
+_entries = audit_entries
 
 def _pdf_text(data: bytes) -> str:
     from pypdf import PdfReader

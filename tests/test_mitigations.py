@@ -12,7 +12,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
+from api_fixtures import api_env, api_template, audit_entries  # noqa: F401 (fixtures)
 from trails.timestamps import parse_timestamp
 
 TEXT = "I was in hospital that night: the discharge letter is attached."
@@ -23,13 +23,7 @@ def env(api_env):
     return api_env
 
 
-def _entries(env, action: str) -> list[dict]:
-    from api.db.models import AuditEntry
-
-    with env.session() as s:
-        return [json.loads(e) for e in s.scalars(select(AuditEntry.entry).where(AuditEntry.action == action)
-                                                 .order_by(AuditEntry.idx))]
-
+_entries = audit_entries
 
 def _breaches(env, subject: str) -> list[str]:
     from api.db.models import BreachRow

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.db.models import BreachRow, Device, DeviceFault, EquipmentFaultDecision, User
-from api.service.mitigations import MitigationError
+from api.service.casework_errors import CaseworkError
 from trails.timestamps import format_ms
 
 __all__ = ["DeviceError", "DeviceIn", "register_device", "record_fault", "fault_marks", "decide_fault",
@@ -28,7 +28,7 @@ __all__ = ["DeviceError", "DeviceIn", "register_device", "record_fault", "fault_
 FAULT_DECISIONS = ("fault_confirmed", "fault_cleared")
 
 
-class DeviceError(MitigationError):
+class DeviceError(CaseworkError):
     """A register or fault call that cannot be done (422)."""
 
 

@@ -19,12 +19,13 @@ from api.db.models import BreachRow, EscalationDecision, User
 from api.service.devices import not_counted_for_escalation
 from api.service.ladder import Counted, Ladder, Proposal, Taken, propose
 from api.service.london import london_time
-from api.service.mitigations import LETTERS, MitigationError, excused_breach_ids
+from api.service.casework_errors import CaseworkError
+from api.service.mitigations import LETTERS, excused_breach_ids
 
 __all__ = ["EscalationError", "wearer_proposal", "decide_escalation", "decisions_of"]
 
 
-class EscalationError(MitigationError):
+class EscalationError(CaseworkError):
     """An escalation decision that cannot be made (422)."""
 
 

@@ -25,29 +25,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.db.models import BreachRow, Mitigation, MitigationBreach, User
+from api.service.casework_errors import CaseworkConflict, CaseworkError, CaseworkNotFound
 from api.service.london import LONDON, london_time
 
-__all__ = ["CHANNELS", "MitigationError", "UnknownMitigation", "NewMitigation", "due_after", "record_mitigation",
+__all__ = ["CHANNELS", "NewMitigation", "due_after", "record_mitigation",
            "decide_mitigation", "list_mitigations", "breaches_of", "excused_breach_ids", "response_letter",
-           "AlreadyDecided", "LETTERS"]
+           "LETTERS"]
 
 #: The response letters' templates (one per outcome).
 LETTERS = Path(__file__).resolve().parent / "templates" / "letters"
 CHANNELS = ("letter", "email", "phone", "in_person", "legal_rep", "other")
 
 
-class MitigationError(Exception):
-    """A mitigation call that cannot be done; `status` is the API's answer."""
-
-    status = 422
-
-
-class UnknownMitigation(MitigationError):
-    status = 404
-
-
-class AlreadyDecided(MitigationError):
-    status = 409
 
 
 @dataclass(frozen=True)
@@ -81,18 +70,18 @@ def record_mitigation(session: Session, audit, user: User, m: NewMitigation, *, 
                       now_ms: int) -> Mitigation:
     """Record `m`; every breach it names must be the wearer's. Audited ``mitigation.record``."""
     if m.channel not in CHANNELS:
-        raise MitigationError(f"channel must be one of {', '.join(CHANNELS)}, not {m.channel!r}")
+        raise CaseworkError(f"channel must be one of {', '.join(CHANNELS)}, not {m.channel!r}")
     if m.received_ms > now_ms:
-        raise MitigationError("a mitigation cannot be received in the future")
+        raise CaseworkError("a mitigation cannot be received in the future")
     if not m.breach_ids:
-        raise MitigationError("name at least one breach the mitigation is about")
+        raise CaseworkError("name at least one breach the mitigation is about")
     rows = {b.breach_id: b for b in session.scalars(select(BreachRow).where(BreachRow.breach_id.in_(m.breach_ids)))}
     missing = [b for b in m.breach_ids if b not in rows]
     if missing:
-        raise MitigationError(f"no breach {', '.join(missing)}")
+        raise CaseworkError(f"no breach {', '.join(missing)}")
     others = sorted({b for b, row in rows.items() if row.subject_id != m.subject_id})
     if others:
-        raise MitigationError(f"breach {', '.join(others)} is not the wearer's: a mitigation is one wearer's")
+        raise CaseworkError(f"breach {', '.join(others)} is not the wearer's: a mitigation is one wearer's")
     row = Mitigation(subject_id=m.subject_id, received_ms=m.received_ms, channel=m.channel, text=m.text,
                      attachments_json=json.dumps([{"name": n, "sha256": h} for n, h in m.attachments]),
                      recorded_by=user.id, recorded_ms=now_ms, due_ms=due_after(m.received_ms, working_days),
@@ -111,7 +100,7 @@ def record_mitigation(session: Session, audit, user: User, m: NewMitigation, *, 
 def _get(session: Session, mitigation_id: int) -> Mitigation:
     row = session.get(Mitigation, mitigation_id)
     if row is None:
-        raise UnknownMitigation(f"mitigation {mitigation_id} not found")
+        raise CaseworkNotFound(f"mitigation {mitigation_id} not found")
     return row
 
 
@@ -125,10 +114,10 @@ def decide_mitigation(session: Session, audit, user: User, mitigation_id: int, *
                       now_ms: int) -> Mitigation:
     """Accept (excuse the breaches) or reject a pending mitigation. Audited ``mitigation.decide``."""
     if outcome not in ("accepted", "rejected"):
-        raise MitigationError(f"outcome must be accepted or rejected, not {outcome!r}")
+        raise CaseworkError(f"outcome must be accepted or rejected, not {outcome!r}")
     row = _get(session, mitigation_id)
     if row.status != "pending":
-        raise AlreadyDecided(f"mitigation {mitigation_id} was already {row.status}")
+        raise CaseworkConflict(f"mitigation {mitigation_id} was already {row.status}")
     row.status, row.decided_by, row.decided_ms, row.reason = outcome, user.id, now_ms, reason
     audit.append(session, action="mitigation.decide", actor=user, subject_id=row.subject_id, now_ms=now_ms,
                  justification_ref=f"mitigation:{row.id}",
@@ -164,7 +153,7 @@ def response_letter(session: Session, audit, user: User, mitigation_id: int, *, 
 
     row = _get(session, mitigation_id)
     if row.status == "pending":
-        raise AlreadyDecided(f"mitigation {mitigation_id} has no decision yet: decide it first")
+        raise CaseworkConflict(f"mitigation {mitigation_id} has no decision yet: decide it first")
     env = Environment(loader=FileSystemLoader(LETTERS), autoescape=False, keep_trailing_newline=True,
                       trim_blocks=True, lstrip_blocks=True)
     rows = [session.get(BreachRow, b) for b in breaches_of(session, row.id)]

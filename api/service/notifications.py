@@ -87,12 +87,15 @@ def enqueue(session: Session, settings: Settings, *, now_ms: int) -> int:
     chans = channels(settings)
     if not chans:
         return 0
-    done = {(n.breach_id, n.version, n.channel) for n in session.scalars(select(Notification))}
     added = 0
     urgent = [BreachRow.priority == 1]  # and whatever the ladder in force refers immediately
     for _, types, priority in _immediate_rules(settings):
         urgent.append(and_(BreachRow.type.in_(sorted(types)), BreachRow.priority == priority))
-    for b in session.scalars(select(BreachRow).where(or_(*urgent), BreachRow.status != "withdrawn")):
+    rows = list(session.scalars(select(BreachRow).where(or_(*urgent), BreachRow.status != "withdrawn")))
+    done = {tuple(r) for r in session.execute(select(Notification.breach_id, Notification.version,
+                                                     Notification.channel)
+                                              .where(Notification.breach_id.in_([b.breach_id for b in rows])))}
+    for b in rows:
         v = _version(b)
         for ch in chans:
             if (b.breach_id, v, ch) in done:

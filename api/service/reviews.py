@@ -28,7 +28,8 @@ from api.access.extracts import attendance_windows
 from api.db.models import AssignmentRow, BreachRow, Mitigation, Review, User, Wearer
 from api.service.admin_changes import apply_assignment
 from api.service.detections import load_assignments, load_zones_from_db
-from api.service.mitigations import MitigationError, excused_breach_ids
+from api.service.casework_errors import CaseworkError
+from api.service.mitigations import excused_breach_ids
 from api.service.stream.detector_state import home_policy
 from geofence.model import Assignment
 from trails.timestamps import DAY_MS, format_ms
@@ -41,7 +42,7 @@ OUTCOMES = ("continue", "vary_conditions", "end_monitoring")
 OVERDUE_BANDS = (("1-30 days", 1, 30), ("31-90 days", 31, 90), ("over 90 days", 91, None))
 
 
-class ReviewError(MitigationError):
+class ReviewError(CaseworkError):
     """A review or ownership change that cannot be made (422)."""
 
 

@@ -17,7 +17,8 @@ from api.db.models import Mitigation
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.errors import Conflict, NotFound, Unprocessable
 from api.http.guard import GuardedRoute
-from api.service.mitigations import (CHANNELS, AlreadyDecided, MitigationError, NewMitigation, UnknownMitigation,
+from api.service.casework_errors import CaseworkConflict, CaseworkError, CaseworkNotFound
+from api.service.mitigations import (CHANNELS, NewMitigation,
                                      breaches_of, decide_mitigation, list_mitigations, record_mitigation,
                                      response_letter)
 
@@ -66,11 +67,11 @@ class MitigationPublic(BaseModel):
 def _answered() -> Iterator[None]:
     try:
         yield
-    except UnknownMitigation as exc:
+    except CaseworkNotFound as exc:
         raise NotFound(str(exc)) from None
-    except AlreadyDecided as exc:
+    except CaseworkConflict as exc:
         raise Conflict(str(exc)) from None
-    except MitigationError as exc:
+    except CaseworkError as exc:
         raise Unprocessable(str(exc)) from None
 
 
