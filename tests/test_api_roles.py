@@ -96,6 +96,9 @@ reviews_due              GET    /v1/reviews/due                                 
 reviews_overdue          GET    /v1/reviews/overdue                              200  200  200  200  403  403
 review_summary           GET    /v1/subjects/{subject_id}/review-summary         200  200  200  200  403  403
 record_review            POST   /v1/subjects/{subject_id}/reviews                201  403  403  403  403  403
+set_language             PUT    /v1/subjects/{subject_id}/language               200  403  403  200  403  403
+record_welfare_note      POST   /v1/subjects/{subject_id}/welfare-notes          201  403  403  403  403  403
+list_welfare_notes       GET    /v1/subjects/{subject_id}/welfare-notes          200  200  200  200  403  403
 report_reviews           GET    /v1/reports/reviews                              403  200  200  200  403  403
 register_device          PUT    /v1/devices/{device_id}                          403  403  403  200  403  403
 list_devices             GET    /v1/devices                                      200  200  200  200  403  403
@@ -108,6 +111,7 @@ list_notifications       GET    /v1/notifications                               
 list_users               GET    /v1/admin/users                                  403  403  403  200  403  403
 add_user                 POST   /v1/admin/users                                  403  403  403  201  403  403
 revoke_user              POST   /v1/admin/users/{user_id}/revoke                 403  403  403  200  403  403
+set_user_email           PUT    /v1/admin/users/{user_id}/email                  403  403  403  200  403  403
 list_audit_entries       GET    /v1/audit/entries                                403  403  200  200  403  403
 audit_checkpoint         GET    /v1/audit/checkpoint                             403  403  200  200  403  403
 audit_inclusion_proof    GET    /v1/audit/proof/inclusion                        403  403  200  200  403  403
@@ -209,6 +213,9 @@ def _call_admin_op(env, op: str):
     if op == "revoke_user":  # an account made for this call, so the table's own users stay signed in
         user_id, _ = _add_user(env, f"Leaver {n}", "caseworker")
         return "POST", f"/v1/admin/users/{user_id}/revoke", None
+    if op == "set_user_email":
+        user_id, _ = _add_user(env, f"Emailed {n}", "caseworker")
+        return "PUT", f"/v1/admin/users/{user_id}/email", {"email": f"cw{n}@hub.example.org"}
     body = {"kind": "assignment", "reason": "Fitted the day before it was registered, per the fitting record.",
             "assignment": {"subject_id": f"S-COR-{n}", "device_id": f"D-COR-{n}", "start": ts(0), "zones": []}}
     if op == "propose_correction":
@@ -304,7 +311,11 @@ def _call_review_op(env, op: str):
             "reviews_overdue": ("GET", "/v1/reviews/overdue", None),
             "review_summary": ("GET", f"/v1/subjects/{subject}/review-summary", None),
             "record_review": ("POST", f"/v1/subjects/{subject}/reviews", {"outcome": "continue"}),
-            "report_reviews": ("GET", "/v1/reports/reviews", None)}[op]
+            "report_reviews": ("GET", "/v1/reports/reviews", None),
+            "set_language": ("PUT", f"/v1/subjects/{subject}/language", {"language": "cy"}),
+            "record_welfare_note": ("POST", f"/v1/subjects/{subject}/welfare-notes",
+                                    {"text": "Says the strap rubs; nurse visit arranged."}),
+            "list_welfare_notes": ("GET", f"/v1/subjects/{subject}/welfare-notes", None)}[op]
 
 
 def _call_device_op(env, op: str):
@@ -335,7 +346,8 @@ def _call(env, op: str, who: str):
     elif op in ("register_device", "list_devices", "record_device_fault", "list_device_faults",
                 "decide_equipment_fault"):
         method, url, body = _call_device_op(env, op)
-    elif op in ("set_owner", "reviews_due", "reviews_overdue", "review_summary", "record_review", "report_reviews"):
+    elif op in ("set_owner", "reviews_due", "reviews_overdue", "review_summary", "record_review", "report_reviews",
+                "set_language", "record_welfare_note", "list_welfare_notes"):
         method, url, body = _call_review_op(env, op)
     elif op in ("get_escalation", "decide_escalation", "escalation_letter"):
         method, url, body = _call_escalation_op(env, op)
@@ -446,7 +458,8 @@ CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_acces
                      "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
                      "get_escalation", "decide_escalation", "escalation_letter", "set_owner", "reviews_due",
                      "reviews_overdue", "review_summary", "record_review", "decide_equipment_fault",
-                     "list_notifications", "report_device_health",
+                     "list_notifications", "report_device_health", "set_language", "record_welfare_note",
+                     "list_welfare_notes",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

@@ -16,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import select
 
 from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
 from pg_server import missing_part
@@ -213,3 +214,36 @@ def test_a_record_the_ladder_refers_immediately_is_announced_too(api_env):
         assert [json.loads(body)["type"] for _, body in hook.got] == ["exclusion_entry"]
     finally:
         hook.close()
+
+
+def test_the_owner_is_emailed_at_their_address_and_the_team_too(api_env, smtp):
+    """Issue 13 §6 "notify the owner and a configurable team": the owning caseworker's account address
+    (set by an admin, PUT /v1/admin/users/{id}/email) is added to the team's; with no team address the owner
+    alone is written to; a revoked owner is not."""
+    from api.db.models import User
+    from api.service.notifications import notify_cycle
+
+    env = api_env
+    controller, mails = smtp
+    with env.session() as s:
+        cw1 = s.scalar(select(User.id).where(User.name == "cw-1", User.revoked_ms.is_(None)))
+    r = env.client.put(f"/v1/admin/users/{cw1}/email", headers=env.h("admin"), json={"email": "not an address"})
+    assert r.status_code == 422 and "email must be an address" in r.json()["detail"]
+    r = env.client.put(f"/v1/admin/users/{cw1}/email", headers=env.h("admin"), json={"email": "cw1@hub.example.org"})
+    assert r.status_code == 200 and r.json()["email"] == "cw1@hub.example.org"
+    owned, unowned = env.subjects[0], env.subjects[1]
+    assert env.client.put(f"/v1/subjects/{owned}/owner", headers=env.h("admin"),
+                          json={"owner": "cw-1"}).status_code == 200
+    _configure(env, smtp_host="127.0.0.1", smtp_port=controller.port, notify_email_to=("hub-team@example.org",))
+    factory = env.app.state.session_factory
+    _tamper(env, owned, 1)
+    notify_cycle(factory, env.app.state.settings, now_ms=env.clock())
+    assert [m["To"] for m in mails] == ["hub-team@example.org, cw1@hub.example.org"]
+    _configure(env, notify_email_to=())  # no team address: the owner alone; a wearer with no owner: nobody
+    _tamper(env, owned, 2)
+    _tamper(env, unowned, 3)
+    notify_cycle(factory, env.app.state.settings, now_ms=env.clock())
+    assert [m["To"] for m in mails[1:]] == ["cw1@hub.example.org"]
+    body = mails[1].get_payload()
+    assert "owner: cw-1" in body and "cw1@hub.example.org" not in body
+

@@ -70,7 +70,7 @@ def test_due_overdue_review_and_end_monitoring(env):
     summary = env.client.get("/v1/subjects/S-REV-LATE/review-summary", headers=env.h("caseworker")).json()
     assert summary["breaches_by_type"] == {"curfew_absence": 2} and summary["excused"] == [b1]
     assert summary["mitigations"] == {"accepted": 1} and summary["attendance"] == {}  # no curfew zone
-    assert summary["device_faults"] == "not recorded by tagtrail yet"
+    assert summary["device_faults"] == {"faults": [], "breaches": {}} and summary["welfare_notes"] == []
     r = env.client.post("/v1/subjects/S-REV-LATE/reviews", headers=env.h("caseworker"), json={"outcome": "continue"})
     assert r.status_code == 201, r.text
     review = r.json()

@@ -68,6 +68,9 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "reviews_overdue": _STAFF,
     "review_summary": _STAFF,
     "record_review": frozenset({"caseworker"}),
+    "set_language": frozenset({"caseworker", "admin"}),  # the language letters are written in
+    "record_welfare_note": frozenset({"caseworker"}),
+    "list_welfare_notes": _STAFF,
     "report_reviews": _OVERSIGHT,
     "report_casework": _OVERSIGHT,
     "report_device_health": _OVERSIGHT,
@@ -96,6 +99,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "list_users": frozenset({"admin"}),
     "add_user": frozenset({"admin"}),
     "revoke_user": frozenset({"admin"}),
+    "set_user_email": frozenset({"admin"}),  # where a wearer's owner is told of urgent records
     # changes to conditions in the past: proposed by one admin, decided by another
     "propose_correction": frozenset({"admin"}),
     "list_corrections": frozenset({"admin", "auditor"}),
@@ -117,7 +121,7 @@ PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "get_subject", "subject_compliance", "record_mitigation", "list_mitigations", "get_mitigation",
     "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",
     "set_owner", "review_summary", "record_review", "reviews_due", "reviews_overdue", "decide_equipment_fault",
-    "list_notifications", "report_device_health",
+    "list_notifications", "report_device_health", "set_language", "record_welfare_note", "list_welfare_notes",
     "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
     "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home

@@ -21,6 +21,7 @@ them a distinguishable name.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import unicodedata
@@ -32,13 +33,15 @@ from trails.errors import InputError
 
 from api.db.models import ROLES, User
 
-__all__ = ["EXTERNAL_ORGS", "UserError", "add_user", "revoke_user", "authenticate", "token_digest", "list_users",
+__all__ = ["EXTERNAL_ORGS", "UserError", "add_user", "set_email", "revoke_user", "authenticate", "token_digest", "list_users",
            "person_key", "accounts_of"]
 
 #: Organisations an external `requester` may belong to (External Agency Requests).
 EXTERNAL_ORGS: tuple[str, ...] = ("police", "probation")
 _MAX_NAME = 200
 _MAX_ORG = 100
+#: An email address as far as sending needs one: one @, no spaces or angle brackets, a dotted domain.
+_EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 class UserError(InputError):
@@ -76,7 +79,7 @@ def accounts_of(session: Session, person: str) -> list[User]:
 
 
 def add_user(session: Session, audit, *, name: str, role: str, org: str | None = None,
-             actor: User | None = None, now_ms: int | None = None) -> tuple[User, str]:
+             actor: User | None = None, now_ms: int | None = None, email: str | None = None) -> tuple[User, str]:
     """Create a user and return it with its token (the only time the token exists in clear).
 
     The caller commits (the user and its ``user.add`` audit entry go in one
@@ -103,6 +106,7 @@ def add_user(session: Session, audit, *, name: str, role: str, org: str | None =
     if role == "requester" and org not in EXTERNAL_ORGS:
         raise UserError(f"a requester is an external agency: --org must be one of {', '.join(EXTERNAL_ORGS)}, "
                         f"got {org!r}")
+    _check_email(email)
     person = person_key(name)
     earlier = accounts_of(session, person)
     active = [u for u in earlier if u.revoked_ms is None]
@@ -112,13 +116,34 @@ def add_user(session: Session, audit, *, name: str, role: str, org: str | None =
                         f"{active[0].role}; revoke it first")
     now = _now_ms() if now_ms is None else now_ms
     token = secrets.token_urlsafe(32)
-    user = User(name=name, person=person, role=role, org=org, token_sha256=token_digest(token), created_ms=now)
+    user = User(name=name, person=person, role=role, org=org, email=email, token_sha256=token_digest(token),
+                created_ms=now)
     session.add(user)
     session.flush()
     audit.append(session, action="user.add", actor=actor, now_ms=now,
                  detail={"user_id": user.id, "name": name, "role": role, "org": org,
                          "previous_accounts": [u.id for u in earlier]})
     return user, token
+
+
+def _check_email(email: str | None) -> None:
+    if email is not None and not _EMAIL.match(email):
+        raise UserError(f"email must be an address such as name@example.gov.uk, not {email[:80]!r}")
+
+
+def set_email(session: Session, audit, *, user_id: int, email: str | None, actor: User | None = None,
+              now_ms: int | None = None) -> User:
+    """Give an active account an email address (None: none); urgent records reach a wearer's owner there.
+    The caller commits. Audited ``user.email`` (the address itself stays in the users table)."""
+    _check_email(email)
+    user = session.get(User, user_id)
+    if user is None or user.revoked_ms is not None:
+        raise UserError(f"no active user with id {user_id}")
+    user.email = email
+    session.flush()
+    audit.append(session, action="user.email", actor=actor, now_ms=_now_ms() if now_ms is None else now_ms,
+                 detail={"user_id": user.id, "has_email": email is not None})
+    return user
 
 
 def revoke_user(session: Session, audit, *, name: str | None = None, user_id: int | None = None,

@@ -22,6 +22,7 @@ from api.db.models import ROLES
 EPILOG = """\
 examples:
   tagtrail users add --name "A. Approver" --role approver --org "home office"
+  tagtrail users add --name "C. Caseworker" --role caseworker --email c.caseworker@example.gov.uk
   TOKEN=$(tagtrail users add --home /tmp/tt --name pc-4021 --role requester --org police)
   FEED=$(tagtrail users add --home /tmp/tt --name supplier --role feed)
   tagtrail users revoke --home /tmp/tt --name pc-4021
@@ -47,6 +48,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     add.add_argument("--name", required=True, help="who this is (appears in the audit log)")
     add.add_argument("--role", required=True, help=f"one of {', '.join(ROLES)}")
     add.add_argument("--org", default=None, help="organisation; police or probation for a requester")
+    add.add_argument("--email", default=None, help="a caseworker's address: urgent records of the wearers they own "
+                                                  "are emailed there")
     add.set_defaults(func=run_add)
     rev = verbs.add_parser("revoke", help="revoke a user's token", epilog=EPILOG, formatter_class=EXAMPLES_FORMATTER)
     add_home_option(rev)
@@ -65,7 +68,8 @@ def run_add(args: argparse.Namespace) -> int:
     from api.access.users import accounts_of, add_user
 
     with audited_change(resolve_home(args.home)) as (session, audit):
-        user, token = add_user(session, audit, name=args.name, role=args.role, org=args.org)
+        user, token = add_user(session, audit, name=args.name, role=args.role, org=args.org,
+                               email=args.email)
         earlier = [u for u in accounts_of(session, user.person) if u.id != user.id]
     print(f"added user {user.id} ({user.name}, {user.role}); token on stdout, shown only this once", file=sys.stderr)
     if earlier:

@@ -48,6 +48,7 @@ class User(Base):
     person: Mapped[str] = mapped_column(String(200), index=True)
     role: Mapped[str] = mapped_column(String(20))
     org: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)  # urgent records reach an owner here
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     revoked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -382,6 +383,19 @@ class Wearer(Base):
     subject_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     owner_since_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    language: Mapped[str | None] = mapped_column(String(35), nullable=True)  # BCP 47 tag; None: English
+
+
+class WelfareNote(Base):
+    """A note staff record about a wearer's welfare (health, housing, family): a review of the period
+    is pre-filled with them."""
+
+    __tablename__ = "welfare_notes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[int] = mapped_column(Integer)
+    recorded_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class Review(Base):

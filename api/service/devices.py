@@ -23,7 +23,7 @@ from api.service.casework_errors import CaseworkError
 from trails.timestamps import format_ms
 
 __all__ = ["DeviceError", "DeviceIn", "register_device", "record_fault", "fault_marks", "decide_fault",
-           "not_counted_for_escalation", "FAULT_DECISIONS"]
+           "not_counted_for_escalation", "FAULT_DECISIONS", "faults_by_device", "faults_worn"]
 
 FAULT_DECISIONS = ("fault_confirmed", "fault_cleared")
 
@@ -74,7 +74,8 @@ def record_fault(session: Session, audit, user: User, *, device_id: str | None, 
     return row
 
 
-def _faults_by_device(session: Session, device_ids: set[str]) -> dict[str, list[DeviceFault]]:
+def faults_by_device(session: Session, device_ids: set[str]) -> dict[str, list[DeviceFault]]:
+    """device_id -> the faults on it: its own, and its batch's (a recall)."""
     batches = dict(session.execute(select(Device.device_id, Device.batch).where(Device.device_id.in_(device_ids))).all())
     faults = session.scalars(select(DeviceFault).where(or_(DeviceFault.device_id.in_(device_ids),
                                                            DeviceFault.batch.in_(set(batches.values())))))
@@ -89,7 +90,7 @@ def _faults_by_device(session: Session, device_ids: set[str]) -> dict[str, list[
 def fault_marks(session: Session, breaches: list[BreachRow]) -> dict[str, tuple[int, str]]:
     """breach_id -> (fault id, state) for each breach inside a fault: state ``suspected_equipment_fault``
     until decided, then the decision."""
-    by_device = _faults_by_device(session, {b.device_id for b in breaches})
+    by_device = faults_by_device(session, {b.device_id for b in breaches})
     decided = {d.breach_id: d for d in session.scalars(select(EquipmentFaultDecision).where(
         EquipmentFaultDecision.breach_id.in_([b.breach_id for b in breaches])))}
     out = {}
@@ -101,6 +102,20 @@ def fault_marks(session: Session, breaches: list[BreachRow]) -> dict[str, tuple[
             d = decided.get(b.breach_id)
             out[b.breach_id] = (fault.id, d.decision if d else "suspected_equipment_fault")
     return out
+
+
+def faults_worn(session: Session, worn: list[tuple[str, int, int | None]], start_ms: int,
+                end_ms: int) -> list[tuple[str, DeviceFault]]:
+    """(device_id, fault) for each fault open during [start_ms, end_ms) on a device while it was worn
+    (`worn`: (device_id, from, until or None)), oldest fault first: what a review must see."""
+    by_device = faults_by_device(session, {d for d, _, _ in worn})
+    out = {}
+    for device_id, w_start, w_end in worn:
+        lo, hi = max(start_ms, w_start), end_ms if w_end is None else min(end_ms, w_end)
+        for f in by_device.get(device_id, []):
+            if lo < hi and f.start_ms < hi and (f.end_ms is None or lo < f.end_ms):
+                out[(f.id, device_id)] = (device_id, f)
+    return [out[k] for k in sorted(out)]
 
 
 def not_counted_for_escalation(session: Session, subject_id: str) -> set[str]:

@@ -2,16 +2,17 @@
 (`api.service.ladder.propose`, fed from the database), and the caseworker's
 decision on it: confirmed, or overridden to another step (or to no action)
 with a reason. Each decision records the ladder version, the breaches it
-counted and, when its step has a letter template
-(``templates/letters/<step>.txt``), the letter and its SHA-256. The caller
+counted and, when its step has a letter template (``<step>.txt``, in the
+wearer's language where one exists: `api.service.letters`), the letter and
+its SHA-256. The caller
 commits each change with its audit entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, TemplateNotFound
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,8 @@ from api.service.devices import not_counted_for_escalation
 from api.service.ladder import Counted, Ladder, Proposal, Taken, propose
 from api.service.london import london_time
 from api.service.casework_errors import CaseworkError
-from api.service.mitigations import LETTERS, excused_breach_ids
+from api.service.letters import Letter, render_letter, wearer_language
+from api.service.mitigations import excused_breach_ids
 
 __all__ = ["EscalationError", "wearer_proposal", "decide_escalation", "decisions_of"]
 
@@ -48,22 +50,17 @@ def wearer_proposal(session: Session, ladder: Ladder, subject_id: str, *, now_ms
     return propose(ladder, _records(session, subject_id), taken, now_ms)
 
 
-def _letter(session: Session, step: str, subject_id: str, breach_ids: tuple[str, ...], now_ms: int) -> str | None:
-    env = Environment(loader=FileSystemLoader(LETTERS), autoescape=False, keep_trailing_newline=True,
-                      trim_blocks=True, lstrip_blocks=True)
-    try:
-        template = env.get_template(f"{step}.txt")
-    except TemplateNotFound:
-        return None  # a step with no letter (a referral)
+def _letter(session: Session, home: Path | None, step: str, subject_id: str, breach_ids: tuple[str, ...],
+            now_ms: int) -> Letter | None:
     rows = [session.get(BreachRow, b) for b in breach_ids]
     breaches = [{"breach_id": b.breach_id, "type_text": b.type.replace("_", " "),
                  "start": london_time(b.start_ms).text, "end": london_time(b.end_ms).text} for b in rows]
-    return template.render(subject_id=subject_id, breaches=breaches,
-                           today=london_time(now_ms).text.rsplit(" ", 2)[0])
+    return render_letter(home, step, wearer_language(session, subject_id), subject_id=subject_id,
+                         breaches=breaches, today=london_time(now_ms).text.rsplit(" ", 2)[0])
 
 
 def decide_escalation(session: Session, audit, user: User, ladder: Ladder, subject_id: str, *, step: str | None,
-                      reason: str | None, now_ms: int) -> EscalationDecision:
+                      reason: str | None, now_ms: int, home: Path | None = None) -> EscalationDecision:
     """Record the decision: `step` equal to the proposal confirms it; anything else (another step of this
     ladder, or None for no action) overrides it and needs `reason`. Audited ``escalation.decide``."""
     proposal = wearer_proposal(session, ladder, subject_id, now_ms=now_ms)
@@ -73,7 +70,8 @@ def decide_escalation(session: Session, audit, user: User, ladder: Ladder, subje
     overridden = step != proposal.step
     if overridden and not (reason or "").strip():
         raise EscalationError(f"the ladder proposes {proposal.step or 'no step'}: say why to do otherwise")
-    letter = _letter(session, step, subject_id, proposal.counted, now_ms) if step else None
+    made = _letter(session, home, step, subject_id, proposal.counted, now_ms) if step else None
+    letter = made.text if made is not None else None
     digest = hashlib.sha256(letter.encode("utf-8")).hexdigest() if letter is not None else None
     row = EscalationDecision(subject_id=subject_id, proposed_step=proposal.step, step=step, reason=reason,
                              ladder_version=ladder.version, breach_ids_json=json.dumps(list(proposal.counted)),
@@ -85,5 +83,5 @@ def decide_escalation(session: Session, audit, user: User, ladder: Ladder, subje
                  detail={"decision_id": row.id, "proposed": proposal.step, "step": step, "overridden": overridden,
                          "reason_sha256": hashlib.sha256((reason or "").encode()).hexdigest() if overridden else None,
                          "ladder_version": ladder.version, "breach_ids": list(proposal.counted),
-                         "letter_sha256": digest})
+                         "letter_sha256": digest, "letter_language": made.language if made else None})
     return row

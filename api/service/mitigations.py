@@ -26,14 +26,13 @@ from sqlalchemy.orm import Session
 
 from api.db.models import BreachRow, Mitigation, MitigationBreach, User
 from api.service.casework_errors import CaseworkConflict, CaseworkError, CaseworkNotFound
+from api.service.letters import render_letter, wearer_language
 from api.service.london import LONDON, london_time
 
 __all__ = ["CHANNELS", "NewMitigation", "due_after", "record_mitigation",
            "decide_mitigation", "list_mitigations", "breaches_of", "excused_breach_ids", "response_letter",
-           "LETTERS"]
+           ]
 
-#: The response letters' templates (one per outcome).
-LETTERS = Path(__file__).resolve().parent / "templates" / "letters"
 CHANNELS = ("letter", "email", "phone", "in_person", "legal_rep", "other")
 
 
@@ -146,25 +145,27 @@ def excused_breach_ids(session: Session, subject_id: str) -> set[str]:
         .where(Mitigation.subject_id == subject_id, Mitigation.status == "accepted")))
 
 
-def response_letter(session: Session, audit, user: User, mitigation_id: int, *, now_ms: int) -> tuple[bytes, str]:
+def response_letter(session: Session, audit, user: User, mitigation_id: int, *, now_ms: int,
+                    home: Path | None = None) -> tuple[bytes, str]:
     """The decided mitigation's response letter (plain text from the outcome's template) and its SHA-256;
     audited ``mitigation.letter`` with the hash. 409 while it is pending."""
-    from jinja2 import Environment, FileSystemLoader
-
     row = _get(session, mitigation_id)
     if row.status == "pending":
         raise CaseworkConflict(f"mitigation {mitigation_id} has no decision yet: decide it first")
-    env = Environment(loader=FileSystemLoader(LETTERS), autoescape=False, keep_trailing_newline=True,
-                      trim_blocks=True, lstrip_blocks=True)
     rows = [session.get(BreachRow, b) for b in breaches_of(session, row.id)]
     breaches = [{"kind": b.kind, "breach_id": b.breach_id, "type_text": b.type.replace("_", " "),
                  "start": london_time(b.start_ms).text, "end": london_time(b.end_ms).text} for b in rows]
-    text = env.get_template(f"mitigation_{row.status}.txt").render(
-        m=row, breaches=breaches, today=london_time(now_ms).text.rsplit(" ", 2)[0],
+    letter = render_letter(
+        home, f"mitigation_{row.status}", wearer_language(session, row.subject_id), m=row, breaches=breaches,
+        today=london_time(now_ms).text.rsplit(" ", 2)[0],
         received=london_time(row.received_ms).text.rsplit(" ", 2)[0], channel=row.channel.replace("_", " "))
+    if letter is None:
+        raise CaseworkError(f"no letter template mitigation_{row.status}.txt")
+    text = letter.text
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     audit.append(session, action="mitigation.letter", actor=user, subject_id=row.subject_id, now_ms=now_ms,
                  justification_ref=f"mitigation:{row.id}",
-                 detail={"mitigation_id": row.id, "outcome": row.status, "letter_sha256": digest})
+                 detail={"mitigation_id": row.id, "outcome": row.status, "letter_sha256": digest,
+                         "letter_language": letter.language})
     return data, digest

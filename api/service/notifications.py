@@ -15,7 +15,9 @@ admins (`GET /v1/notifications?status=dead`).
 The webhook body is JSON signed with HMAC-SHA256 under a per-home key
 (HOME/notify.key, made on first use, 0600), sent as
 ``X-Tagtrail-Signature: sha256=<hex>``. Email goes through `smtplib`
-(host, port, STARTTLS from the settings). A notification never carries
+(host, port, STARTTLS from the settings) to the team (`notify_email_to`)
+and to the wearer's owning caseworker when their account has an address
+(the owner and address as they were when the version was queued). A notification never carries
 coordinates: the record's id, type, priority, times, wearer and owner, and
 where to look in the console.
 """
@@ -45,8 +47,15 @@ SIGNATURE_HEADER = "X-Tagtrail-Signature"
 
 
 def channels(settings: Settings) -> list[str]:
-    return ([] if settings.notify_webhook_url is None else ["webhook"]) + (
-        ["email"] if settings.smtp_host and settings.notify_email_to else [])
+    """The channels configured: the webhook when it has a URL, email when there is an SMTP host (a message
+    goes to the team, `notify_email_to`, and to the wearer's owner when they have an address)."""
+    return ([] if settings.notify_webhook_url is None else ["webhook"]) + (["email"] if settings.smtp_host else [])
+
+
+def _recipients(settings: Settings, payload: dict) -> list[str]:
+    team = list(settings.notify_email_to or ())
+    owner = payload.get("owner_email")
+    return team + ([owner] if owner and owner not in team else [])
 
 
 def signing_key(home: Path) -> bytes:
@@ -67,10 +76,11 @@ def _version(b: BreachRow) -> str:
 
 
 def _payload(session: Session, b: BreachRow) -> dict:
-    owner = session.scalar(select(User.name).join(Wearer, Wearer.owner_id == User.id)
-                           .where(Wearer.subject_id == b.subject_id))
+    owner = session.execute(select(User.name, User.email).join(Wearer, Wearer.owner_id == User.id)
+                            .where(Wearer.subject_id == b.subject_id, User.revoked_ms.is_(None))).first()
     return {"breach_id": b.breach_id, "kind": b.kind, "type": b.type, "priority": b.priority, "start": b.start,
-            "end": b.end, "start_uk": london_time(b.start_ms).text, "subject_id": b.subject_id, "owner": owner,
+            "end": b.end, "start_uk": london_time(b.start_ms).text, "subject_id": b.subject_id,
+            "owner": owner[0] if owner else None, "owner_email": owner[1] if owner else None,
             "console_path": f"/breaches/{b.breach_id}"}
 
 
@@ -97,11 +107,15 @@ def enqueue(session: Session, settings: Settings, *, now_ms: int) -> int:
                                               .where(Notification.breach_id.in_([b.breach_id for b in rows])))}
     for b in rows:
         v = _version(b)
+        payload = None
         for ch in chans:
             if (b.breach_id, v, ch) in done:
                 continue
+            payload = payload or _payload(session, b)
+            if ch == "email" and not _recipients(settings, payload):
+                continue  # nobody to write to: no team address, and the owner has none
             session.add(Notification(breach_id=b.breach_id, version=v, channel=ch,
-                                     payload_json=json.dumps(_payload(session, b), sort_keys=True),
+                                     payload_json=json.dumps(payload, sort_keys=True),
                                      status="pending", attempts=0, next_attempt_ms=now_ms, created_ms=now_ms))
             added += 1
     return added
@@ -117,7 +131,7 @@ def _send_webhook(settings: Settings, body: bytes) -> None:
 
 def _send_email(settings: Settings, payload: dict) -> None:
     msg = EmailMessage()
-    msg["From"], msg["To"] = settings.smtp_from, ", ".join(settings.notify_email_to)
+    msg["From"], msg["To"] = settings.smtp_from, ", ".join(_recipients(settings, payload))
     msg["Subject"] = f"Priority {payload['priority']} {payload['type'].replace('_', ' ')}: wearer {payload['subject_id']}"
     msg.set_content(f"A priority {payload['priority']} record needs action now.\n\n"
                     f"Record: {payload['breach_id']} ({payload['type'].replace('_', ' ')})\n"

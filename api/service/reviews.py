@@ -8,9 +8,9 @@ reports here are the answer.
 A review is decided on a summary of the period since the last one (or the
 start), computed when it is made and kept with it: breaches by type,
 excused ones, attendance per curfew window (home / absent / unknown, no
-coordinates), mitigations received and decided. Device faults and welfare
-notes are not recorded by tagtrail yet, and the summary says so rather
-than showing zeros. ``end_monitoring`` ends the wearer's open assignments at
+coordinates), mitigations received and decided, the device faults open on
+the devices the wearer wore (and how the period's breaches stand against
+them), and the welfare notes staff recorded (`api.service.wearer_details`). ``end_monitoring`` ends the wearer's open assignments at
 the decision time, through the same change an admin makes from now on
 (`api.service.admin_changes.apply_assignment`): detection stops there.
 The caller commits each change with its audit entry.
@@ -29,7 +29,9 @@ from api.db.models import AssignmentRow, BreachRow, Mitigation, Review, User, We
 from api.service.admin_changes import apply_assignment
 from api.service.detections import load_assignments, load_zones_from_db
 from api.service.casework_errors import CaseworkError
+from api.service.devices import fault_marks, faults_worn
 from api.service.mitigations import excused_breach_ids
+from api.service.wearer_details import welfare_notes
 from api.service.stream.detector_state import home_policy
 from geofence.model import Assignment
 from trails.timestamps import DAY_MS, format_ms
@@ -113,7 +115,20 @@ def review_summary(session: Session, home, subject_id: str, start_ms: int, end_m
             "excused": sorted(b.breach_id for b in breaches if b.breach_id in excused),
             "attendance": dict(sorted(Counter(w.status for w in windows).items())),
             "mitigations": dict(sorted(Counter(m.status for m in mitigations).items())),
-            "device_faults": "not recorded by tagtrail yet", "welfare_notes": "not recorded by tagtrail yet"}
+            "device_faults": _faults(session, assignments, breaches, start_ms, end_ms),
+            "welfare_notes": [{"id": n.id, "recorded": format_ms(n.recorded_ms), "text": n.text}
+                              for n in welfare_notes(session, subject_id, start_ms=start_ms, end_ms=end_ms)]}
+
+
+def _faults(session: Session, assignments, breaches: list[BreachRow], start_ms: int, end_ms: int) -> dict:
+    """The faults open on the wearer's devices while worn in the period, and how the period's breaches
+    stand against them (suspected, confirmed, cleared)."""
+    worn = [(a.device_id, a.start_ms, a.end_ms) for a in assignments]
+    listed = [{"fault_id": f.id, "device_id": d, "batch": f.batch, "start": format_ms(f.start_ms),
+               "end": format_ms(f.end_ms) if f.end_ms is not None else None, "description": f.description}
+              for d, f in faults_worn(session, worn, start_ms, end_ms)]
+    marks = Counter(state for _, state in fault_marks(session, breaches).values())
+    return {"faults": listed, "breaches": dict(sorted(marks.items()))}
 
 
 def _end_monitoring(session: Session, audit, user: User, subject_id: str, now_ms: int) -> list[str]:

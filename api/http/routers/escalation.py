@@ -86,7 +86,8 @@ def get_escalation(subject_id: SubjectId, session: SessionDep, user: CurrentUser
 def post_escalation(subject_id: SubjectId, body: EscalationDecisionIn, session: SessionDep, user: CurrentUser,
                     audit: AuditDep, settings: SettingsDep, clock: ClockDep) -> DecisionPublic:
     """Confirm the proposed step (send its step) or override it (another step of the ladder, or null for no
-    action) with a reason; a step with a letter template gets its letter, hashed in the audit entry.
+    action) with a reason; a step with a letter template gets its letter (in the wearer's recorded language
+    where a template exists, English otherwise), hashed in the audit entry.
 
     Roles: caseworker.
 
@@ -94,7 +95,7 @@ def post_escalation(subject_id: SubjectId, body: EscalationDecisionIn, session: 
     """
     try:
         row = decide_escalation(session, audit, user, _ladder(settings), subject_id, step=body.step,
-                                reason=body.reason, now_ms=clock())
+                                reason=body.reason, now_ms=clock(), home=settings.home)
     except EscalationError as exc:
         raise Unprocessable(str(exc)) from None
     out = _public(row)

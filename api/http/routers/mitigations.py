@@ -158,13 +158,16 @@ def post_decision(mitigation_id: MitigationId, body: MitigationDecision, session
             responses={200: {"description": "the response letter; X-Letter-SHA256 is its SHA-256",
                              "content": {"text/plain": {}}}})
 def get_letter(mitigation_id: MitigationId, session: SessionDep, user: CurrentUser, audit: AuditDep,
-               clock: ClockDep) -> Response:
-    """The response letter for a decided mitigation, from the outcome's template; its SHA-256 is audited.
+               settings: SettingsDep, clock: ClockDep) -> Response:
+    """The response letter for a decided mitigation, from the outcome's template in the wearer's recorded
+    language where one exists (HOME/letters/<language>/, then the package's), English otherwise; its
+    SHA-256 is audited.
 
     Roles: caseworker. 404 for an unknown id; 409 while undecided.
     """
     with _answered():
-        data, digest = response_letter(session, audit, user, mitigation_id, now_ms=clock())
+        data, digest = response_letter(session, audit, user, mitigation_id, now_ms=clock(),
+                                       home=settings.home)
     commit(session, audit)
     return Response(content=data, media_type="text/plain; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="mitigation-{mitigation_id}-letter.txt"',

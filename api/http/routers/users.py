@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from api.access.request_input import In, fmt_ts
-from api.access.users import UserError, add_user, list_users, revoke_user
+from api.access.users import UserError, add_user, list_users, revoke_user, set_email
 from api.db.models import User
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
 from api.http.errors import Unprocessable
@@ -34,6 +34,7 @@ class UserPublic(BaseModel):
     name: str
     role: str
     org: str | None
+    email: str | None = Field(None, description="where urgent records of the wearers this user owns are sent")
     created: str
     revoked: str | None = Field(None, description="when the account was revoked; null while it is active")
 
@@ -42,6 +43,12 @@ class UserCreate(In):
     name: str = Field(min_length=1, max_length=200)
     role: Role
     org: str | None = Field(None, max_length=200, description="police or probation for a requester")
+    email: str | None = Field(None, max_length=320, description="for a caseworker: urgent records of the wearers "
+                                                                "they own are emailed here")
+
+
+class EmailIn(In):
+    email: str | None = Field(None, max_length=320, description="null: no address")
 
 
 class UserCreated(BaseModel):
@@ -50,7 +57,7 @@ class UserCreated(BaseModel):
 
 
 def _public(u: User) -> UserPublic:
-    return UserPublic(id=u.id, name=u.name, role=u.role, org=u.org, created=fmt_ts(u.created_ms),
+    return UserPublic(id=u.id, name=u.name, role=u.role, org=u.org, email=u.email, created=fmt_ts(u.created_ms),
                       revoked=None if u.revoked_ms is None else fmt_ts(u.revoked_ms))
 
 
@@ -75,7 +82,8 @@ def post_user(body: UserCreate, session: SessionDep, user: CurrentUser, audit: A
     """
     try:
         new, token = add_user(session, audit, name=body.name.strip(), role=body.role,
-                              org=(body.org or "").strip() or None, actor=user, now_ms=clock())
+                              org=(body.org or "").strip() or None, actor=user, now_ms=clock(),
+                              email=(body.email or "").strip() or None)
     except UserError as exc:
         raise Unprocessable(str(exc)) from None
     out = UserCreated(user=_public(new), token=token)
@@ -97,5 +105,23 @@ def post_revoke(user_id: UserId, session: SessionDep, user: CurrentUser, audit: 
     except UserError as exc:
         raise Unprocessable(str(exc)) from None
     out = _public(gone)
+    commit(session, audit)
+    return out
+
+
+@router.put("/{user_id}/email", operation_id="set_user_email", response_model=UserPublic)
+def put_email(user_id: UserId, body: EmailIn, session: SessionDep, user: CurrentUser, audit: AuditDep,
+              clock: ClockDep) -> UserPublic:
+    """Set (or, with null, remove) an account's email address: urgent records of the wearers a caseworker
+    owns are emailed there as well as to the team (`notify_email_to`).
+
+    Roles: admin. 422 for a malformed address or no active account with that id.
+    """
+    try:
+        row = set_email(session, audit, user_id=user_id, email=(body.email or "").strip() or None, actor=user,
+                        now_ms=clock())
+    except UserError as exc:
+        raise Unprocessable(str(exc)) from None
+    out = _public(row)
     commit(session, audit)
     return out
