@@ -24,7 +24,7 @@ from api.service.casework_errors import CaseworkError
 from api.service.letters import Letter, render_letter, wearer_language
 from api.service.mitigations import excused_breach_ids
 
-__all__ = ["EscalationError", "wearer_proposal", "decide_escalation", "decisions_of"]
+__all__ = ["EscalationError", "wearer_proposal", "decide_escalation", "decisions_of", "read_escalation"]
 
 
 class EscalationError(CaseworkError):
@@ -48,6 +48,16 @@ def wearer_proposal(session: Session, ladder: Ladder, subject_id: str, *, now_ms
     """The ladder's proposal for the wearer now (not audited here: the caller audits its read)."""
     taken = [Taken(step=d.step or "", decided_ms=d.decided_ms) for d in decisions_of(session, subject_id)]
     return propose(ladder, _records(session, subject_id), taken, now_ms)
+
+
+def read_escalation(session: Session, audit, user: User, ladder: Ladder, subject_id: str, *,
+                    now_ms: int) -> tuple[Proposal, list[EscalationDecision]]:
+    """The proposal and the decisions so far, as staff read them (API and console): audited
+    ``escalation.read`` with the proposal, the ladder version and the breaches counted."""
+    p = wearer_proposal(session, ladder, subject_id, now_ms=now_ms)
+    audit.append(session, action="escalation.read", actor=user, subject_id=subject_id, now_ms=now_ms,
+                 detail={"proposed": p.step, "ladder_version": ladder.version, "breach_ids": list(p.counted)})
+    return p, decisions_of(session, subject_id)
 
 
 def _letter(session: Session, home: Path | None, step: str, subject_id: str, breach_ids: tuple[str, ...],

@@ -30,7 +30,7 @@ from api.service.letters import render_letter, wearer_language
 from api.service.london import LONDON, london_time
 
 __all__ = ["CHANNELS", "NewMitigation", "due_after", "record_mitigation",
-           "decide_mitigation", "list_mitigations", "breaches_of", "excused_breach_ids", "response_letter",
+           "decide_mitigation", "list_mitigations", "read_mitigations", "breaches_of", "excused_breach_ids", "response_letter",
            ]
 
 CHANNELS = ("letter", "email", "phone", "in_person", "legal_rep", "other")
@@ -136,6 +136,15 @@ def list_mitigations(session: Session, *, subject_id: str | None = None, status:
     if overdue_at is not None:
         q = q.where(Mitigation.status == "pending", Mitigation.due_ms <= overdue_at)
     return list(session.scalars(q.limit(limit)))
+
+
+def read_mitigations(session: Session, audit, user: User, *, now_ms: int, subject_id: str | None = None,
+                     status: str | None = None, overdue: bool = False) -> list[Mitigation]:
+    """`list_mitigations` as staff read it (API and console): audited ``mitigation.list`` with the ids."""
+    rows = list_mitigations(session, subject_id=subject_id, status=status, overdue_at=now_ms if overdue else None)
+    audit.append(session, action="mitigation.list", actor=user, now_ms=now_ms, subject_id=subject_id,
+                 detail={"status": status, "overdue": overdue, "ids": [m.id for m in rows]})
+    return rows
 
 
 def excused_breach_ids(session: Session, subject_id: str) -> set[str]:

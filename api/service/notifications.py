@@ -41,7 +41,8 @@ from api.service.ladder import LadderError, load_ladder
 from api.service.london import london_time
 from api.settings import Settings
 
-__all__ = ["SIGNATURE_HEADER", "channels", "enqueue", "send_due", "notify_cycle", "signing_key", "sign"]
+__all__ = ["SIGNATURE_HEADER", "channels", "enqueue", "send_due", "notify_cycle", "signing_key", "sign",
+           "read_notifications"]
 
 SIGNATURE_HEADER = "X-Tagtrail-Signature"
 
@@ -177,6 +178,19 @@ def send_due(factory, settings: Settings, *, now_ms: int) -> int:
                 n.next_attempt_ms = now_ms + int(settings.notify_backoff_s * 1000 * 2 ** (n.attempts - 1))
         session.commit()
     return sum(1 for e in outcomes.values() if e is None)
+
+
+def read_notifications(session: Session, audit, user: User, *, status: str | None, now_ms: int,
+                       limit: int = 500) -> list[Notification]:
+    """The outbox, newest first (`status` "dead": the dead-letter list), as an admin reads it (API and
+    console): audited ``notification.list`` with the ids."""
+    q = select(Notification).order_by(Notification.id.desc()).limit(limit)
+    if status is not None:
+        q = q.where(Notification.status == status)
+    rows = list(session.scalars(q))
+    audit.append(session, action="notification.list", actor=user, now_ms=now_ms,
+                 detail={"status": status, "ids": [n.id for n in rows]})
+    return rows
 
 
 def notify_cycle(factory, settings: Settings, *, now_ms: int) -> None:

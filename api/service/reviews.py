@@ -37,7 +37,7 @@ from geofence.model import Assignment
 from trails.timestamps import DAY_MS, format_ms
 
 __all__ = ["OUTCOMES", "ReviewError", "ReviewDue", "set_owner", "review_schedule", "review_summary",
-           "record_review", "OVERDUE_BANDS"]
+           "record_review", "OVERDUE_BANDS", "read_reviews", "read_review_summary"]
 
 OUTCOMES = ("continue", "vary_conditions", "end_monitoring")
 #: Days overdue, for the report: (label, lowest, highest) inclusive; None = no upper bound.
@@ -95,6 +95,34 @@ def review_schedule(session: Session, *, now_ms: int, every_days: int) -> list[R
         since = int(last.get(s) or starts[s])
         out.append(ReviewDue(s, owners.get(s), since, since + every_days * DAY_MS))
     return sorted(out, key=lambda d: (d.due_ms, d.subject_id))
+
+
+def read_reviews(session: Session, audit, user: User, *, now_ms: int, every_days: int,
+                 within_days: int | None = None) -> list[ReviewDue]:
+    """The schedule as staff read it (API and console): due within `within_days` days (overdue included),
+    or, with None, only the overdue. Audited ``review.list`` with the count."""
+    rows = review_schedule(session, now_ms=now_ms, every_days=every_days)
+    if within_days is None:
+        rows = [d for d in rows if d.due_ms < now_ms]
+        detail: dict = {"overdue": True}
+    else:
+        rows = [d for d in rows if d.due_ms <= now_ms + within_days * DAY_MS]
+        detail = {"due_within_days": within_days}
+    audit.append(session, action="review.list", actor=user, now_ms=now_ms, detail={**detail, "count": len(rows)})
+    return rows
+
+
+def read_review_summary(session: Session, audit, user: User, home, subject_id: str, *, now_ms: int,
+                        every_days: int) -> tuple[dict, ReviewDue]:
+    """The summary a review decided now would rest on (the period since the last review or the start),
+    and the wearer's due entry; audited ``review.summary``. `ReviewError` for a wearer not on monitoring."""
+    due = {d.subject_id: d for d in review_schedule(session, now_ms=now_ms, every_days=every_days)}
+    if subject_id not in due:
+        raise ReviewError(f"wearer {subject_id!r} is not on monitoring now")
+    summary = review_summary(session, home, subject_id, due[subject_id].since_ms, now_ms)
+    audit.append(session, action="review.summary", actor=user, subject_id=subject_id, now_ms=now_ms,
+                 detail={"period": summary["period"]})
+    return summary, due[subject_id]
 
 
 def review_summary(session: Session, home, subject_id: str, start_ms: int, end_ms: int) -> dict:

@@ -16,7 +16,7 @@ from api.db.models import AssignmentRow, User, Wearer, WelfareNote
 from api.service.casework_errors import CaseworkError
 from api.service.letters import LANGUAGE_TAG
 
-__all__ = ["WearerError", "set_language", "add_welfare_note", "welfare_notes", "NOTE_MAX"]
+__all__ = ["WearerError", "set_language", "add_welfare_note", "welfare_notes", "read_welfare_notes", "NOTE_MAX"]
 
 #: The longest welfare note, in characters.
 NOTE_MAX = 10_000
@@ -71,3 +71,12 @@ def welfare_notes(session: Session, subject_id: str, *, start_ms: int | None = N
     if end_ms is not None:
         q = q.where(WelfareNote.recorded_ms < end_ms)
     return list(session.scalars(q.order_by(WelfareNote.recorded_ms, WelfareNote.id)))
+
+
+def read_welfare_notes(session: Session, audit, user: User, subject_id: str, *, now_ms: int) -> list[WelfareNote]:
+    """All the wearer's notes, oldest first, as staff read them (API and console): audited
+    ``wearer.welfare_notes.read`` with the ids."""
+    rows = welfare_notes(session, subject_id)
+    audit.append(session, action="wearer.welfare_notes.read", actor=user, subject_id=subject_id, now_ms=now_ms,
+                 detail={"note_ids": [n.id for n in rows]})
+    return rows

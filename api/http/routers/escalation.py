@@ -15,7 +15,7 @@ from api.db.models import EscalationDecision
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.errors import NotFound, Unprocessable
 from api.http.guard import GuardedRoute
-from api.service.escalation import EscalationError, decide_escalation, decisions_of, wearer_proposal
+from api.service.escalation import EscalationError, decide_escalation, read_escalation
 from api.service.ladder import LadderError, load_ladder
 
 router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -72,11 +72,9 @@ def get_escalation(subject_id: SubjectId, session: SessionDep, user: CurrentUser
     Roles: caseworker, approver, auditor, admin.
     """
     ladder, now = _ladder(settings), clock()
-    p = wearer_proposal(session, ladder, subject_id, now_ms=now)
+    p, decisions = read_escalation(session, audit, user, ladder, subject_id, now_ms=now)
     out = EscalationView(subject_id=subject_id, proposed_step=p.step, why=p.why, counted=list(p.counted),
-                         ladder_version=ladder.version, decisions=[_public(d) for d in decisions_of(session, subject_id)])
-    audit.append(session, action="escalation.read", actor=user, subject_id=subject_id, now_ms=now,
-                 detail={"proposed": p.step, "ladder_version": ladder.version, "breach_ids": list(p.counted)})
+                         ladder_version=ladder.version, decisions=[_public(d) for d in decisions])
     commit(session, audit)
     return out
 

@@ -19,7 +19,7 @@ from api.http.errors import Conflict, NotFound, Unprocessable
 from api.http.guard import GuardedRoute
 from api.service.casework_errors import CaseworkConflict, CaseworkError, CaseworkNotFound
 from api.service.mitigations import (CHANNELS, NewMitigation,
-                                     breaches_of, decide_mitigation, list_mitigations, record_mitigation,
+                                     breaches_of, decide_mitigation, read_mitigations, record_mitigation,
                                      response_letter)
 
 router = APIRouter(prefix="/mitigations", tags=["casework"], dependencies=[Depends(authorize)],
@@ -112,10 +112,8 @@ def get_mitigations(session: SessionDep, user: CurrentUser, audit: AuditDep, clo
 
     Roles: caseworker, approver, auditor, admin.
     """
-    now = clock()
-    rows = list_mitigations(session, subject_id=subject_id, status=status, overdue_at=now if overdue else None)
-    audit.append(session, action="mitigation.list", actor=user, now_ms=now, subject_id=subject_id,
-                 detail={"status": status, "overdue": overdue, "ids": [m.id for m in rows]})
+    rows = read_mitigations(session, audit, user, now_ms=clock(), subject_id=subject_id, status=status,
+                            overdue=overdue)
     out = [_public(session, m) for m in rows]
     commit(session, audit)
     return out

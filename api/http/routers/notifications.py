@@ -8,12 +8,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from api.access.request_input import fmt_ts
-from api.db.models import Notification
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
 from api.http.guard import GuardedRoute
+from api.service.notifications import read_notifications
 
 router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
@@ -37,12 +36,7 @@ def get_notifications(session: SessionDep, user: CurrentUser, audit: AuditDep, c
 
     Roles: admin.
     """
-    q = select(Notification).order_by(Notification.id.desc()).limit(500)
-    if status is not None:
-        q = q.where(Notification.status == status)
-    rows = list(session.scalars(q))
-    audit.append(session, action="notification.list", actor=user, now_ms=clock(),
-                 detail={"status": status, "ids": [n.id for n in rows]})
+    rows = read_notifications(session, audit, user, status=status, now_ms=clock())
     out = [NotificationPublic(id=n.id, breach_id=n.breach_id, channel=n.channel, status=n.status,
                               attempts=n.attempts, last_error=n.last_error, created=fmt_ts(n.created_ms),
                               sent=fmt_ts(n.sent_ms), payload=json.loads(n.payload_json)) for n in rows]

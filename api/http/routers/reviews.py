@@ -16,7 +16,8 @@ from api.db.models import Review
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.errors import Unprocessable
 from api.http.guard import GuardedRoute
-from api.service.reviews import OVERDUE_BANDS, ReviewError, record_review, review_schedule, review_summary, set_owner
+from api.service.reviews import (OVERDUE_BANDS, ReviewError, read_review_summary, read_reviews, record_review,
+                                 review_schedule, set_owner)
 from trails.timestamps import DAY_MS
 
 router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -90,10 +91,8 @@ def get_due(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: S
     Roles: caseworker, approver, auditor, admin.
     """
     now = clock()
-    rows = [d for d in review_schedule(session, now_ms=now, every_days=settings.review_every_days)
-            if d.due_ms <= now + within_days * DAY_MS]
-    audit.append(session, action="review.list", actor=user, now_ms=now, detail={"due_within_days": within_days,
-                                                                                 "count": len(rows)})
+    rows = read_reviews(session, audit, user, now_ms=now, every_days=settings.review_every_days,
+                        within_days=within_days)
     out = [_due(d, now) for d in rows]
     commit(session, audit)
     return out
@@ -107,8 +106,7 @@ def get_overdue(session: SessionDep, user: CurrentUser, audit: AuditDep, setting
     Roles: caseworker, approver, auditor, admin.
     """
     now = clock()
-    rows = [d for d in review_schedule(session, now_ms=now, every_days=settings.review_every_days) if d.due_ms < now]
-    audit.append(session, action="review.list", actor=user, now_ms=now, detail={"overdue": True, "count": len(rows)})
+    rows = read_reviews(session, audit, user, now_ms=now, every_days=settings.review_every_days)
     out = [_due(d, now) for d in rows]
     commit(session, audit)
     return out
@@ -121,15 +119,13 @@ def get_summary(subject_id: SubjectId, session: SessionDep, user: CurrentUser, a
 
     Roles: caseworker, approver, auditor, admin. 422 for a wearer not on monitoring.
     """
-    now = clock()
-    due = {d.subject_id: d for d in review_schedule(session, now_ms=now, every_days=settings.review_every_days)}
-    if subject_id not in due:
-        raise Unprocessable(f"wearer {subject_id!r} is not on monitoring now")
-    summary = review_summary(session, settings.home, subject_id, due[subject_id].since_ms, now)
-    audit.append(session, action="review.summary", actor=user, subject_id=subject_id, now_ms=now,
-                 detail={"period": summary["period"]})
+    try:
+        summary, due = read_review_summary(session, audit, user, settings.home, subject_id, now_ms=clock(),
+                                           every_days=settings.review_every_days)
+    except ReviewError as exc:
+        raise Unprocessable(str(exc)) from None
     commit(session, audit)
-    return {**summary, "due": fmt_ts(due[subject_id].due_ms)}
+    return {**summary, "due": fmt_ts(due.due_ms)}
 
 
 @router.post("/subjects/{subject_id}/reviews", operation_id="record_review", response_model=ReviewPublic,

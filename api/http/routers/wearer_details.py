@@ -13,7 +13,7 @@ from api.db.models import User, WelfareNote
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
 from api.http.errors import Unprocessable
 from api.http.guard import GuardedRoute
-from api.service.wearer_details import NOTE_MAX, WearerError, add_welfare_note, set_language, welfare_notes
+from api.service.wearer_details import NOTE_MAX, WearerError, add_welfare_note, read_welfare_notes, set_language
 
 router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
@@ -84,9 +84,7 @@ def get_notes(subject_id: SubjectId, session: SessionDep, user: CurrentUser, aud
 
     Roles: caseworker, approver, auditor, admin.
     """
-    rows = welfare_notes(session, subject_id)
-    audit.append(session, action="wearer.welfare_notes.read", actor=user, subject_id=subject_id, now_ms=clock(),
-                 detail={"note_ids": [n.id for n in rows]})
+    rows = read_welfare_notes(session, audit, user, subject_id, now_ms=clock())
     out = [_note(session, n) for n in rows]
     commit(session, audit)
     return out
