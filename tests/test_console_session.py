@@ -281,10 +281,10 @@ def test_queue_refuses_an_unknown_filter_instead_of_ignoring_it(env):
 #: What each role's menu lists, in order, written out from the role prose in
 #: api/access/permissions.py (who works the queue, who asks, who decides, who oversees).
 MENUS = {
-    "caseworker": ["Queue", "Requests"],
-    "approver": ["Queue", "Requests", "Approvals", "Reports"],
-    "auditor": ["Queue", "Requests", "Reports", "Audit"],
-    "admin": ["Queue", "Requests", "Reports", "Audit", "Admin"],
+    "caseworker": ["Queue", "Casework", "Devices", "Requests"],
+    "approver": ["Queue", "Casework", "Devices", "Requests", "Approvals", "Reports"],
+    "auditor": ["Queue", "Casework", "Devices", "Requests", "Reports", "Audit"],
+    "admin": ["Queue", "Casework", "Devices", "Requests", "Reports", "Audit", "Admin"],
     "requester": ["Requests"],
 }
 

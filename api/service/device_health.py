@@ -23,10 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.db.models import AssignmentRow, Device
+from api.service.stream.detector_state import home_policy
 from trails.store import read_store_fixes
 from trails.timestamps import DAY_MS, format_ms
 
-__all__ = ["MEASURES", "device_measures", "health_report"]
+__all__ = ["MEASURES", "device_measures", "health_report", "read_health_report"]
 
 #: The measures a device can be suspect on (higher is worse for each).
 MEASURES = ("discharge_pct_per_h", "gaps_per_day", "poor_accuracy_share")
@@ -106,3 +107,16 @@ def health_report(session: Session, home, *, start_ms: int, end_ms: int, gap_ms:
     return {"from": format_ms(start_ms), "to": format_ms(end_ms), "percentile": percentile,
             "devices": rows, "suspect_devices": sorted(r["device_id"] for r in rows if r["suspect"]),
             "suspect_batches": batches, "charging_compliance": dict(sorted(charging.items()))}
+
+
+def read_health_report(session: Session, audit, user, home, *, start_ms: int | None, end_ms: int | None,
+                       percentile: float, now_ms: int) -> dict:
+    """The report as oversight reads it (API and console): the period defaults to the 28 days to now;
+    audited ``report.read``."""
+    end_ms = now_ms if end_ms is None else end_ms
+    start_ms = end_ms - 28 * DAY_MS if start_ms is None else start_ms
+    report = health_report(session, home, start_ms=start_ms, end_ms=end_ms, gap_ms=home_policy(home).gap_ms,
+                           percentile=percentile)
+    audit.append(session, action="report.read", actor=user, now_ms=now_ms,
+                 detail={"report": "device-health", "from": report["from"], "to": report["to"]})
+    return report

@@ -20,11 +20,12 @@ from api.db.models import BreachRow, EscalationDecision, User
 from api.service.devices import not_counted_for_escalation
 from api.service.ladder import Counted, Ladder, Proposal, Taken, propose
 from api.service.london import london_time
-from api.service.casework_errors import CaseworkError
+from api.service.casework_errors import CaseworkError, CaseworkNotFound
 from api.service.letters import Letter, render_letter, wearer_language
 from api.service.mitigations import excused_breach_ids
 
-__all__ = ["EscalationError", "wearer_proposal", "decide_escalation", "decisions_of", "read_escalation"]
+__all__ = ["EscalationError", "wearer_proposal", "decide_escalation", "decisions_of", "read_escalation",
+           "read_letter"]
 
 
 class EscalationError(CaseworkError):
@@ -58,6 +59,17 @@ def read_escalation(session: Session, audit, user: User, ladder: Ladder, subject
     audit.append(session, action="escalation.read", actor=user, subject_id=subject_id, now_ms=now_ms,
                  detail={"proposed": p.step, "ladder_version": ladder.version, "breach_ids": list(p.counted)})
     return p, decisions_of(session, subject_id)
+
+
+def read_letter(session: Session, audit, user: User, decision_id: int, *, now_ms: int) -> EscalationDecision:
+    """The decision whose letter is read, as recorded (the same bytes every time); audited
+    ``escalation.letter`` with its SHA-256. `CaseworkNotFound` for an unknown decision or one without a letter."""
+    d = session.get(EscalationDecision, decision_id)
+    if d is None or d.letter is None:
+        raise CaseworkNotFound(f"escalation decision {decision_id} has no letter")
+    audit.append(session, action="escalation.letter", actor=user, subject_id=d.subject_id, now_ms=now_ms,
+                 justification_ref=f"escalation:{d.id}", detail={"decision_id": d.id, "letter_sha256": d.letter_sha256})
+    return d
 
 
 def _letter(session: Session, home: Path | None, step: str, subject_id: str, breach_ids: tuple[str, ...],

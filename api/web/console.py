@@ -27,6 +27,7 @@ def install_console(app: FastAPI) -> None:
     from api.web import tiles
     from api.web.pages import admin, audit, boundaries, breach, login, queue, reports, subject
     from api.web.pages import approvals, request_page, requests  # access requests
+    from api.web.pages import casework, casework_forms, devices, notifications, wearer_casework  # casework
 
     app.state.console_templates = make_environment()
     app.state.boundaries = BoundaryIndex(app.state.settings.home)  # map context, read again when the admin loads more
@@ -39,6 +40,8 @@ def install_console(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(breach.router)
     app.include_router(subject.router)
+    for pages in (casework, wearer_casework, casework_forms, devices, notifications):
+        app.include_router(pages.router)
     app.include_router(tiles.router)  # the MBTiles background (TAGTRAIL_TILE_FILE)
     app.include_router(boundaries.router)  # the context boundaries (/console/boundaries.json, the admin's upload)
 

@@ -25,6 +25,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 #: when `api.access.permissions.is_allowed` lets it call that operation.
 NAV: tuple[tuple[str, str, str], ...] = (
     ("Queue", "/queue", "breach_queue"),
+    ("Casework", "/casework", "reviews_due"),
+    ("Devices", "/devices", "list_devices"),
     ("Requests", "/requests", "list_access_requests"),
     ("Approvals", "/approvals", "decide_access_request"),
     ("Reports", "/reports", "report_breaches"),

@@ -15,7 +15,8 @@ from api.db.models import EscalationDecision
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.errors import NotFound, Unprocessable
 from api.http.guard import GuardedRoute
-from api.service.escalation import EscalationError, decide_escalation, read_escalation
+from api.service.casework_errors import CaseworkNotFound
+from api.service.escalation import EscalationError, decide_escalation, read_escalation, read_letter
 from api.service.ladder import LadderError, load_ladder
 
 router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -109,11 +110,10 @@ def get_letter(decision_id: DecisionId, session: SessionDep, user: CurrentUser, 
 
     Roles: caseworker. 404 for an unknown decision or one without a letter.
     """
-    d = session.get(EscalationDecision, decision_id)
-    if d is None or d.letter is None:
-        raise NotFound(f"escalation decision {decision_id} has no letter")
-    audit.append(session, action="escalation.letter", actor=user, subject_id=d.subject_id, now_ms=clock(),
-                 justification_ref=f"escalation:{d.id}", detail={"decision_id": d.id, "letter_sha256": d.letter_sha256})
+    try:
+        d = read_letter(session, audit, user, decision_id, now_ms=clock())
+    except CaseworkNotFound as exc:
+        raise NotFound(str(exc)) from None
     commit(session, audit)
     return Response(content=d.letter.encode("utf-8"), media_type="text/plain; charset=utf-8",
                     headers={"X-Letter-SHA256": d.letter_sha256 or "",

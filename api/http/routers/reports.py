@@ -16,9 +16,7 @@ from api.http.errors import Unprocessable
 from api.http.guard import GuardedRoute
 from api.http.schemas import fmt_ts, parse_ts
 from api.service.casework_report import casework_report, casework_rows
-from api.service.device_health import health_report
-from api.service.stream.detector_state import home_policy
-from trails.timestamps import DAY_MS
+from api.service.device_health import read_health_report
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
@@ -121,13 +119,8 @@ def report_device_health(session: SessionDep, user: CurrentUser, audit: AuditDep
 
     Roles: approver, auditor, admin.
     """
-    now = clock()
     from_ms, to_ms = _period(from_, to)
-    to_ms = now if to_ms is None else to_ms
-    from_ms = to_ms - 28 * DAY_MS if from_ms is None else from_ms
-    report = health_report(session, settings.home, start_ms=from_ms, end_ms=to_ms,
-                           gap_ms=home_policy(settings.home).gap_ms, percentile=percentile)
-    audit.append(session, action="report.read", actor=user, now_ms=now,
-                 detail={"report": "device-health", "from": report["from"], "to": report["to"]})
+    report = read_health_report(session, audit, user, settings.home, start_ms=from_ms, end_ms=to_ms,
+                                percentile=percentile, now_ms=clock())
     commit(session, audit)
     return report

@@ -87,12 +87,13 @@ def admin_page(request: Request, session: DbSession,
 @router.post("/admin/users")
 def add_user_form(request: Request, session: DbSession, me: Annotated[SignedIn, Depends(require_form("add_user"))],
                   name: Annotated[str, Form(max_length=200)], role: Annotated[str, Form(max_length=20)],
-                  org: Annotated[str, Form(max_length=200)] = "") -> Response:
+                  org: Annotated[str, Form(max_length=200)] = "",
+                  email: Annotated[str, Form(max_length=320)] = "") -> Response:
     """Add a user; the answer shows their token, once (it is stored only as a hash)."""
     audit = console_audit(request)
     try:
         user, token = add_user(session, audit, name=name.strip(), role=role, org=org.strip() or None, actor=me.user,
-                               now_ms=now_ms(request))
+                               now_ms=now_ms(request), email=email.strip() or None)
     except UserError as exc:
         session.rollback()
         return _page(request, session, status_code=422, user_error=str(exc))
