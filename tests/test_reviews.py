@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from api_fixtures import api_env, api_template  # noqa: F401 (fixtures)
-from trails.timestamps import DAY_MS, format_ms
+from trails.timestamps import DAY_MS, format_ms, parse_timestamp as parse_ms
 
 H = 3_600_000
 
@@ -120,3 +120,26 @@ def test_owners_and_the_one_percent_report(env):
     owned = _by_subject(env.client.get("/v1/reviews/overdue", headers=env.h("caseworker")).json())
     assert owned["S-OWN-0"]["owner"] == "cw-1" and owned["S-OWN-1"]["owner"] is None
     assert [owned[f"S-OWN-{k}"]["days_overdue"] for k in range(3)] == [4, 5, 6]
+
+
+def test_the_report_reads_each_past_month_as_it_stood(env):
+    """At the end of last month (after t0, before now) W1 had an owner and W2 not, and W3's review was
+    overdue; by now W2 has an owner and W3 has been reviewed. The month's row keeps what stood then."""
+    t0 = env.clock()
+    for subject, days in (("S-HIST-1", 5), ("S-HIST-2", 5), ("S-HIST-3", 100)):
+        _add_wearer(env, subject, t0 - days * DAY_MS)
+    assert env.client.put("/v1/subjects/S-HIST-1/owner", headers=env.h("admin"), json={"owner": "cw-1"}).status_code == 200
+    env.clock.offset_ms += 40 * DAY_MS  # at least one month end passes
+    assert env.client.put("/v1/subjects/S-HIST-2/owner", headers=env.h("admin"), json={"owner": "cw-2"}).status_code == 200
+    assert env.client.post("/v1/subjects/S-HIST-3/reviews", headers=env.h("caseworker"),
+                           json={"outcome": "continue"}).status_code == 201
+    report = env.client.get("/v1/reports/reviews", headers=env.h("auditor")).json()
+    last_month = report["months"][-2]
+    assert t0 < parse_ms(last_month["at"]) < env.clock() and last_month["month"] == last_month["at"][:7]
+    assert report["months"][-1]["month"] == report["as_of"][:7]
+    assert last_month["on_monitoring"] == report["on_monitoring"]
+    assert last_month["without_owner"] == report["without_owner"] + 1  # S-HIST-2, owned only since
+    assert sum(last_month["reviews_overdue"].values()) == sum(report["reviews_overdue"].values()) + 1  # S-HIST-3
+    assert last_month["over_bar"] and last_month["month"] in report["months_over_bar"]
+    assert last_month["without_owner_share"] == round(last_month["without_owner"] / last_month["on_monitoring"], 4)
+    assert report["months"][0]["month"] <= format_ms(t0 - 100 * DAY_MS)[:7]  # from the first assignment's month

@@ -386,6 +386,17 @@ class Wearer(Base):
     language: Mapped[str | None] = mapped_column(String(35), nullable=True)  # BCP 47 tag; None: English
 
 
+class OwnerHistory(Base):
+    """From `from_ms` on, the wearer's owner was `owner_id` (None: nobody), until the next row: what the
+    reviews report reads for a past month."""
+
+    __tablename__ = "owner_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class WelfareNote(Base):
     """A note staff record about a wearer's welfare (health, housing, family): a review of the period
     is pre-filled with them."""

@@ -1,8 +1,9 @@
 """The casework report: per UTC month, what the Hub did with its breaches
 (actioned, and how long from detection to the first action), mitigations
 (received, decided in time, decided late), letters by ladder step, reviews
-(done, done late); and, as at now, reviews overdue and wearers without an
-owner. Counts and durations only: no wearer in it.
+(done, done late); reviews overdue and wearers without an owner at each
+month's end (as things stood then: `api.service.review_report.standing`),
+and the same as at now. Counts and durations only: no wearer in it.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.db.models import BreachEvent, BreachRow, EscalationDecision, Mitigation, Review
+from api.service.review_report import month_ends, standing
 from api.service.reviews import review_schedule
 from trails.timestamps import format_ms
 
@@ -53,6 +55,10 @@ def casework_report(session: Session, *, now_ms: int, review_every_days: int) ->
         cells["reviews done"][_month(r.decided_ms)] += 1
     schedule = review_schedule(session, now_ms=now_ms, every_days=review_every_days)
     months = sorted({m for per in cells.values() for m in per})
+    for month, at in month_ends(months, now_ms):
+        stood = standing(session, at_ms=at, every_days=review_every_days)
+        cells["reviews overdue at month end"][month] = sum(stood["reviews_overdue"].values())
+        cells["wearers without an owner at month end"][month] = stood["without_owner"]
     rows = [{"measure": k, "months": {m: cells[k].get(m, 0) for m in months}} for k in sorted(cells)]
     return {"months": months, "rows": rows,
             "now": {"as_of": format_ms(now_ms), "on_monitoring": len(schedule),

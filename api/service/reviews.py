@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.access.extracts import attendance_windows
-from api.db.models import AssignmentRow, BreachRow, Mitigation, Review, User, Wearer
+from api.db.models import AssignmentRow, BreachRow, Mitigation, OwnerHistory, Review, User, Wearer
 from api.service.admin_changes import apply_assignment
 from api.service.detections import load_assignments, load_zones_from_db
 from api.service.casework_errors import CaseworkError
@@ -76,20 +76,32 @@ def set_owner(session: Session, audit, user: User, subject_id: str, owner_name: 
     row = session.get(Wearer, subject_id) or Wearer(subject_id=subject_id)
     row.owner_id, row.owner_since_ms = (owner.id if owner else None), now_ms
     session.add(row)
+    session.add(OwnerHistory(subject_id=subject_id, owner_id=row.owner_id, from_ms=now_ms))
     audit.append(session, action="wearer.owner", actor=user, subject_id=subject_id, now_ms=now_ms,
                  detail={"owner_id": row.owner_id})
     return row
 
 
+def _owners_at(session: Session, at_ms: int) -> dict[str, str]:
+    """subject_id -> the owner's name at `at_ms`, from the ownership history (no entry: nobody)."""
+    names = dict(session.execute(select(User.id, User.name)).all())
+    owners: dict[str, int | None] = {}
+    for subject, owner in session.execute(select(OwnerHistory.subject_id, OwnerHistory.owner_id).where(
+            OwnerHistory.from_ms <= at_ms).order_by(OwnerHistory.from_ms, OwnerHistory.id)):
+        owners[subject] = owner  # the latest change at or before the instant wins
+    return {s: names[o] for s, o in owners.items() if o is not None}
+
+
 def review_schedule(session: Session, *, now_ms: int, every_days: int) -> list[ReviewDue]:
-    """Every wearer on monitoring now, with their owner and next review's due instant, soonest first."""
+    """Every wearer on monitoring at `now_ms`, with their owner then and their next review's due instant as it
+    stood then (the last review decided by then), soonest first: the lists now, and the report's past months."""
     on = sorted({r.subject_id for r in session.scalars(select(AssignmentRow).where(
         AssignmentRow.start_ms <= now_ms, (AssignmentRow.end_ms.is_(None)) | (AssignmentRow.end_ms > now_ms)))})
     starts = dict(session.execute(select(AssignmentRow.subject_id, func.min(AssignmentRow.start_ms))
                                   .group_by(AssignmentRow.subject_id)).all())
     last = dict(session.execute(select(Review.subject_id, func.max(Review.decided_ms))
-                                .group_by(Review.subject_id)).all())
-    owners = dict(session.execute(select(Wearer.subject_id, User.name).join(User, User.id == Wearer.owner_id)).all())
+                                .where(Review.decided_ms <= now_ms).group_by(Review.subject_id)).all())
+    owners = _owners_at(session, now_ms)
     out = []
     for s in on:
         since = int(last.get(s) or starts[s])

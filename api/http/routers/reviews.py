@@ -16,9 +16,8 @@ from api.db.models import Review
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.errors import Unprocessable
 from api.http.guard import GuardedRoute
-from api.service.reviews import (OVERDUE_BANDS, ReviewError, read_review_summary, read_reviews, record_review,
-                                 review_schedule, set_owner)
-from trails.timestamps import DAY_MS
+from api.service.review_report import days_overdue, reviews_report
+from api.service.reviews import ReviewError, read_review_summary, read_reviews, record_review, set_owner
 
 router = APIRouter(tags=["casework"], dependencies=[Depends(authorize)], route_class=GuardedRoute)
 
@@ -56,12 +55,7 @@ class ReviewPublic(BaseModel):
 
 def _due(d, now_ms: int) -> DuePublic:
     return DuePublic(subject_id=d.subject_id, owner=d.owner, since=fmt_ts(d.since_ms), due=fmt_ts(d.due_ms),
-                     days_overdue=_days_overdue(d.due_ms, now_ms))
-
-
-def _days_overdue(due_ms: int, now_ms: int) -> int:
-    """Whole days past due, a part day counting as one (0: not overdue)."""
-    return 0 if now_ms <= due_ms else -(-(now_ms - due_ms) // DAY_MS)
+                     days_overdue=days_overdue(d.due_ms, now_ms))
 
 
 @router.put("/subjects/{subject_id}/owner", operation_id="set_owner")
@@ -154,21 +148,14 @@ def post_review(subject_id: SubjectId, body: ReviewIn, request: Request, session
 @router.get("/reports/reviews", operation_id="report_reviews")
 def get_report(session: SessionDep, user: CurrentUser, audit: AuditDep, settings: SettingsDep,
                clock: ClockDep) -> dict:
-    """Wearers on monitoring without an owner (the inspectorate's bar: at most 1%), and overdue reviews
-    by how long overdue. Counts only. The read is audited.
+    """Wearers on monitoring without an owner against the inspectorate's bar (at most 1% in any month), and
+    overdue reviews by how long overdue: now, and at the end of every month since monitoring began
+    (`months`, oldest first; `months_over_bar` names those over the bar). Counts only. The read is audited.
 
     Roles: approver, auditor, admin.
     """
     now = clock()
-    rows = review_schedule(session, now_ms=now, every_days=settings.review_every_days)
-    unowned = sum(1 for d in rows if d.owner is None)
-    bands = {}
-    for label, lo, hi in OVERDUE_BANDS:
-        days = [_days_overdue(d.due_ms, now) for d in rows]
-        bands[label] = sum(1 for n in days if lo <= n and (hi is None or n <= hi))
-    out = {"as_of": fmt_ts(now), "on_monitoring": len(rows), "without_owner": unowned,
-           "without_owner_share": round(unowned / len(rows), 4) if rows else 0.0,
-           "without_owner_bar": 0.01, "reviews_overdue": bands}
+    out = reviews_report(session, now_ms=now, every_days=settings.review_every_days)
     audit.append(session, action="report.read", actor=user, now_ms=now, detail={"report": "reviews"})
     commit(session, audit)
     return out
