@@ -68,6 +68,7 @@ download_extract         GET    /v1/access-requests/{request_id}/extract        
 list_subject_breaches    GET    /v1/subjects/{subject_id}/breaches               200  200  200  200  403  403
 get_subject              GET    /v1/subjects/{subject_id}                        200  200  200  200  403  403
 subject_compliance       GET    /v1/subjects/{subject_id}/compliance             200  200  200  200  403  403
+get_subject_evidence     GET    /v1/subjects/{subject_id}/evidence               200  200  200  200  403  403
 breach_queue             GET    /v1/breaches/queue                               200  200  200  200  403  403
 get_breach               GET    /v1/breaches/{breach_id}                         200  200  200  200  403  403
 get_breach_evidence      GET    /v1/breaches/{breach_id}/evidence                200  200  200  200  403  403
@@ -232,6 +233,8 @@ _SIMPLE = {
     "list_subject_breaches": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/breaches", None),
     "get_subject": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}", None),
     "subject_compliance": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/compliance?{_PERIOD}", None),
+    "get_subject_evidence": lambda env: ("GET", f"/v1/subjects/{env.subjects[0]}/evidence?format=html&{_PERIOD}",
+                                         None),
     "report_access_requests": lambda env: ("GET", "/v1/reports/access-requests", None),
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
     "report_casework": lambda env: ("GET", "/v1/reports/casework?format=xlsx", None),
@@ -453,7 +456,8 @@ FEED_MAY_CALL = ("post_fixes", "stream_status")
 #: home, a correction to either): a refused call to one is audited, naming who tried.
 CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_access_request", "check_identity",
                      "decide_access_request", "withdraw_access_request", "download_extract",
-                     "list_subject_breaches", "get_subject", "subject_compliance", "breach_queue", "get_breach",
+                     "list_subject_breaches", "get_subject", "subject_compliance", "get_subject_evidence",
+                     "breach_queue", "get_breach",
                      "get_breach_evidence", "set_breach_status", "list_assignments", "record_mitigation",
                      "list_mitigations", "get_mitigation", "decide_mitigation", "mitigation_letter",
                      "get_escalation", "decide_escalation", "escalation_letter", "set_owner", "reviews_due",

@@ -197,3 +197,22 @@ def test_the_admin_sees_the_dead_letters(env):
     assert read["detail"] == {"status": "dead", "ids": [ids[1]]} and read["channel"] == "console"
     sign_in(env, "caseworker")
     assert env.client.get("/admin/notifications").status_code == 403
+
+
+def test_the_wearer_period_pack_from_the_casework_page(env):
+    from api.db.models import BreachRow
+
+    with env.session() as s:
+        b = s.scalars(select(BreachRow).where(BreachRow.kind == "breach", BreachRow.status != "withdrawn")
+                      .order_by(BreachRow.start_ms)).first()
+    day = format_ms(b.start_ms)[:10]  # March 2024: London is on UTC
+    sign_in(env, "auditor")
+    page = env.client.get(f"/subjects/{b.subject_id}/casework")
+    assert f'action="/subjects/{b.subject_id}/casework/evidence.pdf"' in page.text
+    r = env.client.get(f"/subjects/{b.subject_id}/casework/evidence.pdf?from={day}&to={day}")
+    assert r.status_code == 200 and r.content.startswith(b"%PDF-")
+    (entry,) = audit_entries(env, "subject.evidence_pack")
+    assert entry["channel"] == "console" and b.breach_id in [bid for bid, _ in entry["detail"]["records"]]
+    assert entry["detail"]["document_sha256"] == hashlib.sha256(r.content).hexdigest()
+    r = env.client.get(f"/subjects/{b.subject_id}/casework/evidence.pdf?from=&to=")
+    assert r.status_code == 422 and "give the first and the last day" in r.text

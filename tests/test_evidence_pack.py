@@ -129,3 +129,66 @@ def test_console_breach_page_offers_the_pack_audited_with_channel_console(env):
     (entry,) = [e for e in _entries(env, "breach.evidence_pack") if e["detail"]["breach_id"] == b.breach_id]
     assert entry["channel"] == "console" and entry["detail"]["document_sha256"] == hashlib.sha256(r.content).hexdigest()
     assert b.breach_id in " ".join(_pdf_text(r.content).split())
+
+
+def test_a_wearer_period_pack_holds_each_record_and_says_how_each_stands(env):
+    """Issue 13 §1 "per wearer-period": the wearer's records that started in the period, each with the pack
+    its own endpoint makes (the data hash is over theirs, one a line, by hand here), the cover saying which
+    one a mitigation excused; audited once with every record's data hash."""
+    from sqlalchemy import select
+
+    from api.db.models import BreachRow
+    from api.service.london import london_time
+
+    with env.session() as s:
+        rows = list(s.scalars(select(BreachRow).where(BreachRow.kind == "breach", BreachRow.status != "withdrawn")
+                              .order_by(BreachRow.subject_id, BreachRow.start_ms, BreachRow.breach_id)))
+    by = {}
+    for b in rows:
+        by.setdefault(b.subject_id, []).append(b)
+    subject, mine = max(by.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    mine = mine[:6]
+    assert len(mine) >= 2
+    first, last = london_time(mine[0].start_ms).text[:11], london_time(mine[-1].start_ms).text[:11]
+    from datetime import datetime
+
+    day = lambda text: datetime.strptime(text.strip(), "%d %b %Y").strftime("%Y-%m-%d")  # noqa: E731
+    with env.session() as s:  # the pack covers whole London days: every record of the wearer starting in them
+        from api.service.london import LONDON
+
+        lo = int(datetime.strptime(day(first), "%Y-%m-%d").replace(tzinfo=LONDON).timestamp() * 1000)
+        hi = int(datetime.strptime(day(last), "%Y-%m-%d").replace(tzinfo=LONDON).timestamp() * 1000) + 86_400_000
+        expected = [b.breach_id for b in s.scalars(select(BreachRow).where(
+            BreachRow.subject_id == subject, BreachRow.kind == "breach", BreachRow.status != "withdrawn",
+            BreachRow.start_ms >= lo, BreachRow.start_ms < hi).order_by(BreachRow.start_ms, BreachRow.breach_id))]
+    assert len(expected) <= 40
+    r = env.client.post("/v1/mitigations", headers=env.h("caseworker"), json={
+        "subject_id": subject, "breach_ids": [expected[0]], "received": "2024-03-20T09:00:00Z", "channel": "letter",
+        "text": "I was in hospital."})
+    env.client.post(f"/v1/mitigations/{r.json()['id']}/decision", headers=env.h("caseworker"),
+                    json={"outcome": "accepted", "reason": "The discharge letter covers it."})
+    url = f"/v1/subjects/{subject}/evidence?from={day(first)}&to={day(last)}"
+    pdf = env.client.get(url, headers=env.h("caseworker"))
+    assert pdf.status_code == 200, pdf.text
+    flat = " ".join(_pdf_text(pdf.content).split())
+    assert f"Evidence pack: wearer {subject}" in flat and all(bid in flat for bid in expected)
+    assert f"Breach records that started from" in flat and f": {len(expected)}, each with its own evidence" in flat
+    own = [env.client.get(f"/v1/breaches/{bid}/evidence?format=html", headers=env.h("caseworker"))
+           .headers["x-data-sha256"] for bid in expected]
+    assert pdf.headers["x-data-sha256"] == hashlib.sha256("".join(h + "\n" for h in own).encode()).hexdigest()
+    html = env.client.get(url + "&format=html", headers=env.h("auditor")).text
+    cover = html.split("</table>", 1)[0]
+    assert cover.count('<tr><td><a href="#record-') == len(expected)
+    assert f'#record-{expected[0]}">{expected[0]}</a></td>' in cover
+    row0 = cover.split(f'#record-{expected[0]}"', 1)[1].split("</tr>", 1)[0]
+    assert "excused by an accepted mitigation" in row0
+    assert all("counts toward escalation" in cover.split(f'#record-{b}"', 1)[1].split("</tr>", 1)[0]
+               for b in expected[1:])
+    (entry, _) = [e for e in _entries(env, "subject.evidence_pack")]
+    assert entry["detail"]["records"] == [[b, h] for b, h in zip(expected, own)]  # in the cover's order
+    assert entry["detail"]["document_sha256"] == hashlib.sha256(pdf.content).hexdigest()
+    assert entry["ground"] == "bail_breach" and entry["justification_ref"] == f"subject:{subject}"
+    assert env.client.get(f"/v1/subjects/{subject}/evidence?from=2020-01-01&to=2020-01-02",
+                          headers=env.h("caseworker")).status_code == 404
+    assert env.client.get(f"/v1/subjects/{subject}/evidence?from=2024-03-05&to=2024-03-01",
+                          headers=env.h("caseworker")).status_code == 422

@@ -54,6 +54,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     # records read the conditions those records rest on (the admin's list of everyone's stays oversight)
     "get_subject": _STAFF,
     "subject_compliance": _STAFF,
+    "get_subject_evidence": _STAFF,              # the wearer's evidence pack for a period: records' windows only
     # casework: wearers' mitigations (recorded and decided by caseworkers, read by staff)
     "record_mitigation": frozenset({"caseworker"}),
     "list_mitigations": _STAFF,
@@ -118,7 +119,7 @@ assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PE
 PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
-    "get_subject", "subject_compliance", "record_mitigation", "list_mitigations", "get_mitigation",
+    "get_subject", "subject_compliance", "get_subject_evidence", "record_mitigation", "list_mitigations", "get_mitigation",
     "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",
     "set_owner", "review_summary", "record_review", "reviews_due", "reviews_overdue", "decide_equipment_fault",
     "list_notifications", "report_device_health", "set_language", "record_welfare_note", "list_welfare_notes",

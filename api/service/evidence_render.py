@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from api.service.evidence_pack import EvidencePack
 from api.service.london import london_time
 from trails.timestamps import format_ms
 
-__all__ = ["pack_html", "pack_pdf", "TEMPLATES"]
+__all__ = ["pack_html", "pack_pdf", "period_html", "period_pdf", "PeriodCover", "TEMPLATES"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -32,15 +33,38 @@ def _environment() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
-def _generated(pack: EvidencePack) -> str:
+def _generated(pack) -> str:
     return f"{london_time(pack.generated_ms).text} ({format_ms(pack.generated_ms)})"
+
+
+@dataclass(frozen=True)
+class PeriodCover:
+    """The first page of a wearer-period pack: whose, which period, which records and how each stands."""
+
+    subject_id: str
+    period: str  # "from ... to ..." in London time with UTC
+    records: list[tuple[str, str, str, str]]  # (breach id, type, start in words, how it stands)
+    data_sha256: str
+    software: str
+    generated_ms: int
+
+
+def _images(pack: EvidencePack) -> dict[str, str]:
+    return {"map_src": "data:image/png;base64," + base64.b64encode(pack.map_png).decode(),
+            "timeline_src": "data:image/png;base64," + base64.b64encode(pack.timeline_png).decode()}
 
 
 def pack_html(pack: EvidencePack) -> bytes:
     """The pack as one HTML file (UTF-8)."""
-    html = _environment().get_template("evidence_pack.html").render(
-        p=pack, generated=_generated(pack), map_src="data:image/png;base64," + base64.b64encode(pack.map_png).decode(),
-        timeline_src="data:image/png;base64," + base64.b64encode(pack.timeline_png).decode())
+    html = _environment().get_template("evidence_pack.html").render(p=pack, generated=_generated(pack),
+                                                                     **_images(pack))
+    return html.encode("utf-8")
+
+
+def period_html(cover: PeriodCover, packs: list[EvidencePack]) -> bytes:
+    """The wearer-period pack as one HTML file: the cover, then each record's pack."""
+    html = _environment().get_template("evidence_period.html").render(
+        c=cover, generated=_generated(cover), sections=[(p, _images(p)) for p in packs])
     return html.encode("utf-8")
 
 
@@ -101,15 +125,51 @@ def _story(pack: EvidencePack, styles) -> list:
     return story
 
 
-def pack_pdf(pack: EvidencePack) -> bytes:
-    """The pack as a PDF (A4)."""
+def _pdf(title: str, software: str, data_sha256: str, story_of) -> bytes:
+    """A4, ReportLab's invariant mode (no creation date, no random id): the same story, the same bytes."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.platypus import SimpleDocTemplate
 
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=A4, invariant=1, title=f"Evidence pack {pack.record['breach_id']}",
-                            author="tagtrail", creator=pack.software, subject=f"data SHA-256 {pack.data_sha256}",
-                            leftMargin=50, rightMargin=50, topMargin=50, bottomMargin=50)
-    doc.build(_story(pack, getSampleStyleSheet()))
+    doc = SimpleDocTemplate(buf, pagesize=A4, invariant=1, title=title, author="tagtrail", creator=software,
+                            subject=f"data SHA-256 {data_sha256}", leftMargin=50, rightMargin=50, topMargin=50,
+                            bottomMargin=50)
+    doc.build(story_of(getSampleStyleSheet()))
     return buf.getvalue()
+
+
+def pack_pdf(pack: EvidencePack) -> bytes:
+    """The pack as a PDF (A4)."""
+    return _pdf(f"Evidence pack {pack.record['breach_id']}", pack.software, pack.data_sha256,
+                lambda styles: _story(pack, styles))
+
+
+def _cover(c: PeriodCover, styles) -> list:
+    from reportlab.lib import colors
+    from reportlab.platypus import Paragraph, Table, TableStyle
+
+    rows = [["Record", "Type", "Start", "How it stands"]] + [
+        [Paragraph(_esc(v), styles["BodyText"]) for v in r] for r in c.records]
+    table = Table(rows, repeatRows=1, colWidths=[90, 90, 130, 170])
+    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.grey)]))
+    return [Paragraph(f"Evidence pack: wearer {_esc(c.subject_id)}", styles["Title"]),
+            Paragraph(f"Breach records that started {_esc(c.period)}: {len(c.records)}, each with its own "
+                      "evidence on the pages that follow.", styles["BodyText"]), table,
+            _kv_table([("Software", c.software), ("Data SHA-256", c.data_sha256 + " (of the records' data "
+                                                                                  "SHA-256s, one a line, in order)"),
+                       ("Generated", _generated(c))], styles)]
+
+
+def period_pdf(cover: PeriodCover, packs: list[EvidencePack]) -> bytes:
+    """The wearer-period pack as a PDF: the cover, then each record's pack from a new page."""
+    from reportlab.platypus import PageBreak
+
+    def story(styles) -> list:
+        out = _cover(cover, styles)
+        for p in packs:
+            out += [PageBreak()] + _story(p, styles)
+        return out
+
+    return _pdf(f"Evidence pack for wearer {cover.subject_id}", cover.software, cover.data_sha256, story)

@@ -12,17 +12,20 @@ withdrawn`` and the reason, so a withdrawn record is never read as live.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select
 
 from api.access.extracts import ATTENDANCE_KEYS
 from api.audit.entries import FilterError, parse_bound
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.guard import GuardedRoute
-from api.http.errors import NotFound, Unprocessable
+from api.http.errors import Conflict, NotFound, Unprocessable
 from api.db.models import BreachRow
+from api.service.casework_errors import CaseworkError, CaseworkNotFound
+from api.service.evidence_documents import EvidenceByRequestOnly
+from api.service.evidence_period import period_document
 from api.http.schemas import (AssignmentPublic, AttendanceWindowPublic, BreachList, CompliancePublic, SubjectBreach,
                               SubjectSummaryPublic, SubjectZone)
 from api.service.subjects import (PeriodError, SubjectError, SubjectSummary, UnknownSubject, read_compliance,
@@ -135,3 +138,39 @@ def subject_compliance(subject_id: SubjectId, request: Request, session: Session
                            windows=[AttendanceWindowPublic(**dict(zip(ATTENDANCE_KEYS, w.row()))) for w in c.windows])
     commit(session, audit)
     return out
+
+
+@router.get("/{subject_id}/evidence", operation_id="get_subject_evidence",
+            responses={200: {"description": "the wearer's evidence pack for the period; X-Evidence-SHA256 is its "
+                                            "SHA-256", "content": {"application/pdf": {}, "text/html": {}}}})
+def subject_evidence(subject_id: SubjectId, request: Request, session: SessionDep, user: CurrentUser,
+                     audit: AuditDep, settings: SettingsDep, clock: ClockDep,
+                     from_: Annotated[str, Query(alias="from", max_length=40,
+                                                 description="inclusive: a London date or RFC 3339")],
+                     to: Annotated[str, Query(max_length=40, description="exclusive instant, or a London date "
+                                                                        "(inclusive)")],
+                     format: Literal["pdf", "html"] = "pdf") -> Response:
+    """The wearer's evidence pack for a period: a cover listing every breach record that started in it and
+    how each stands (counted, excused, inside a device fault), then each record's own pack as ``GET
+    /v1/breaches/{id}/evidence`` makes it. Audited as ``subject.evidence_pack`` (ground bail_breach, each
+    record's data SHA-256 and the document's).
+
+    Roles: caseworker, approver, auditor, admin. 404 when no breach record started in the period; 422 for a
+    bad period or more than 40 records (ask for a shorter one); 409 where the service shows fixes only
+    through an access request.
+    """
+    try:
+        start, end = parse_bound("from", from_, end=False), parse_bound("to", to, end=True)
+        pack = period_document(session, audit, user, settings, subject_id, format, start_ms=start, end_ms=end,
+                               now_ms=clock(), flush_store=request.app.state.stream.flush)
+    except EvidenceByRequestOnly as exc:
+        raise Conflict(str(exc)) from None
+    except CaseworkNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except (FilterError, CaseworkError) as exc:
+        raise Unprocessable(str(exc)) from None
+    commit(session, audit)
+    return Response(content=pack.content, media_type=pack.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{pack.filename}"',
+                             "X-Evidence-SHA256": pack.sha256, "X-Data-SHA256": pack.data_sha256,
+                             "Cache-Control": "no-store"})

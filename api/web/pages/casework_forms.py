@@ -14,8 +14,10 @@ form (POST)                                            API operation
 /subjects/{id}/casework/owner                          set_owner
 =====================================================  ====================
 
-and the two letters (GET, downloads): ``.../escalations/{did}/letter``
-(escalation_letter) and ``.../mitigations/{mid}/letter`` (mitigation_letter).
+and the downloads (GET): the two letters, ``.../escalations/{did}/letter``
+(escalation_letter) and ``.../mitigations/{mid}/letter`` (mitigation_letter),
+and the wearer's evidence pack for a period, ``.../evidence.pdf``
+(get_subject_evidence).
 
 A refused submission (`CaseworkError`) is rolled back, audited as the API
 audits it (``access.refused``), and answered with the page again, the
@@ -28,10 +30,13 @@ import hashlib
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
+from api.audit.entries import FilterError, parse_bound
 from api.audit.log import commit_with_checkpoint
+from api.service.evidence_documents import EvidenceByRequestOnly
+from api.service.evidence_period import period_document
 from api.db.models import Mitigation
 from api.service.casework_errors import CaseworkError, CaseworkNotFound
 from api.service.escalation import decide_escalation, read_letter
@@ -206,6 +211,28 @@ def owner(request: Request, subject_id: SubjectId, session: DbSession,
 def _letter(data: bytes, digest: str, filename: str) -> Response:
     return Response(content=data, media_type="text/plain; charset=utf-8",
                     headers={"X-Letter-SHA256": digest, "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/subjects/{subject_id}/casework/evidence.pdf")
+def evidence(request: Request, subject_id: SubjectId, session: DbSession,
+             me: Annotated[SignedIn, Depends(require("get_subject_evidence"))],
+             from_: Annotated[str, Query(alias="from", max_length=40)] = "",
+             to: Annotated[str, Query(max_length=40)] = "") -> Response:
+    """The wearer's evidence pack for a period of London days (both included), as a PDF."""
+    try:
+        if not from_.strip() or not to.strip():
+            raise CaseworkError("give the first and the last day of the period, for example 2024-03-01 and 2024-03-31")
+        pack = period_document(session, console_audit(request), me.user, request.app.state.settings, subject_id,
+                               "pdf", start_ms=parse_bound("from", from_.strip(), end=False),
+                               end_ms=parse_bound("to", to.strip(), end=True), now_ms=now_ms(request),
+                               flush_store=request.app.state.stream.flush)
+    except (CaseworkError, FilterError, EvidenceByRequestOnly) as exc:
+        status = 409 if isinstance(exc, EvidenceByRequestOnly) else getattr(exc, "status", 422)
+        raise ConsoleRefused(status, "No evidence pack for that period", str(exc)) from None
+    _commit(request, session)
+    return Response(content=pack.content, media_type=pack.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{pack.filename}"',
+                             "X-Evidence-SHA256": pack.sha256, "Cache-Control": "no-store"})
 
 
 @router.get("/subjects/{subject_id}/casework/escalations/{decision_id}/letter")
