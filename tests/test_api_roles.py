@@ -73,6 +73,10 @@ breach_queue             GET    /v1/breaches/queue                              
 get_breach               GET    /v1/breaches/{breach_id}                         200  200  200  200  403  403
 get_breach_evidence      GET    /v1/breaches/{breach_id}/evidence                200  200  200  200  403  403
 set_breach_status        POST   /v1/breaches/{breach_id}/status                  200  403  403  403  403  403
+create_legal_hold        POST   /v1/legal-holds                                  403  201  403  201  403  403
+list_legal_holds         GET    /v1/legal-holds                                  403  200  200  200  403  403
+review_legal_hold        POST   /v1/legal-holds/{hold_id}/review                 403  200  403  200  403  403
+lift_legal_hold          POST   /v1/legal-holds/{hold_id}/lift                   403  200  403  200  403  403
 report_access_requests   GET    /v1/reports/access-requests                      403  200  200  200  403  403
 report_breaches          GET    /v1/reports/breaches                             403  200  200  200  403  403
 post_fixes               POST   /v1/fixes                                        403  403  403  403  403  200
@@ -341,6 +345,23 @@ def _call_device_op(env, op: str):
         "decision": "fault_cleared", "reason": "The tag charged normally on the night in question."}
 
 
+def _call_hold_op(env, op: str):
+    subject = env.subjects[-1]
+    body = {"subject_id": subject, "start": ts(0), "end": ts(3), "classes": ["fixes"], "owner": "ap-1",
+            "reason": "Judicial review claim lodged.", "review": "2099-01-01T00:00:00Z"}
+    if op == "create_legal_hold":
+        return "POST", "/v1/legal-holds", body
+    if op == "list_legal_holds":
+        return "GET", "/v1/legal-holds?active=true", None
+    r = env.client.post("/v1/legal-holds", json=body, headers=env.h("admin"))
+    assert r.status_code == 201, r.text
+    if op == "review_legal_hold":
+        return "POST", f"/v1/legal-holds/{r.json()['id']}/review", {"next_review": "2099-06-01T00:00:00Z",
+                                                                     "note": "The claim is still before the court."}
+    assert op == "lift_legal_hold", op
+    return "POST", f"/v1/legal-holds/{r.json()['id']}/lift", {"reason": "The claim was withdrawn by the claimant."}
+
+
 def _call(env, op: str, who: str):
     """(method, url, json) for `op` called by `who`, with its preconditions set up; the
     method and path are checked against the hand table's row."""
@@ -352,6 +373,8 @@ def _call(env, op: str, who: str):
     elif op in ("set_owner", "reviews_due", "reviews_overdue", "review_summary", "record_review", "report_reviews",
                 "set_language", "record_welfare_note", "list_welfare_notes"):
         method, url, body = _call_review_op(env, op)
+    elif op in ("create_legal_hold", "list_legal_holds", "review_legal_hold", "lift_legal_hold"):
+        method, url, body = _call_hold_op(env, op)
     elif op in ("get_escalation", "decide_escalation", "escalation_letter"):
         method, url, body = _call_escalation_op(env, op)
     elif EXPECTED[op][1].startswith("/v1/mitigations"):
@@ -463,7 +486,8 @@ CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_acces
                      "get_escalation", "decide_escalation", "escalation_letter", "set_owner", "reviews_due",
                      "reviews_overdue", "review_summary", "record_review", "decide_equipment_fault",
                      "list_notifications", "report_device_health", "set_language", "record_welfare_note",
-                     "list_welfare_notes",
+                     "list_welfare_notes", "create_legal_hold", "list_legal_holds", "review_legal_hold",
+                     "lift_legal_hold",
                      "upsert_assignment", "upsert_zone", "list_zone_versions", "propose_correction",
                      "decide_correction")
 

@@ -81,6 +81,11 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "record_device_fault": frozenset({"admin"}),
     "list_device_faults": _STAFF,
     "decide_equipment_fault": frozenset({"caseworker"}),
+    # retention: legal holds suspend erasure (placed and lifted by approvers and admins, read by oversight)
+    "create_legal_hold": frozenset({"approver", "admin"}),
+    "list_legal_holds": frozenset({"approver", "auditor", "admin"}),
+    "review_legal_hold": frozenset({"approver", "admin"}),
+    "lift_legal_hold": frozenset({"approver", "admin"}),
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
@@ -123,6 +128,7 @@ PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",
     "set_owner", "review_summary", "record_review", "reviews_due", "reviews_overdue", "decide_equipment_fault",
     "list_notifications", "report_device_health", "set_language", "record_welfare_note", "list_welfare_notes",
+    "create_legal_hold", "list_legal_holds", "review_legal_hold", "lift_legal_hold",
     "breach_queue", "get_breach", "get_breach_evidence", "set_breach_status", "list_assignments", "upsert_assignment",
     "post_fixes",
     "propose_correction", "decide_correction", "upsert_zone", "list_zone_versions",  # a curfew zone is a home

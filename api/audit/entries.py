@@ -66,6 +66,8 @@ class EntryFilter:
     actor: str | None = None
     action: str | None = None
     wearer: str | None = None
+    #: More pseudonyms of the same wearer (the older one of a home made before per-wearer keys).
+    same_wearer: tuple[str, ...] = ()
     from_ms: int | None = None
     to_ms: int | None = None
     limit: int = 50
@@ -81,7 +83,7 @@ class EntryFilter:
 def check_filter(f: EntryFilter) -> None:
     """`FilterError` naming every value the log cannot be searched with."""
     problems = []
-    if f.wearer and not _PSEUDONYM.match(f.wearer):
+    if any(w and not _PSEUDONYM.match(w) for w in (f.wearer, *f.same_wearer)):
         problems.append("wearer must be a pseudonym as the log holds it (32 lowercase hex digits)")
     for name in ("actor", "action"):
         if len(getattr(f, name) or "") > 200:
@@ -113,7 +115,7 @@ def read_entries(session: Session, f: EntryFilter) -> EntryPage:
     if f.action:
         where.append(AuditEntry.action == f.action)
     if f.wearer:
-        where.append(AuditEntry.subject_pseudonym == f.wearer)
+        where.append(AuditEntry.subject_pseudonym.in_((f.wearer, *f.same_wearer)))
     if f.from_ms is not None:
         where.append(AuditEntry.ts_ms >= f.from_ms)
     if f.to_ms is not None:

@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 from trails.timestamps import format_ms, parse_timestamp
 
 from api.audit import merkle
+from api.audit.pseudonym_keys import PseudonymKeys
 from api.audit.files import (CHECKPOINT_DIR, MAC_KEY_FILE, LatestPointer, PSEUDONYM_KEY_FILE, PUBLIC_KEY_FILE,
                           SIGNING_KEY_FILE, AuditIntegrityError, checkpoint_note, clear_integrity_failure,
                           latest_on_disk, list_checkpoints, load_checkpoint, load_or_create, private_dir,
@@ -97,8 +98,8 @@ def _random_key(path) -> bytes:
     return key
 
 
-def _load_keys(settings: Settings) -> tuple[bytes, bytes, Ed25519PrivateKey]:
-    """(pseudonym key, MAC key, signing key), creating any that are missing
+def _load_keys(settings: Settings) -> tuple[PseudonymKeys, bytes, Ed25519PrivateKey]:
+    """(the per-wearer pseudonym keys, MAC key, signing key), creating any that are missing
     (mode 600, folders 700) and publishing the public key once.
 
     Raises AuditIntegrityError if a key file is malformed, or the published
@@ -108,7 +109,7 @@ def _load_keys(settings: Settings) -> tuple[bytes, bytes, Ed25519PrivateKey]:
     private_dir(keys_dir)
     private_dir(audit_dir)
     private_dir(audit_dir / CHECKPOINT_DIR)
-    pseudonym_key = _random_key(keys_dir / PSEUDONYM_KEY_FILE)
+    pseudonym_keys = PseudonymKeys(keys_dir)
     mac_key = _random_key(keys_dir / MAC_KEY_FILE)
     sign_path = keys_dir / SIGNING_KEY_FILE
     pem = load_or_create(sign_path, lambda: Ed25519PrivateKey.generate().private_bytes(
@@ -126,7 +127,7 @@ def _load_keys(settings: Settings) -> tuple[bytes, bytes, Ed25519PrivateKey]:
     if pub_path.read_bytes() != want:
         raise AuditIntegrityError(f"{pub_path} is not the public key of {sign_path}; "
                                   f"restore it (it is never replaced silently)")
-    return pseudonym_key, mac_key, key
+    return pseudonym_keys, mac_key, key
 
 
 def _check_coordinate_free(value: Any, where: str = "detail") -> None:
@@ -334,7 +335,9 @@ class AuditLog:
     guarded by a lock, so each checkpoint hashes only the new entries).
     Construction loads or creates the keys (mode 600, folders 700):
 
-    - HOME/keys/pseudonym.key: 32 random bytes (HMAC key for pseudonyms);
+    - HOME/keys/wearer-index.key and HOME/keys/wearers/: one pseudonym key per wearer
+      (`api.audit.pseudonym_keys`; a home made before them keeps its single
+      pseudonym.key for reading older entries);
     - HOME/keys/audit-mac.key: 32 random bytes (HMAC key of the entries);
     - HOME/keys/audit-ed25519.pem: the Ed25519 signing key;
     - HOME/audit/audit-ed25519.pub.pem: its public key, for verifiers.
@@ -348,7 +351,7 @@ class AuditLog:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pseudonym_key, self._mac_key, self._signing_key = _load_keys(settings)
+        self.pseudonym_keys, self._mac_key, self._signing_key = _load_keys(settings)
         self.public_key = self._signing_key.public_key()
         self.key_id = _key_id(self.public_key)
         self._checkpoint_dir = settings.audit_dir / CHECKPOINT_DIR
@@ -369,10 +372,15 @@ class AuditLog:
 
     # ---------------------------------------------------------------- entries
     def pseudonym(self, subject_id: str) -> str:
-        """Keyed pseudonym of a wearer: HMAC-SHA256(key, subject_id) hex, first 32 digits."""
-        if not isinstance(subject_id, str) or not subject_id:
-            raise ValueError(f"subject_id must be a non-empty string, got {subject_id!r}")
-        return hmac.new(self._pseudonym_key, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        """Keyed pseudonym of a wearer for new entries: HMAC-SHA256(their own key, subject_id) hex, first 32
+        digits (`api.audit.pseudonym_keys`)."""
+        return self.pseudonym_keys.pseudonym(subject_id)
+
+    def pseudonyms(self, subject_id: str) -> list[str]:
+        """Every pseudonym the wearer's entries may carry: their key's, and in a home made before per-wearer
+        keys the single key's (what searching the log for them must look for)."""
+        legacy = self.pseudonym_keys.legacy(subject_id)
+        return [self.pseudonym(subject_id)] + ([legacy] if legacy is not None else [])
 
     def append(self, session: Session, *, action: str, actor: User | None, request_id: int | None = None,
                subject_id: str | None = None, ground: str | None = None, justification_ref: str | None = None,

@@ -397,6 +397,25 @@ class OwnerHistory(Base):
     from_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class LegalHold(Base):
+    """A hold on a wearer's data of `classes_json` over [start_ms, end_ms): erasure skips it until lifted."""
+
+    __tablename__ = "legal_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    classes_json: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int] = mapped_column(Integer)
+    review_ms: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[int] = mapped_column(Integer)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    lifted_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lifted_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class WelfareNote(Base):
     """A note staff record about a wearer's welfare (health, housing, family): a review of the period
     is pre-filled with them."""

@@ -153,7 +153,8 @@ def _consultations(request: Request, session, me: SignedIn, subject_id: str, vie
     if not is_allowed("list_audit_entries", me.user.role):
         return None
     audit = console_audit(request)
-    f = EntryFilter(wearer=audit.pseudonym(subject_id), limit=PAGE_SIZE, offset=(view.consulted - 1) * PAGE_SIZE)
+    current, *older = audit.pseudonyms(subject_id)
+    f = EntryFilter(wearer=current, same_wearer=tuple(older), limit=PAGE_SIZE, offset=(view.consulted - 1) * PAGE_SIZE)
     page = read_entries(session, f)
     audit.append(session, action="audit.read", actor=me.user, now_ms=now_ms(request),
                  detail={"read": "entries", **f.described()})
