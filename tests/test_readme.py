@@ -57,7 +57,10 @@ def test_every_shell_block_runs(tmp_path):
         assert p.returncode == 0, f"{block}\n--- stdout\n{p.stdout[-3000:]}\n--- stderr\n{p.stderr[-3000:]}"
         if "audit verify" in block:
             api_out = p.stdout
-        last_out = p.stdout
+        if "live-input/fixes.csv" in block:
+            live_out = p.stdout
+        if "/v1/mitigations" in block:
+            casework_out = p.stdout
     assert (tmp_path / "demo-out" / "breaches.jsonl").exists()
     assert (tmp_path / "demo-out-store" / "breaches.jsonl").exists()
     # the API session: the extract holds only the narrowed period, the report and log are there
@@ -68,9 +71,13 @@ def test_every_shell_block_runs(tmp_path):
     assert "partial_data_provided,1,0,1" in api_out
     assert "OK: " in api_out and re.search(r"OK: \d+ entries match \d+ signed checkpoint", api_out)
     # continuous operation: the second copy of the file adds nothing, and the queue answers
-    posts = re.findall(r'\{"batch_id":\d+,"fixes":\{"received":(\d+),"accepted":(\d+)', last_out)
+    posts = re.findall(r'\{"batch_id":\d+,"fixes":\{"received":(\d+),"accepted":(\d+)', live_out)
     assert len(posts) == 2 and int(posts[0][1]) > 0 and posts[1][1] == "0"
-    assert '"items":' in last_out
+    assert '"items":' in live_out
+    # casework: the mitigation accepted and answered, a step taken, both evidence packs made
+    assert '"status":"accepted"' in casework_out and "The supplier confirmed the charger fault" in casework_out
+    assert '"step":"warning_letter_1"' in casework_out
+    assert all((tmp_path / f).read_bytes().startswith(b"%PDF-") for f in ("pack.pdf", "period.pdf"))
 
 
 def test_every_subcommand_has_help_with_examples():

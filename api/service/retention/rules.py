@@ -28,6 +28,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from trails.timestamps import DAY_MS
+
 __all__ = ["CLASSES", "DEFAULT_RULES", "Rule", "Rules", "RetentionError", "parse_rules", "load_rules"]
 
 #: The data classes, in the order erasure goes through them.
@@ -63,7 +65,7 @@ class Rules:
     version: str  # SHA-256 of the canonical JSON: each erasure records the version it was made under
 
     def keep_ms(self, data_class: str) -> int:
-        return self.rules[data_class].keep_days * 86_400_000
+        return self.rules[data_class].keep_days * DAY_MS
 
 
 def _fail(msg: str) -> RetentionError:
