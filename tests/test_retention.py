@@ -152,3 +152,93 @@ def test_one_wearers_key_destroyed_severs_only_their_link(env, capsys):
         assert s.scalar(select(AuditEntry.idx).where(AuditEntry.idx == before)) == before  # still in the log
     assert main(["audit", "verify", "--home", str(env.home)]) == 0
     capsys.readouterr()
+
+
+SHORT_RULES = {"rules": {
+    "fixes": {"keep_days": 30, "basis": "Test rule: fixes kept thirty days after monitoring ends."},
+    "casework": {"keep_days": 30, "basis": "Test rule: casework kept thirty days after monitoring ends."},
+    "extracts": {"keep_days": 10, "basis": "Test rule: extracts kept ten days after monitoring ends."},
+    "audit": {"keep_days": 60, "basis": "Test rule: the audit link kept sixty days after monitoring ends."}}}
+
+
+def _ended_wearer(env, subject: str, start_ms: int, end_ms: int, breaches: list[int]) -> list[str]:
+    """A wearer monitored over [start_ms, end_ms) with a breach record starting at each of `breaches`."""
+    from api.db.models import AssignmentRow
+    from test_reviews import _add_breach
+
+    with env.session() as s:
+        s.add(AssignmentRow(subject_id=subject, device_id=f"D-{subject}", start_ms=start_ms, end_ms=end_ms,
+                            zones_json="[]", chain_start_ms=start_ms, zone_versions_json="{}"))
+        s.commit()
+    return [_add_breach(env, subject, t, k) for k, t in enumerate(breaches)]
+
+
+def test_a_retention_pass_erases_what_is_due_keeps_what_is_held_and_the_log_verifies(env, capsys):
+    from api.cli.main import main
+    from api.service.retention.run import run_retention
+
+    (env.home / "retention.json").write_text(json.dumps(SHORT_RULES))
+    t = env.clock()
+    ended = t - 40 * DAY_MS  # casework (30 days) is due; the audit link (60 days) is not
+    ids = _ended_wearer(env, "S-RET", t - 200 * DAY_MS, ended, [t - 150 * DAY_MS, t - 100 * DAY_MS, t - 60 * DAY_MS])
+    r = env.client.post("/v1/mitigations", headers=env.h("caseworker"), json={
+        "subject_id": "S-RET", "breach_ids": [ids[0]], "received": format_ms(t - 140 * DAY_MS), "channel": "letter",
+        "text": "I was at the hospital."})
+    assert r.status_code == 201
+    hold = env.client.post("/v1/legal-holds", headers=env.h("admin"), json=_hold(
+        env, subject_id="S-RET", start=format_ms(t - 105 * DAY_MS), end=format_ms(t - 95 * DAY_MS),
+        classes=["casework"])).json()
+    pseudonym = env.app.state.audit.pseudonym("S-RET")
+    factory, audit = env.app.state.session_factory, env.app.state.audit
+
+    plan = run_retention(factory, audit, env.home, now_ms=t, dry_run=True)
+    assert [(d.subject_id, d.data_class) for d in plan.due if d.subject_id == "S-RET"] == [
+        ("S-RET", "fixes"), ("S-RET", "extracts"), ("S-RET", "casework")]
+    assert plan.erased == [] and env.client.get(f"/v1/breaches/{ids[0]}", headers=env.h("caseworker")).status_code == 200
+
+    done = run_retention(factory, audit, env.home, now_ms=t)
+    (case, counts, digest), = [e for e in done.erased if e[0].subject_id == "S-RET" and e[0].data_class == "casework"]
+    assert counts["breaches"] == 2 and counts["mitigations"] == 1 and "assignments" not in counts  # a hold: kept
+    assert [env.client.get(f"/v1/breaches/{b}", headers=env.h("caseworker")).status_code for b in ids] == [404, 200, 404]
+    assert env.client.get("/v1/mitigations?subject_id=S-RET", headers=env.h("approver")).json() == []
+    (entry,) = [e for e in audit_entries(env, "retention.erase") if e["detail"]["class"] == "casework"]
+    assert entry["subject"] == pseudonym and entry["detail"]["rows_sha256"] == digest and len(digest) == 64
+    assert entry["detail"]["basis"] == SHORT_RULES["rules"]["casework"]["basis"]
+    assert entry["detail"]["held"] == [[format_ms(t - 105 * DAY_MS), format_ms(t - 95 * DAY_MS)]]
+    assert [d.data_class for d, _ in done.skipped if d.subject_id == "S-RET"] == ["fixes"]  # said, not hidden
+
+    again = run_retention(factory, audit, env.home, now_ms=t)  # nothing new: no entry
+    assert len([e for e in audit_entries(env, "retention.erase") if e["detail"]["class"] == "casework"]) == 1
+    assert any(d.data_class == "casework" for d in again.due)  # still planned while the hold keeps a part
+    env.client.post(f"/v1/legal-holds/{hold['id']}/lift", headers=env.h("admin"),
+                    json={"reason": "The complaint was closed without further action."})
+    run_retention(factory, audit, env.home, now_ms=t)
+    assert env.client.get(f"/v1/breaches/{ids[1]}", headers=env.h("caseworker")).status_code == 404
+    last = [e for e in audit_entries(env, "retention.erase") if e["detail"]["class"] == "casework"][-1]
+    assert last["detail"]["counts"]["breaches"] == 1 and last["detail"]["counts"]["assignments"] == 1
+    assert not any(d.data_class == "casework" for d in run_retention(factory, audit, env.home, now_ms=t).due)
+
+    later = t + 30 * DAY_MS  # 70 days after the end: the audit link goes
+    run_retention(factory, audit, env.home, now_ms=later)
+    assert env.app.state.audit.pseudonym("S-RET") != pseudonym  # a new key: old entries cannot be found from S-RET
+    cut = [e for e in audit_entries(env, "retention.erase") if e["detail"]["class"] == "audit"]
+    assert len(cut) == 1 and cut[0]["subject"] == pseudonym and cut[0]["detail"]["key_destroyed"] is True
+    assert run_retention(factory, audit, env.home, now_ms=later).due == []  # the ledger row went with the link
+    assert main(["audit", "verify", "--home", str(env.home)]) == 0
+    capsys.readouterr()
+
+
+def test_the_cli_runs_dry_and_refuses_bad_rules(env, capsys):
+    from api.cli.main import main
+
+    t = env.clock()
+    _ended_wearer(env, "S-RET-CLI", t - 100 * DAY_MS, t - 50 * DAY_MS, [t - 80 * DAY_MS])
+    (env.home / "retention.json").write_text(json.dumps(SHORT_RULES))
+    assert main(["retention", "run", "--home", str(env.home), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    lines = [ln.split("\t")[:2] for ln in out.out.splitlines() if ln.startswith("S-RET-CLI")]
+    assert lines == [["S-RET-CLI", "fixes"], ["S-RET-CLI", "extracts"], ["S-RET-CLI", "casework"]]
+    assert "(dry run)" in out.err
+    (env.home / "retention.json").write_text('{"rules": {}}')
+    assert main(["retention", "run", "--home", str(env.home), "--dry-run"]) == 2
+    assert "retention.json: rules must name exactly the classes" in capsys.readouterr().err

@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.cli.watch",
     "api.cli.audit",
     "api.cli.boundaries",
+    "api.cli.retention",
 )
 
 

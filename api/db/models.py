@@ -416,6 +416,16 @@ class LegalHold(Base):
     lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class RetentionLedger(Base):
+    """A wearer whose erasure has begun: when their monitoring ended, and class -> when it was erased
+    ("pending" for the audit link between its entry and its key's destruction)."""
+
+    __tablename__ = "retention_ledger"
+    subject_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ended_ms: Mapped[int] = mapped_column(BigInteger)
+    erased_json: Mapped[str] = mapped_column(Text)
+
+
 class WelfareNote(Base):
     """A note staff record about a wearer's welfare (health, housing, family): a review of the period
     is pre-filled with them."""
