@@ -75,6 +75,7 @@ get_breach_evidence      GET    /v1/breaches/{breach_id}/evidence               
 set_breach_status        POST   /v1/breaches/{breach_id}/status                  200  403  403  403  403  403
 report_access_requests   GET    /v1/reports/access-requests                      403  200  200  200  403  403
 report_breaches          GET    /v1/reports/breaches                             403  200  200  200  403  403
+report_trends            GET    /v1/reports/trends                               403  200  200  200  403  403
 post_fixes               POST   /v1/fixes                                        403  403  403  403  403  200
 stream_status            GET    /v1/breaches/stream-status                       403  403  200  200  403  200
 list_assignments         GET    /v1/admin/assignments                            403  403  200  200  403  403
@@ -237,6 +238,7 @@ _SIMPLE = {
                                          None),
     "report_access_requests": lambda env: ("GET", "/v1/reports/access-requests", None),
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
+    "report_trends": lambda env: ("GET", "/v1/reports/trends?format=csv", None),
     "report_casework": lambda env: ("GET", "/v1/reports/casework?format=xlsx", None),
     "list_notifications": lambda env: ("GET", "/v1/notifications?status=dead", None),
     "report_device_health": lambda env: ("GET", "/v1/reports/device-health?from=2024-03-01T00:00:00Z"
