@@ -8,8 +8,9 @@ column, an attacker who knows
 - which suppressed cells are primary (wearers 0-9, onsets 0-45) and which secondary (>= 10),
 finds at least TWO integer values consistent with all of it for every suppressed cell, for wearers and
 for onsets separately. The feasible values are found by enumerating reachable sums (`_feasible_twin`),
-not by the closed form the code uses. Not checked: the coupling between a cell's wearers and its onsets
-(onsets >= wearers, <= 5 x wearers) used jointly; no all-areas, all-types or all-months sum is
+not by the closed form the code uses. The coupling between a cell's wearers and its onsets (wearers <=
+onsets <= 5 x wearers) is applied by the code (one round of narrowing, table case
+``onsets-pin-wearers``) but is not part of the twin check. No all-areas, all-types or all-months sum is
 published, so the column is the only linear system.
 """
 from __future__ import annotations
@@ -29,8 +30,9 @@ from api.service.boundaries import parse_boundaries, store_boundaries
 from api.service.trends import (BASE, ONSET_CAP, THRESHOLD, Cell, feasible_ranges, protect_column, release,
                                 round_to_base)
 from api.service.trends_source import NOT_PLACED, Districts
-from api_fixtures import api_env, api_template  # noqa: F401
+import api_fixtures
 
+api_env, api_template = api_fixtures.api_env, api_fixtures.api_template  # the fixtures, by name
 ENGLAND = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "england_lad_2024_buc.geojson"
 needs_england = pytest.mark.skipif(not ENGLAND.exists(), reason="../shared/data is not here")
 
@@ -99,7 +101,10 @@ def test_feasible_ranges_match_the_twin():
     ({"a": Cell(3, 4), "b": Cell(2, 2), "c": Cell(30, 50)}, {"a", "b"}, set(), True),    # two already
     ({"a": Cell(0, 0), "b": Cell(10, 10)}, {"a", "b"}, {"b"}, True),              # a in 0..2 given the total
     ({"a": Cell(9, 9), "b": Cell(9, 9)}, {"a", "b"}, set(), False),               # 18 in 18..22: both pinned at 9
-], ids=["empty", "all-zero", "one-area", "one-small", "two-small", "zero-and-ten", "pinned-nines"])
+    # wearers alone leave a in 4..9, but a's onsets must be 41..45, so >= 9 wearers: pinned; the total goes
+    ({"a": Cell(9, 45), "b": Cell(19, 78), "c": Cell(9, 45)}, {"a", "c"}, set(), False),
+], ids=["empty", "all-zero", "one-area", "one-small", "two-small", "zero-and-ten", "pinned-nines",
+        "onsets-pin-wearers"])
 def test_protect_column_table(cells, suppressed, secondary, total_published):
     col = protect_column(cells)
     assert set(col.suppressed) == suppressed and set(col.secondary) == secondary

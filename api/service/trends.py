@@ -30,8 +30,9 @@ Rules (in this order):
    all-months total is published, so each (month, type) column is its own
    system. In a column with exactly one suppressed cell, the published cell
    with the fewest wearers (ties by area name) is suppressed too. Then the
-   column is audited (`feasible_ranges`): if any suppressed cell, for wearers
-   or onsets, has fewer than two values consistent with everything published,
+   column is audited (`feasible_ranges`, and the coupling onsets >= wearers
+   >= onsets / ONSET_CAP): if any suppressed cell, for wearers or onsets, has
+   fewer than two values consistent with everything published,
    the column's national total is suppressed as well (it is then the column's
    only constraint, so every suppressed cell keeps its full range).
 4. **Rounding.** Every published count is rounded to the nearest multiple of
@@ -146,21 +147,32 @@ class Column:
     secondary: frozenset[str]
 
 
+def _field_ranges(true: dict[str, Cell], areas: list[str], field: str, suppressed: set[str],
+                  secondary: set[str], total: Cell) -> list[Box]:
+    """Feasible ranges of one field (wearers or onsets) per area, for a reader who knows the rule."""
+    primary_box: Box = (0, THRESHOLD - 1) if field == "wearers" else (0, _PRIMARY_ONSETS_MAX)
+    boxes: list[Box] = [(THRESHOLD, math.inf) if a in secondary else primary_box if a in suppressed
+                        else _published_box(getattr(true[a], field)) for a in areas]
+    return feasible_ranges(boxes, _published_box(getattr(total, field)))
+
+
 def _audit_ok(true: dict[str, Cell], suppressed: set[str], secondary: set[str], total: Cell) -> bool:
-    """True when every suppressed cell keeps at least two feasible values, for wearers and for onsets."""
+    """True when every suppressed cell keeps at least two feasible values, for wearers and for onsets.
+
+    A reader knows each field's range from the published total and the rounding
+    (`feasible_ranges`), and that a cell's onsets lie between its wearers and
+    `ONSET_CAP` x its wearers: one round of that coupling narrows the ranges
+    further (onsets in 3..20 mean at least one wearer) before they are judged.
+    """
     areas = sorted(true)
-    for field, primary_box in (("wearers", (0, THRESHOLD - 1)), ("onsets", (0, _PRIMARY_ONSETS_MAX))):
-        boxes: list[Box] = []
-        for a in areas:
-            n = getattr(true[a], field)
-            if a in secondary:
-                boxes.append((THRESHOLD, math.inf))
-            elif a in suppressed:
-                boxes.append(primary_box)
-            else:
-                boxes.append(_published_box(n))
-        ranges = feasible_ranges(boxes, _published_box(getattr(total, field)))
-        if any(hi - lo < 1 for a, (lo, hi) in zip(areas, ranges) if a in suppressed):
+    wearers = _field_ranges(true, areas, "wearers", suppressed, secondary, total)
+    onsets = _field_ranges(true, areas, "onsets", suppressed, secondary, total)
+    for a, (w_lo, w_hi), (o_lo, o_hi) in zip(areas, wearers, onsets):
+        if a not in suppressed:
+            continue
+        w = (max(w_lo, -(-o_lo // ONSET_CAP)), min(w_hi, o_hi))
+        o = (max(o_lo, w_lo), min(o_hi, ONSET_CAP * w_hi))
+        if w[1] - w[0] < 1 or o[1] - o[0] < 1:
             return False
     return True
 
