@@ -50,7 +50,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["BASE", "ONSET_CAP", "THRESHOLD", "Cell", "Column", "Release", "feasible_ranges", "place_and_count",
+__all__ = ["BASE", "ONSET_CAP", "THRESHOLD", "Cell", "Column", "Onset", "Release", "feasible_ranges", "place_and_count",
            "protect_column", "release", "round_to_base"]
 
 #: Fewest distinct wearers a published cell or total may cover.

@@ -61,6 +61,8 @@ def _csv(body: dict) -> str:
 
 
 def _months(session, from_: str | None, to: str | None) -> list[str]:
+    """The months asked for, each end defaulting to the first/last month with a breach (fixed by the
+    range, never by who is in it); a reversed or over-long range is refused."""
     if from_ is not None and to is not None and from_ > to:
         raise Unprocessable(f"from {from_!r} must not be after to {to!r}")
     span = month_span(session)
@@ -93,8 +95,9 @@ def report_trends(session: SessionDep, user: CurrentUser, audit: AuditDep, setti
     onsets = read_onsets(session, districts, first_month=months[0] if months else None,
                          last_month=months[-1] if months else None) if months else []
     if (from_ is not None or to is not None) and len({o[2] for o in onsets}) < THRESHOLD:
-        raise Unprocessable(f"the months {months[0] if months else from_} to {months[-1] if months else to} hold "
-                            f"fewer than {THRESHOLD} wearers with a breach: nothing is released for so few")
+        span = f"{months[0]} to {months[-1]}" if months else f"from {from_ or 'the first'} to {to or 'the last'}"
+        raise Unprocessable(f"the months {span} hold fewer than {THRESHOLD} wearers with a breach: nothing is "
+                            "released for so few")
     rel: Release = release(onsets, months=months, areas=districts.areas(), types=RECORD_TYPES)
     body = {"from": months[0] if months else None, "to": months[-1] if months else None,
             "geography": {"areas": len(districts.names), "kind": "the boundary file the admin loaded"},
