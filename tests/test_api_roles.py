@@ -79,6 +79,7 @@ review_legal_hold        POST   /v1/legal-holds/{hold_id}/review                
 lift_legal_hold          POST   /v1/legal-holds/{hold_id}/lift                   403  200  403  200  403  403
 report_access_requests   GET    /v1/reports/access-requests                      403  200  200  200  403  403
 report_breaches          GET    /v1/reports/breaches                             403  200  200  200  403  403
+report_trends            GET    /v1/reports/trends                               403  200  200  200  403  403
 post_fixes               POST   /v1/fixes                                        403  403  403  403  403  200
 stream_status            GET    /v1/breaches/stream-status                       403  403  200  200  403  200
 list_assignments         GET    /v1/admin/assignments                            403  403  200  200  403  403
@@ -241,6 +242,7 @@ _SIMPLE = {
                                          None),
     "report_access_requests": lambda env: ("GET", "/v1/reports/access-requests", None),
     "report_breaches": lambda env: ("GET", "/v1/reports/breaches?format=csv", None),
+    "report_trends": lambda env: ("GET", "/v1/reports/trends?format=csv", None),
     "report_casework": lambda env: ("GET", "/v1/reports/casework?format=xlsx", None),
     "list_notifications": lambda env: ("GET", "/v1/notifications?status=dead", None),
     "report_device_health": lambda env: ("GET", "/v1/reports/device-health?from=2024-03-01T00:00:00Z"

@@ -89,6 +89,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     # reports
     "report_access_requests": _OVERSIGHT,
     "report_breaches": _OVERSIGHT,
+    "report_trends": _OVERSIGHT,                 # safe counts only (threshold 10, rounded to 5): not personal data
     # continuous operation: intake and the breach queue
     "post_fixes": frozenset({"feed"}),
     "breach_queue": _STAFF,

@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     from api.audit.log import AuditLog
     from api.http.guard import FailedAuthCounter, record_failed_auth
     from api.http.routers import (access_requests, admin, audit, breaches, devices, escalation, health, intake,
-                                  mitigations, notifications, reports, reviews, subjects, users,
+                                  mitigations, notifications, reports, reviews, subjects, trends, users,
                                   legal_holds, wearer_details)
     from api.service.stream import StreamService
     from api.web.console import install_console
@@ -119,7 +119,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.add_middleware(AccessLog)
     app.include_router(health.router, responses=ERROR_RESPONSES)
     for module in (access_requests, subjects, reports, audit, intake, breaches, admin, users, mitigations, escalation,
-                   reviews, wearer_details, devices, notifications, legal_holds):
+                   reviews, wearer_details, devices, notifications, legal_holds, trends):
         app.include_router(module.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app
 
