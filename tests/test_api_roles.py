@@ -63,6 +63,7 @@ list_access_requests     GET    /v1/access-requests                             
 get_access_request       GET    /v1/access-requests/{request_id}                 200  200  200  200  200  403
 check_identity           POST   /v1/access-requests/{request_id}/identity-check  403  200  403  403  403  403
 decide_access_request    POST   /v1/access-requests/{request_id}/decision        403  200  403  403  403  403
+extend_access_request    POST   /v1/access-requests/{request_id}/extend          403  200  403  403  403  403
 withdraw_access_request  POST   /v1/access-requests/{request_id}/withdraw        200  403  403  403  200  403
 download_extract         GET    /v1/access-requests/{request_id}/extract         200  403  403  403  200  403
 list_subject_breaches    GET    /v1/subjects/{subject_id}/breaches               200  200  200  200  403  403
@@ -192,6 +193,10 @@ def _call_request_op(env, op: str, who: str):
             assert r.status_code == 200, r.text
         assert decide(env, req["id"]).status_code == 200
         return "GET", f"/v1/access-requests/{req['id']}/extract?format=csv", None
+    if op == "extend_access_request":
+        req = create_request(env, "caseworker", kind="sar", ground="sar_or_legal", reference=None)
+        return "POST", f"/v1/access-requests/{req['id']}/extend", {
+            "reason": "Many records across several devices need to be reviewed first."}
     req = create_request(env, _maker(who))
     suffix = {"withdraw_access_request": "/withdraw", "get_access_request": ""}[op]
     return ("POST" if suffix else "GET"), f"/v1/access-requests/{req['id']}{suffix}", None
@@ -480,7 +485,7 @@ FEED_MAY_CALL = ("post_fixes", "stream_status")
 #: Operations whose answer or input names a wearer (a request, a breach, an assignment, a zone that is a
 #: home, a correction to either): a refused call to one is audited, naming who tried.
 CONCERNS_A_WEARER = ("create_access_request", "list_access_requests", "get_access_request", "check_identity",
-                     "decide_access_request", "withdraw_access_request", "download_extract",
+                     "decide_access_request", "extend_access_request", "withdraw_access_request", "download_extract",
                      "list_subject_breaches", "get_subject", "subject_compliance", "get_subject_evidence",
                      "breach_queue", "get_breach",
                      "get_breach_evidence", "set_breach_status", "list_assignments", "record_mitigation",

@@ -223,7 +223,7 @@ def test_end_to_end(api_template, tmp_path):
     r = c.get("/v1/reports/access-requests?format=csv", headers=env.h("approver"))
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
     lines = r.text.splitlines()
-    assert lines[0] == "outcome,trail,attendance,total" and lines[-1] == "total,5,1,6"
+    assert lines[0] == "outcome,trail,attendance,sar,total" and lines[-1] == "total,5,1,0,6"
     r = c.get("/v1/reports/access-requests?from=2000-01-01T00:00:00Z&to=2000-02-01T00:00:00Z",
               headers=env.h("admin"))
     assert r.json()["totals"]["total"] == 0

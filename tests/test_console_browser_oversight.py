@@ -50,7 +50,7 @@ def test_reports_charts_are_drawn_and_pages_are_accessible(page, console_server)
     assert page.locator("#breaches-chart .tt-legend li").count() == page.locator(
         "#breaches-table tbody tr").count() - 2  # one colour per type; not the total and withdrawn rows
     page.wait_for_selector("#requests-chart canvas")
-    assert page.locator("#requests-chart .tt-legend li").all_inner_texts() == ["trail", "attendance"]
+    assert page.locator("#requests-chart .tt-legend li").all_inner_texts() == ["trail", "attendance", "sar"]
     assert _serious(page) == []
     screenshot(page, "reports")
     page.goto("/audit")

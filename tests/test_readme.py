@@ -68,7 +68,7 @@ def test_every_shell_block_runs(tmp_path):
     times = [parse_timestamp(f["properties"]["ts"]) for f in doc["features"]]
     assert times and all(parse_timestamp("2024-03-05T06:00:00Z") <= t < parse_timestamp("2024-03-05T09:00:00Z")
                          for t in times)
-    assert "partial_data_provided,1,0,1" in api_out
+    assert "partial_data_provided,1,0,0,1" in api_out
     assert "OK: " in api_out and re.search(r"OK: \d+ entries match \d+ signed checkpoint", api_out)
     # continuous operation: the second copy of the file adds nothing, and the queue answers
     posts = re.findall(r'\{"batch_id":\d+,"fixes":\{"received":(\d+),"accepted":(\d+)', live_out)

@@ -44,6 +44,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType({
     "create_access_request": _ASKERS,
     "check_identity": frozenset({"approver"}),
     "decide_access_request": frozenset({"approver"}),
+    "extend_access_request": frozenset({"approver"}),  # a subject access deadline, once, with a reason
     "withdraw_access_request": _ASKERS,          # and only the request's own requester
     "get_access_request": _PEOPLE,               # requesters: only their own
     "list_access_requests": _PEOPLE,             # requesters: only their own
@@ -124,6 +125,7 @@ assert all(roles <= _ALL for roles in PERMISSIONS.values()), "unknown role in PE
 #: one of these is audited, and an external requester gets only a generic refusal.
 PERSONAL_DATA_OPS: frozenset[str] = frozenset({
     "create_access_request", "check_identity", "decide_access_request", "withdraw_access_request",
+    "extend_access_request",
     "get_access_request", "list_access_requests", "download_extract", "list_subject_breaches",
     "get_subject", "subject_compliance", "get_subject_evidence", "record_mitigation", "list_mitigations", "get_mitigation",
     "decide_mitigation", "mitigation_letter", "get_escalation", "decide_escalation", "escalation_letter",

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from api.access import csvsafe, xlsxsafe
 from api.db.models import KINDS, OUTCOMES, AccessRequest, BreachRow, User
 
-__all__ = ["REPORT_OUTCOMES", "access_request_report", "breach_report", "request_turnaround", "report_rows",
+__all__ = ["REPORT_OUTCOMES", "access_request_report", "subject_access_figures", "breach_report", "request_turnaround", "report_rows",
            "report_csv", "report_xlsx"]
 
 #: Rows of the access request report, in order.
@@ -41,6 +41,25 @@ def _window(col, from_ms: int | None, to_ms: int | None) -> list:
     if to_ms is not None:
         conds.append(col < to_ms)
     return conds
+
+
+def subject_access_figures(session: Session, *, from_ms: int | None, to_ms: int | None, now_ms: int) -> dict:
+    """Subject access requests received in the window against their deadline (one month from receipt, three
+    when extended): answered (decided) in time or late, still open, open past the deadline, extended."""
+    rows = session.execute(select(AccessRequest.status, AccessRequest.decided_ms, AccessRequest.respond_by_ms,
+                                  AccessRequest.extended_ms).where(
+        AccessRequest.kind == "sar", *_window(AccessRequest.created_ms, from_ms, to_ms))).all()
+    out = {"received": len(rows), "answered_in_time": 0, "answered_late": 0, "open": 0, "open_overdue": 0,
+           "withdrawn": 0, "extended": sum(1 for r in rows if r.extended_ms is not None)}
+    for status, decided, due, _ in rows:
+        if status == "decided":
+            out["answered_in_time" if decided <= due else "answered_late"] += 1
+        elif status == "withdrawn":
+            out["withdrawn"] += 1
+        else:
+            out["open"] += 1
+            out["open_overdue"] += now_ms > due
+    return out
 
 
 def access_request_report(session: Session, *, from_ms: int | None = None, to_ms: int | None = None) -> dict:

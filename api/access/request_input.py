@@ -24,7 +24,7 @@ from api.settings import GROUNDS
 
 __all__ = ["MIN_TEXT_CHARS", "count_letters", "parse_ts", "fmt_ts", "Text", "Note", "ShortText", "Reason", "Timestamp",
            "Kind", "Ground", "Outcome", "Urgency", "In", "AccessRequestCreate", "IdentityCheckCreate",
-           "DecisionCreate"]
+           "DecisionCreate", "Exemption", "ExtensionCreate"]
 
 #: Letters or digits (Unicode L*, N*) a justification, necessity statement or decision reason needs.
 MIN_TEXT_CHARS = 20
@@ -123,6 +123,13 @@ class IdentityCheckCreate(In):
     note: Reason = Field(description="how the identity was confirmed (call-back number, warrant card, ...)")
 
 
+class Exemption(In):
+    """A part of a subject access package withheld, and why (the package lists it)."""
+
+    part: Literal["fixes", "records", "consultations"]
+    reason: Reason
+
+
 class DecisionCreate(In):
     """An approver's decision. `start`/`end` narrow the period and are
     required for (and only allowed with) partial_data_provided."""
@@ -131,3 +138,11 @@ class DecisionCreate(In):
     reason: Reason
     start: Timestamp | None = None
     end: Timestamp | None = None
+    exemptions: list[Exemption] = Field(default_factory=list, max_length=3,
+                                        description="subject access (kind sar) only: parts withheld, each with why")
+
+
+class ExtensionCreate(In):
+    """Why a subject access request needs two more months (complexity or number of requests)."""
+
+    reason: Reason

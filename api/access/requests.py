@@ -41,6 +41,7 @@ from trails.timestamps import DAY_MS, format_ms
 
 from api.access.extracts import (ATTENDANCE_FORMATS, TRAIL_FORMATS, Extract, ExtractError, attendance_extract,
                                  clip_assignments, trail_extract)
+from api.access.subject_access import SAR_PARTS, sar_deadline, sar_package
 from api.db.models import AccessRequest, BreachRow, User
 from api.service.detections import load_assignments, load_zones_from_db
 from api.service.stream.detector_state import home_policy
@@ -104,6 +105,7 @@ class Narrowing:
     reason: str
     start_ms: int | None = None
     end_ms: int | None = None
+    exemptions: tuple[tuple[str, str], ...] = ()  # sar only: (part withheld, reason)
 
 
 def _fmt(ms: int | None) -> str | None:
@@ -112,7 +114,7 @@ def _fmt(ms: int | None) -> str | None:
 
 def formats_for(kind: str) -> tuple[str, ...]:
     """The extract formats of a request kind; the first is the default."""
-    return TRAIL_FORMATS if kind == "trail" else ATTENDANCE_FORMATS
+    return {"trail": TRAIL_FORMATS, "sar": ("zip",)}.get(kind, ATTENDANCE_FORMATS)
 
 
 def justification_ref(req: AccessRequest) -> str:
@@ -255,6 +257,8 @@ def create_request(session: Session, audit, user: User, settings: Settings, new:
     longer than the ground's maximum is kept with ``too_broad``."""
     start_ms, end_ms = new.start_ms, new.end_ms
     check_period(start_ms, end_ms, now_ms)
+    if new.kind == "sar" and new.ground != "sar_or_legal":
+        raise InvalidError("a subject access request (kind sar) is made on ground sar_or_legal")
     periods = _monitoring_periods(session, new.subject_id)
     if not periods:
         raise NotFoundError(f"subject {new.subject_id!r} has no monitoring record")
@@ -273,7 +277,8 @@ def create_request(session: Session, audit, user: User, settings: Settings, new:
     req = AccessRequest(requester_id=user.id, subject_id=new.subject_id, kind=new.kind, ground=new.ground,
                         start_ms=start_ms, end_ms=end_ms, justification=new.justification,
                         necessity=new.necessity, reference=new.reference, urgency=new.urgency,
-                        respond_by_ms=new.respond_by_ms, too_broad=is_too_broad(settings, new.ground, start_ms, end_ms),
+                        respond_by_ms=sar_deadline(now_ms) if new.kind == "sar" else new.respond_by_ms,
+                        too_broad=new.kind != "sar" and is_too_broad(settings, new.ground, start_ms, end_ms),
                         status="pending", created_ms=now_ms, version=1)
     session.add(req)
     session.flush()
@@ -380,19 +385,54 @@ def decide_request(session: Session, audit, user: User, settings: Settings, requ
         raise ConflictError(f"access request {req.id} is from an external requester: confirm their identity "
                             f"({identity_path}) before deciding")
     approved = _approved_period(req, d, settings)
+    exemptions = _exemptions(req, d)
     bound = _bind(session, req, *approved) if approved else None
     _guarded_update(session, req, f"access request {req.id} was decided or changed meanwhile",
                     status="decided", outcome=d.outcome, decision_reason=d.reason,
                     approved_start_ms=approved[0] if approved else None,
                     approved_end_ms=approved[1] if approved else None,
                     decided_by=user.id, decided_ms=now_ms, expires_ms=now_ms + settings.approval_ttl_s * 1000,
-                    guidance_version=settings.guidance_version, bound_assignments_json=bound)
+                    guidance_version=settings.guidance_version, bound_assignments_json=bound,
+                    exemptions_json=exemptions)
     audit.append(session, action="request.decide", actor=user, request_id=req.id, subject_id=req.subject_id,
                  ground=req.ground, justification_ref=justification_ref(req), now_ms=now_ms,
                  detail={"outcome": d.outcome, "approved_start": _fmt(req.approved_start_ms),
                          "approved_end": _fmt(req.approved_end_ms), "expires": _fmt(req.expires_ms),
                          "guidance_version": settings.guidance_version,
-                         "assignments_sha256": None if bound is None else _sha256(bound)})
+                         "assignments_sha256": None if bound is None else _sha256(bound)}
+                 | ({"exemptions": [p for p, _ in d.exemptions]} if d.exemptions else {}))
+    return req
+
+
+def _exemptions(req: AccessRequest, d: Narrowing) -> str | None:
+    """The exemptions as stored: only a subject access request has them, each a known part, once, with a
+    reason (the package lists them)."""
+    if not d.exemptions:
+        return None
+    if req.kind != "sar":
+        raise InvalidError("exemptions go only with a subject access request (kind sar)")
+    parts = [p for p, _ in d.exemptions]
+    if len(set(parts)) != len(parts) or not set(parts) <= set(SAR_PARTS):
+        raise InvalidError(f"each exemption names one of {', '.join(SAR_PARTS)}, once")
+    return json.dumps([{"part": p, "reason": r} for p, r in d.exemptions])
+
+
+def extend_request(session: Session, audit, user: User, request_id: int, reason: str, *,
+                   now_ms: int) -> AccessRequest:
+    """Extend a subject access request's deadline by two further months (once; UK GDPR art. 12(3)), with a
+    reason, audited as ``request.extend``."""
+    req = _get(session, request_id)
+    if req.kind != "sar":
+        raise InvalidError(f"access request {req.id} is not a subject access request: only those have a deadline "
+                           f"to extend")
+    if req.extended_ms is not None:
+        raise ConflictError(f"access request {req.id} was extended already, at {format_ms(req.extended_ms)}")
+    if req.status == "withdrawn":
+        raise ConflictError(f"access request {req.id} was withdrawn")
+    req.respond_by_ms, req.extended_ms, req.extension_reason = sar_deadline(req.created_ms, 3), now_ms, reason
+    audit.append(session, action="request.extend", actor=user, request_id=req.id, subject_id=req.subject_id,
+                 ground=req.ground, justification_ref=justification_ref(req), now_ms=now_ms,
+                 detail={"respond_by": format_ms(req.respond_by_ms), "reason_sha256": _sha256(reason)})
     return req
 
 
@@ -448,11 +488,17 @@ def download_extract(session: Session, audit, user: User, settings: Settings, re
     flush_store()
     assignments = _bound(req)  # as at the decision: later assignment changes cannot redirect the extract
     zones = load_zones_from_db(session, sorted({z for a in assignments for z in a.zones}))
-    kwargs = dict(subject_id=req.subject_id, assignments=assignments, zones=zones, policy=home_policy(settings.home),
+    policy = home_policy(settings.home)
+    kwargs = dict(subject_id=req.subject_id, assignments=assignments, zones=zones, policy=policy,
                   start_ms=req.approved_start_ms, end_ms=req.approved_end_ms, fmt=fmt)
     try:
-        ex = trail_extract(settings.home, **kwargs) if req.kind == "trail" else attendance_extract(settings.home,
-                                                                                                   **kwargs)
+        if req.kind == "sar":  # the wearer's own package: fixes, records and casework, who saw their data
+            ex = sar_package(session, settings.home, req, assignments=assignments, zones=zones, policy=policy,
+                             pseudonyms=audit.pseudonyms(req.subject_id))
+        elif req.kind == "trail":
+            ex = trail_extract(settings.home, **kwargs)
+        else:
+            ex = attendance_extract(settings.home, **kwargs)
     except ExtractError as exc:
         raise InvalidError(str(exc)) from None
     audit.append(session, action="extract.download", actor=user, request_id=req.id, subject_id=req.subject_id,

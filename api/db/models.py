@@ -18,7 +18,7 @@ __all__ = ["Base", "User", "AssignmentRow", "ZoneRow", "ZoneVersion", "Correctio
 ROLES: tuple[str, ...] = ("caseworker", "approver", "auditor", "admin", "requester", "feed")
 #: Breach queue statuses (the Hub's work list).
 BREACH_STATUSES: tuple[str, ...] = ("new", "in_review", "actioned", "withdrawn")
-KINDS: tuple[str, ...] = ("trail", "attendance")
+KINDS: tuple[str, ...] = ("trail", "attendance", "sar")  # sar: the wearer's own data (subject access)
 OUTCOMES: tuple[str, ...] = (
     "data_provided",
     "partial_data_provided",
@@ -273,6 +273,9 @@ class AccessRequest(Base):
     decided_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     guidance_version: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    exemptions_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # sar: [{"part", "reason"}]
+    extended_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # sar: when the deadline was extended
+    extension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: The wearer's assignments when the data was approved, clipped to the approved
     #: period: JSON ``[{"device_id", "start_ms", "end_ms", "zones"}]``. The extract
     #: reads exactly these, so changing assignments later cannot redirect it.

@@ -57,6 +57,8 @@ class AccessRequestPublic(BaseModel):
     guidance_version: str | None
     withdrawn_at: str | None
     version: int
+    exemptions: list[dict] = Field(default_factory=list, description="subject access: the parts withheld and why")
+    extended_at: str | None = Field(None, description="subject access: when the one-month deadline was extended")
 
 
 class AccessRequestList(BaseModel):

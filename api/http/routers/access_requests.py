@@ -16,8 +16,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api.access.requests import (DATA_OUTCOMES, NewRequest, Narrowing, RequestError, check_identity as identity_checked,
                                  check_period, create_request, decide_request, download_extract as service_download,
-                                 list_requests, read_request, withdraw_request)
+                                 extend_request, list_requests, read_request, withdraw_request)
 from api.access.extracts import ATTENDANCE_FORMATS, TRAIL_FORMATS
+from api.access.request_input import ExtensionCreate
+from api.access.subject_access import exemptions_of
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.guard import GuardedRoute
 from api.http.errors import ApiError, Conflict, Forbidden, Gone, NotFound, Unprocessable
@@ -46,7 +48,8 @@ def _public(req: AccessRequest, settings: Settings) -> AccessRequestPublic:
         outcome=req.outcome, decision_reason=req.decision_reason, approved_start=fmt_ts(req.approved_start_ms),
         approved_end=fmt_ts(req.approved_end_ms), decided_by=req.decided_by, decided_at=fmt_ts(req.decided_ms),
         expires_at=fmt_ts(req.expires_ms), guidance_version=req.guidance_version,
-        withdrawn_at=fmt_ts(req.withdrawn_ms), version=req.version)
+        withdrawn_at=fmt_ts(req.withdrawn_ms), version=req.version, exemptions=exemptions_of(req),
+        extended_at=fmt_ts(req.extended_ms))
 
 
 _ERRORS: dict[int, type[ApiError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 410: Gone, 422: Unprocessable}
@@ -170,7 +173,8 @@ def decide_access_request(request_id: RequestId, body: DecisionCreate, session: 
     end = _parse("end", body.end) if body.end is not None else None
     with _answered():
         req = decide_request(session, audit, user, settings, request_id,
-                             Narrowing(outcome=body.outcome, reason=body.reason, start_ms=start, end_ms=end),
+                             Narrowing(outcome=body.outcome, reason=body.reason, start_ms=start, end_ms=end,
+                                       exemptions=tuple((e.part, e.reason) for e in body.exemptions)),
                              now_ms=clock(), identity_path=f"POST /v1/access-requests/{request_id}/identity-check")
     out = _public(req, settings)
     commit(session, audit)
@@ -190,14 +194,29 @@ def withdraw_access_request(request_id: RequestId, session: SessionDep, user: Cu
     commit(session, audit)
     return out
 
+@router.post("/{request_id}/extend", operation_id="extend_access_request", response_model=AccessRequestPublic)
+def extend_access_request(request_id: RequestId, body: ExtensionCreate, session: SessionDep, user: CurrentUser,
+                          audit: AuditDep, settings: SettingsDep, clock: ClockDep) -> AccessRequestPublic:
+    """Extend a subject access request's deadline from one month after receipt to three, once, with a reason
+    (UK GDPR art. 12(3): complex or numerous requests; the wearer must be told within the first month).
+
+    Roles: approver. 422 for a request that is not kind sar; 409 when extended already or withdrawn.
+    """
+    with _answered():
+        req = extend_request(session, audit, user, request_id, body.reason, now_ms=clock())
+    out = _public(req, settings)
+    commit(session, audit)
+    return out
+
+
 @router.get("/{request_id}/extract", operation_id="download_extract",
             response_class=Response,
             responses={200: {"description": "the extract file; header X-Extract-SHA256 is its SHA-256",
                              "content": {"application/geo+json": {}, "text/csv": {}, "application/gpx+xml": {},
-                                         "application/json": {}}}})
+                                         "application/json": {}, "application/zip": {}}}})
 def download_extract(request_id: RequestId, request: Request, session: SessionDep, user: CurrentUser, audit: AuditDep,
                      settings: SettingsDep, clock: ClockDep,
-                     format: Literal["geojson", "csv", "gpx", "json"] | None = None) -> Response:
+                     format: Literal["geojson", "csv", "gpx", "json", "zip"] | None = None) -> Response:
     """Download the approved period of an approved request.
 
     Roles: caseworker, requester; only the user who made the request (403).
@@ -205,7 +224,9 @@ def download_extract(request_id: RequestId, request: Request, session: SessionDe
     approval expires (410), only the approved period, only once it has
     ended (409), and only from the assignments the decision was bound to
     (409 for a decision made before decisions were bound). Formats: trail
-    geojson (default), csv, gpx; attendance json (default), csv.
+    geojson (default), csv, gpx; attendance json (default), csv; subject access
+    (kind sar) zip: the wearer's package (fixes as CSV and GeoJSON, records
+    and casework, every consultation and disclosure, the exemptions applied).
     """
     with _answered():
         _, ex = service_download(session, audit, user, settings, request_id, format, now_ms=clock(),

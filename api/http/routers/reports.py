@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from api.access import csvsafe, xlsxsafe
-from api.access.reports import access_request_report, breach_report, report_csv
+from api.access.reports import access_request_report, breach_report, report_csv, subject_access_figures
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
 from api.http.errors import Unprocessable
 from api.http.guard import GuardedRoute
@@ -54,12 +54,15 @@ def _respond(report: dict, fmt: str, name: str) -> Response:
 def report_access_requests(session: SessionDep, user: CurrentUser, audit: AuditDep, clock: ClockDep,
                            from_: From = None, to: To = None, fmt: Format = "json") -> Response:
     """Access requests made in [from, to) by outcome x kind, with totals
-    (outcomes include withdrawn and pending), and by requester organisation.
+    (outcomes include withdrawn and pending), and by requester organisation;
+    in JSON, `subject_access`: the subject access requests received against
+    their deadline (answered in time or late, open, open past it, extended).
 
     Roles: approver, auditor, admin.
     """
     from_ms, to_ms = _period(from_, to)
-    report = {"from": fmt_ts(from_ms), "to": fmt_ts(to_ms), **access_request_report(session, from_ms=from_ms, to_ms=to_ms)}
+    report = {"from": fmt_ts(from_ms), "to": fmt_ts(to_ms), **access_request_report(session, from_ms=from_ms, to_ms=to_ms),
+              "subject_access": subject_access_figures(session, from_ms=from_ms, to_ms=to_ms, now_ms=clock())}
     audit.append(session, action="report.read", actor=user, now_ms=clock(),
                  detail={"report": "access-requests", "from": report["from"], "to": report["to"], "format": fmt})
     commit(session, audit)

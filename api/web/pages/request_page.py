@@ -60,6 +60,8 @@ def _extract_view(request: Request, session, me: SignedIn, req: AccessRequest) -
     if req.expires_ms is not None and now_ms(request) >= req.expires_ms:  # nothing is tried, so nothing refused
         return {"problem": f"The approval expired {london_time(req.expires_ms).text}: ask again if you still "
                            f"need the data."}
+    if req.kind == "sar":  # a package for the wearer: offered for download, not shown (nothing released yet)
+        return {"problem": None, "package": True, "formats": formats_for(req.kind), "map": None}
     audit = console_audit(request)
     try:
         _, ex = download_extract(session, audit, me.user, request.app.state.settings, req.id, None,
