@@ -68,6 +68,7 @@ def test_mitigation_recorded_decided_and_answered_from_the_wearer_page(env):
     sign_in(env, "caseworker")
     page = env.client.get("/subjects/S-CW-M/casework")
     assert page.status_code == 200 and all(f'id="about-{b}"' in page.text for b in ids)
+    assert "<title>Casework for wearer S-CW-M - tagtrail</title>" in page.text
     scan = b"%PDF-1.4 a scanned hospital letter"
     r = _post(env, "/subjects/S-CW-M/casework/mitigations",
               {"received_date": "2026-11-30", "received_time": "10:15", "channel": "letter",
