@@ -2,8 +2,6 @@
 data (`api.service.retention.holds`: the rules and audit entries)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -12,9 +10,8 @@ from pydantic import BaseModel, Field
 from api.access.request_input import In, Reason, ShortText, Timestamp, fmt_ts, parse_ts
 from api.db.models import LegalHold, User
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, authorize, commit
-from api.http.errors import Conflict, NotFound, Unprocessable
+from api.http.casework_answers import casework_answered
 from api.http.guard import GuardedRoute
-from api.service.casework_errors import CaseworkConflict, CaseworkError, CaseworkNotFound
 from api.service.retention.holds import create_hold, hold_classes, lift_hold, list_holds, review_hold
 from api.service.retention.rules import CLASSES
 
@@ -58,18 +55,6 @@ class HoldPublic(BaseModel):
     lift_reason: str | None
 
 
-@contextmanager
-def _answered() -> Iterator[None]:
-    try:
-        yield
-    except CaseworkNotFound as exc:
-        raise NotFound(str(exc)) from None
-    except CaseworkConflict as exc:
-        raise Conflict(str(exc)) from None
-    except CaseworkError as exc:
-        raise Unprocessable(str(exc)) from None
-
-
 def _public(session, h: LegalHold) -> HoldPublic:
     owner = session.get(User, h.owner_id)
     return HoldPublic(id=h.id, subject_id=h.subject_id, start=fmt_ts(h.start_ms), end=fmt_ts(h.end_ms),
@@ -87,7 +72,7 @@ def post_hold(body: HoldCreate, session: SessionDep, user: CurrentUser, audit: A
     Roles: approver, admin. 422 for an empty or reversed period, a review date not in the future, an owner
     who is not active staff, or a wearer with no assignment.
     """
-    with _answered():
+    with casework_answered():
         row = create_hold(session, audit, user, subject_id=body.subject_id, start_ms=parse_ts(body.start),
                           end_ms=parse_ts(body.end), classes=list(body.classes), reason=body.reason,
                           owner_name=body.owner, review_ms=parse_ts(body.review), now_ms=clock())
@@ -121,7 +106,7 @@ def post_review(hold_id: HoldId, body: HoldReview, session: SessionDep, user: Cu
 
     Roles: approver, admin. 404 unknown; 409 lifted; 422 a next review not in the future.
     """
-    with _answered():
+    with casework_answered():
         row = review_hold(session, audit, user, hold_id, next_review_ms=parse_ts(body.next_review), note=body.note,
                           now_ms=clock())
     out = _public(session, row)
@@ -136,7 +121,7 @@ def post_lift(hold_id: HoldId, body: HoldLift, session: SessionDep, user: Curren
 
     Roles: approver, admin. 404 unknown; 409 already lifted.
     """
-    with _answered():
+    with casework_answered():
         row = lift_hold(session, audit, user, hold_id, reason=body.reason, now_ms=clock())
     out = _public(session, row)
     commit(session, audit)

@@ -5,8 +5,6 @@ module is the HTTP edge."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -15,9 +13,9 @@ from pydantic import BaseModel, Field
 from api.access.request_input import In, Reason, ShortText, Text, Timestamp, fmt_ts, parse_ts
 from api.db.models import Mitigation
 from api.http.deps import AuditDep, ClockDep, CurrentUser, SessionDep, SettingsDep, authorize, commit
-from api.http.errors import Conflict, NotFound, Unprocessable
+from api.http.errors import NotFound
+from api.http.casework_answers import casework_answered
 from api.http.guard import GuardedRoute
-from api.service.casework_errors import CaseworkConflict, CaseworkError, CaseworkNotFound
 from api.service.mitigations import (CHANNELS, NewMitigation,
                                      breaches_of, decide_mitigation, read_mitigations, record_mitigation,
                                      response_letter)
@@ -63,18 +61,6 @@ class MitigationPublic(BaseModel):
     reason: str | None
 
 
-@contextmanager
-def _answered() -> Iterator[None]:
-    try:
-        yield
-    except CaseworkNotFound as exc:
-        raise NotFound(str(exc)) from None
-    except CaseworkConflict as exc:
-        raise Conflict(str(exc)) from None
-    except CaseworkError as exc:
-        raise Unprocessable(str(exc)) from None
-
-
 def _public(session, m: Mitigation) -> MitigationPublic:
     return MitigationPublic(id=m.id, subject_id=m.subject_id, breach_ids=breaches_of(session, m.id),
                             received=fmt_ts(m.received_ms), channel=m.channel, text=m.text,
@@ -95,7 +81,7 @@ def post_mitigation(body: MitigationCreate, session: SessionDep, user: CurrentUs
     new = NewMitigation(subject_id=body.subject_id, breach_ids=tuple(body.breach_ids),
                         received_ms=parse_ts(body.received), channel=body.channel, text=body.text,
                         attachments=tuple((a.name, a.sha256) for a in body.attachments))
-    with _answered():
+    with casework_answered():
         row = record_mitigation(session, audit, user, new, working_days=settings.mitigation_days, now_ms=clock())
     out = _public(session, row)
     commit(session, audit)
@@ -144,7 +130,7 @@ def post_decision(mitigation_id: MitigationId, body: MitigationDecision, session
 
     Roles: caseworker. 404 for an unknown id; 409 once decided.
     """
-    with _answered():
+    with casework_answered():
         row = decide_mitigation(session, audit, user, mitigation_id, outcome=body.outcome, reason=body.reason,
                                 now_ms=clock())
     out = _public(session, row)
@@ -163,7 +149,7 @@ def get_letter(mitigation_id: MitigationId, session: SessionDep, user: CurrentUs
 
     Roles: caseworker. 404 for an unknown id; 409 while undecided.
     """
-    with _answered():
+    with casework_answered():
         data, digest = response_letter(session, audit, user, mitigation_id, now_ms=clock(),
                                        home=settings.home)
     commit(session, audit)
