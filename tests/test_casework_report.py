@@ -49,6 +49,9 @@ def test_casework_by_month_in_json_csv_and_xlsx(env):
     assert report["now"]["on_monitoring"] >= 1 and set(report["now"]) == {
         "as_of", "on_monitoring", "reviews_overdue", "wearers_without_owner"}
     assert subject not in str(report)  # counts only
+    # this month's end is now: the month rows agree with the figures as at now
+    assert rows["reviews overdue at month end"][month] == report["now"]["reviews_overdue"]
+    assert rows["wearers without an owner at month end"][month] == report["now"]["wearers_without_owner"]
 
     text = env.client.get("/v1/reports/casework?format=csv", headers=env.h("auditor")).text
     table = list(csv.reader(io.StringIO(text)))
