@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         n_fixes = int(re.search(r'id="evidence-window">(\d+) fix', html).group(1))
         data_url = re.search(r'data-tt-map="([^"#]+)#map"', html).group(1).replace("&amp;", "&")
         data, data_bytes = timed(client, data_url, args.n)
+        casework, casework_bytes = timed(client, "/casework", args.n)
+        wearer, wearer_bytes = timed(client, f"/subjects/{b.subject_id}/casework", args.n)
     app.state.engine.dispose()
 
     lines, missed = [], []
@@ -167,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                               (f"/breaches/{{id}} (7-day absence, {n_fixes} fixes counted, table page of {FIX_PAGE})",
                                page, page_bytes),
                               ((f"/breaches/{{id}}/evidence.json (its map and timeline data: {n_fixes} fixes; "
-                                f"fetched by the browser after the page, no target)"), data, data_bytes)):
+                                f"fetched by the browser after the page, no target)"), data, data_bytes),
+                              ("/casework (mitigations awaiting a decision, reviews due in 14 days)", casework,
+                               casework_bytes),
+                              ("/subjects/{id}/casework (the 7-day record's wearer: ladder, mitigations, review "
+                               "summary with curfew attendance, notes)", wearer, wearer_bytes)):
         med, p95 = _stats(times)
         verdict = "met" if p95 < TARGET_MS else ("missed at p95 (median met)" if med < TARGET_MS else "missed")
         if "evidence.json" in name:

@@ -34,10 +34,10 @@ class EscalationError(CaseworkError):
 
 def _records(session: Session, subject_id: str) -> list[Counted]:
     # excused by an accepted mitigation, or kept out by a device fault (suspected or confirmed)
-    excused = excused_breach_ids(session, subject_id) | not_counted_for_escalation(session, subject_id)
+    rows = list(session.scalars(select(BreachRow).where(BreachRow.subject_id == subject_id)))
+    excused = excused_breach_ids(session, subject_id) | not_counted_for_escalation(session, rows)
     return [Counted(breach_id=b.breach_id, kind=b.kind, type=b.type, priority=b.priority, start_ms=b.start_ms,
-                    withdrawn=b.status == "withdrawn", excused=b.breach_id in excused)
-            for b in session.scalars(select(BreachRow).where(BreachRow.subject_id == subject_id))]
+                    withdrawn=b.status == "withdrawn", excused=b.breach_id in excused) for b in rows]
 
 
 def decisions_of(session: Session, subject_id: str) -> list[EscalationDecision]:
