@@ -118,7 +118,7 @@ def faults_worn(session: Session, worn: list[tuple[str, int, int | None]], start
     return [out[k] for k in sorted(out)]
 
 
-def not_counted_for_escalation(session: Session, rows: list[BreachRow]) -> set[str]:
+def not_counted_for_escalation(session: Session, rows) -> set[str]:
     """Of the wearer's breach `rows`, those a fault keeps out of escalation: suspected, or the fault confirmed."""
     return {bid for bid, (_, state) in fault_marks(session, rows).items() if state != "fault_cleared"}
 

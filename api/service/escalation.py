@@ -34,7 +34,9 @@ class EscalationError(CaseworkError):
 
 def _records(session: Session, subject_id: str) -> list[Counted]:
     # excused by an accepted mitigation, or kept out by a device fault (suspected or confirmed)
-    rows = list(session.scalars(select(BreachRow).where(BreachRow.subject_id == subject_id)))
+    rows = session.execute(select(  # columns, not ORM objects: a wearer may have a thousand records
+        BreachRow.breach_id, BreachRow.kind, BreachRow.type, BreachRow.priority, BreachRow.start_ms, BreachRow.end_ms,
+        BreachRow.status, BreachRow.device_id).where(BreachRow.subject_id == subject_id)).all()
     excused = excused_breach_ids(session, subject_id) | not_counted_for_escalation(session, rows)
     return [Counted(breach_id=b.breach_id, kind=b.kind, type=b.type, priority=b.priority, start_ms=b.start_ms,
                     withdrawn=b.status == "withdrawn", excused=b.breach_id in excused) for b in rows]
