@@ -68,7 +68,8 @@ DEFAULT_CONSOLE_MAX_S = 12 * 3600
 POLICY_KEYS = frozenset({"approval_ttl_s", "max_period_days", "guidance_version", "min_narrowing_fraction",
                          "console_idle_s", "console_max_s", "breach_evidence", "mitigation_days", "review_every_days",
                          "notify_webhook_url", "notify_email_to", "smtp_host", "smtp_port", "smtp_starttls",
-                         "smtp_from", "notify_max_attempts", "notify_backoff_s", *AUDIT_DEFAULTS})
+                         "smtp_from", "notify_max_attempts", "notify_backoff_s", "retention_every_s",
+                         *AUDIT_DEFAULTS})
 #: The settings the environment may give (as TAGTRAIL_HOME, TAGTRAIL_DATABASE_URL, TAGTRAIL_TILE_URL,
 #: TAGTRAIL_TILE_FILE).
 _ENV_FIELDS = frozenset({"home", "database_url", "tile_url", "tile_file"})
@@ -143,6 +144,8 @@ class Settings(BaseSettings):
         decided (default 20).
     review_every_days: days between a wearer's reviews, from the start of monitoring or the last
         review (default 91: three-monthly).
+    retention_every_s: how often the running service makes a retention pass (default a day; 0: never,
+        for a deployment that runs `tagtrail retention run` from cron instead).
     notify_webhook_url, notify_email_to, smtp_host, smtp_port, smtp_starttls, smtp_from,
     notify_max_attempts, notify_backoff_s: where priority 1 records are announced
         (`api.service.notifications`); nothing is sent without a webhook URL or an SMTP host
@@ -183,6 +186,7 @@ class Settings(BaseSettings):
     console_max_s: int = DEFAULT_CONSOLE_MAX_S
     mitigation_days: int = 20
     review_every_days: int = 91
+    retention_every_s: int = 86_400
     notify_webhook_url: str | None = None
     notify_email_to: tuple[str, ...] = ()
     smtp_host: str | None = None
@@ -282,6 +286,14 @@ class Settings(BaseSettings):
     def _review_days(cls, value: Any) -> int:
         if not _is_whole(value) or not 7 <= value <= 366:
             raise ValueError(f"review_every_days must be a whole number of days from 7 to 366, got {value!r}")
+        return value
+
+    @field_validator("retention_every_s", mode="before")
+    @classmethod
+    def _retention_every(cls, value: Any) -> int:
+        if not _is_whole(value) or not (value == 0 or 600 <= value <= 7 * 86_400):
+            raise ValueError(f"retention_every_s must be 0 (never) or a whole number of seconds from 600 to 604800, "
+                             f"got {value!r}")
         return value
 
     @field_validator("mitigation_days", mode="before")

@@ -242,3 +242,22 @@ def test_the_cli_runs_dry_and_refuses_bad_rules(env, capsys):
     (env.home / "retention.json").write_text('{"rules": {}}')
     assert main(["retention", "run", "--home", str(env.home), "--dry-run"]) == 2
     assert "retention.json: rules must name exactly the classes" in capsys.readouterr().err
+
+
+def test_the_running_service_makes_the_pass_daily(env):
+    """The stream service's housekeeping runs the same pass at most once per retention_every_s; 0 turns it
+    off; a broken retention.json is logged, never stops detection."""
+    t = env.clock()
+    _ended_wearer(env, "S-RET-D", t - 100 * DAY_MS, t - 50 * DAY_MS, [t - 80 * DAY_MS])
+    (env.home / "retention.json").write_text(json.dumps(SHORT_RULES))
+    daily = env.app.state.stream.retention
+    first = daily.tick()
+    assert first is not None and any(d.subject_id == "S-RET-D" and d.data_class == "casework"
+                                     for d, _, _ in first.erased)
+    assert daily.tick() is None  # not due again for a day
+    env.clock.offset_ms += 86_400_000
+    (env.home / "retention.json").write_text("{not json")
+    assert daily.tick() is None  # logged; the service goes on
+    env.clock.offset_ms += 86_400_000
+    env.app.state.stream.settings = env.app.state.settings.model_copy(update={"retention_every_s": 0})
+    assert daily.tick() is None

@@ -27,6 +27,7 @@ from api.service.stream.intake_link import IntakeLink
 from api.service.stream.log_reader import LogReader, LogRows
 from api.service.stream.queue_writer import QueueWriter
 from api.service.notifications import notify_cycle
+from api.service.retention.daily import DailyRetention
 from api.service.stream.runner import Runner, sign_if_due
 from api.settings import Settings
 
@@ -77,6 +78,7 @@ class StreamService:
                                    retention_ms=retention_ms, checkpoint_s=checkpoint_s)
         self.intake = IntakeLink(home, self.reader)
         self.runner = Runner(lambda: bool(self._pass_found_rows()), self._housekeeping, min_pass_s=min_pass_s)
+        self.retention = DailyRetention(factory, audit, lambda: self.settings, self.clock)
         self._read_batch = 0  # latest intake batch read by a pass
         self.processed_batch = 0  # latest intake batch whose records are committed
         self._store_lock = None
@@ -160,6 +162,7 @@ class StreamService:
             self.compact()
         sign_if_due(self.audit, self._read_only)
         notify_cycle(self.factory, self.settings, now_ms=self.clock())
+        self.retention.tick()
 
     # ------------------------------------------------------------ a pass
     def run_pending(self, *, limit: int = 200_000) -> PassStats:
