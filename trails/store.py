@@ -1,13 +1,21 @@
 """The Parquet store under ``HOME/store``: day-partitioned fixes and events, plus quarantine.
 
-Layout::
+Layout (format 2, device buckets; every store created now)::
 
-    HOME/store/fixes/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet   FIX_SCHEMA
-    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet  EVENT_SCHEMA
-    HOME/store/quarantine/part-<ingest id>.parquet                 QUARANTINE_SCHEMA
+    HOME/store/fixes/day=YYYY-MM-DD/bucket=K/part-<ingest id>-<n>.parquet   FIX_SCHEMA
+    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet           EVENT_SCHEMA
+    HOME/store/quarantine/part-<ingest id>.parquet                          QUARANTINE_SCHEMA
 
-Days are UTC days of ``ts_ms``. Each file is sorted by ``device_id`` then
-``ts_ms`` (a day may hold several files: one or more per ingest). ``source`` is
+Days are UTC days of ``ts_ms``. A fix lies in bucket ``K = crc32(device_id) mod
+B`` of its day (`trails.buckets`); B is chosen when the store is created
+(``tagtrail ingest --buckets B``, default 16) and recorded in the manifest.
+Events are few (a tamper event now and then) and stay one folder per day:
+every bucket task reads the events of its own devices from them. A store
+written before buckets (format 1) keeps its fix files directly in the day
+folders, and writers keep writing it that way until ``tagtrail store
+migrate-buckets`` rewrites it (`migrate_buckets`); readers read both.
+Each file is sorted by ``device_id`` then
+``ts_ms`` (a day, or a day's bucket, may hold several files: one or more per ingest). ``source`` is
 the ingested file's name (dictionary-encoded) and ``row`` its 1-based record
 number there, so every stored fix traces back to its input line. A ``(device_id, ts_ms)`` key (events: plus ``event``) occurs at most
 once in the whole store: `trails.ingest` quarantines later copies as
@@ -43,6 +51,7 @@ import pyarrow.parquet as pq
 
 from filelock import FileLock, Timeout
 
+from trails.buckets import DEFAULT_BUCKETS, bucket_dir, check_buckets, split_by_bucket
 from trails.errors import InputError
 from trails.home import private_dir, secure_home
 from trails.manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
@@ -188,27 +197,49 @@ class Transaction:
     lock (`StoreLock`): the one this process holds on the home (an ingest's,
     or the service's for its compaction), else the transaction takes it for
     its own duration. `commit` renames the files into place, then lists them
-    in the manifest in one atomic replace (the moment they become readable).
+    in the manifest in one atomic replace (the moment they become readable),
+    then removes the files it `retire`\ d (unlisted by that same replace).
+
+    `buckets` is B for a store this transaction creates (a store with no
+    files yet; default `trails.buckets.DEFAULT_BUCKETS`); an existing store
+    keeps its layout, and asking it for another B is an `InputError` (that
+    is `migrate_buckets`' job). ``self.buckets`` is the layout written: B, or
+    None for a format-1 store.
     """
 
-    def __init__(self, home) -> None:
+    def __init__(self, home, *, buckets: int | None = None) -> None:
         self.home = Path(home)
         self.root = store_root(home)
         self.ingest_id = uuid.uuid4().hex[:16]
         self.tmp = self.root / f".tmp-{self.ingest_id}"
         self.files: list[tuple[str, int]] = []  # (path relative to the store, rows)
+        self.retired: list[str] = []  # listed paths this transaction replaces
+        self.requested = None if buckets is None else check_buckets(buckets)
+        self.buckets: int | None = None
         self._own_lock: StoreLock | None = None
 
     def __enter__(self) -> "Transaction":
         if StoreLock.held_here(self.home) is None:
             self._own_lock = StoreLock(self.home, "writer").acquire()
         try:
+            self.buckets = self._layout()
             private_dir(self.root)
             self.tmp.mkdir(mode=0o700)
         except BaseException:
             self._release()
             raise
         return self
+
+    def _layout(self) -> int | None:
+        """B to write with: the store's own, or the requested/default one for a store with no files yet."""
+        m = Manifest.read(self.root)
+        if m.table.num_rows == 0:
+            return self.requested or DEFAULT_BUCKETS
+        if self.requested is not None and self.requested != m.buckets:
+            have = "no buckets (format 1)" if m.buckets is None else f"{m.buckets} buckets"
+            raise InputError(f"store {str(self.root)!r} has {have}, not {self.requested}: run "
+                             f"`tagtrail store migrate-buckets --home {str(self.home)!r} --buckets {self.requested}`")
+        return m.buckets
 
     def __exit__(self, exc_type, exc, tb) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -232,6 +263,20 @@ class Transaction:
         os.chmod(dest, 0o600)
         self.files.append((relpath, table.num_rows))
 
+    def write_day(self, kind: str, day: int, name: str, table: pa.Table) -> None:
+        """Stage one day's rows (sorted by device, time) of `kind` as ``NAME``: one file in the day
+        folder, or for fixes in a bucketed store one file per bucket present (same name in each)."""
+        folder = f"{kind}/day={day_label(day)}"
+        if kind != "fixes" or self.buckets is None:
+            self.write(f"{folder}/{name}", table)
+            return
+        for k, part in split_by_bucket(table, self.buckets):
+            self.write(f"{folder}/{bucket_dir(k)}/{name}", part)
+
+    def retire(self, relpaths: list[str]) -> None:
+        """Unlist these store files at `commit` (and remove them after it): a rewrite replaces them."""
+        self.retired.extend(relpaths)
+
     def write_many(self, items: list[tuple[str, pa.Table]], *, threads: int = 2) -> None:
         """`write` several files, in parallel threads (Parquet encoding releases the GIL)."""
         if threads < 2 or len(items) < 2:
@@ -245,8 +290,9 @@ class Transaction:
                 f.result()
 
     def commit(self) -> None:
-        """Publish the staged files: rename each into place, then replace the manifest."""
-        if not self.files:
+        """Publish the staged files: rename each into place, then replace the manifest (which also
+        unlists what was retired and records the layout), then remove the retired files."""
+        if not self.files and not self.retired:
             return
         with PUBLISHING:
             m = Manifest.read(self.root)
@@ -256,8 +302,22 @@ class Transaction:
                 private_dir(target.parent)
                 os.replace(self.tmp / rel, target)
                 entries.append(entry(self.root, rel, rows))
-            write_manifest(self.root, m.updated(entries))
-        self.files = []
+            write_manifest(self.root, m.updated(entries, removed=self.retired), buckets=self.buckets)
+        for rel in self.retired:
+            (self.root / rel).unlink(missing_ok=True)
+        _remove_empty_folders(self.root, self.retired)
+        self.files, self.retired = [], []
+
+
+def _remove_empty_folders(root: Path, relpaths: list[str]) -> None:
+    """Remove the (now empty) folders that held removed files, deepest first."""
+    folders = {str(Path(r).parent) for r in relpaths}
+    folders |= {str(Path(f).parent) for f in folders if f.count("/") == 2}  # a bucket's day folder
+    for f in sorted(folders, key=lambda f: -f.count("/")):
+        try:
+            (root / f).rmdir()
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- #
@@ -499,8 +559,8 @@ def compacted_upto(home, kind: str = "fixes") -> int:
 
 
 def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int) -> int:
-    """Publish intake-log rows (seq in [seq_lo, seq_hi]) as store files, one per UTC day,
-    sorted by (device_id, ts_ms); atomic (`Transaction`). Returns rows written."""
+    """Publish intake-log rows (seq in [seq_lo, seq_hi]) as store files, one per UTC day (and device
+    bucket, in a bucketed store), sorted by (device_id, ts_ms); atomic (`Transaction`). Returns rows written."""
     schema = FIX_SCHEMA if kind == "fixes" else EVENT_SCHEMA
     table = table.select(schema.names).cast(schema)
     if table.num_rows == 0:
@@ -514,8 +574,7 @@ def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int
         starts = np.flatnonzero(np.concatenate([[True], day[1:] != day[:-1]]))
         ends = np.append(starts[1:], day.size)
         for n, (a, b) in enumerate(zip(starts, ends)):
-            txn.write(f"{kind}/day={day_label(int(day[a]))}/part-intake-{seq_lo}-{seq_hi}-{n}.parquet",
-                      table.slice(int(a), int(b - a)))
+            txn.write_day(kind, int(day[a]), f"part-intake-{seq_lo}-{seq_hi}-{n}.parquet", table.slice(int(a), int(b - a)))
         txn.commit()
     return table.num_rows
 
@@ -525,6 +584,7 @@ _ROLES = {
     "ingest": "an ingest is running",
     "service": "a tagtrail service is running",
     "writer": "a tagtrail process is writing to the store",
+    "migrate": "a store migration (tagtrail store migrate-buckets) is running",
 }
 
 
