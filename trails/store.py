@@ -198,7 +198,7 @@ class Transaction:
     or the service's for its compaction), else the transaction takes it for
     its own duration. `commit` renames the files into place, then lists them
     in the manifest in one atomic replace (the moment they become readable),
-    then removes the files it `retire`\ d (unlisted by that same replace).
+    then removes the files it retires (`retire`: unlisted by that same replace).
 
     `buckets` is B for a store this transaction creates (a store with no
     files yet; default `trails.buckets.DEFAULT_BUCKETS`); an existing store
