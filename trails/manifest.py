@@ -198,6 +198,7 @@ class Manifest:
         # a file renamed into place by a commit still under way is listed a moment later: look again
         with PUBLISHING:
             now = set(Manifest.read(self.root).table.column("path").to_pylist())
+        now |= {r.rsplit("/", 1)[0] for r in now if r.count("/") == 3}  # bucket folders of listed files
         for rel in unlisted:
             if rel not in now:
                 _warn_once(str(self.root / rel), f"store: ignoring {str(self.root / rel)!r}: the store did not "

@@ -72,6 +72,7 @@ __all__ = [
     "store_root",
     "day_label",
     "list_days",
+    "days_between",
     "read_store_fixes",
     "read_store_events",
     "read_store_quarantine",
@@ -139,7 +140,8 @@ def list_days(home, kind: str = "fixes") -> list[int]:
     return _manifest(home).days(kind)
 
 
-def _days_between(m: Manifest, kind: str, start_ms, end_ms) -> list[int]:
+def days_between(m: Manifest, kind: str, start_ms, end_ms) -> list[int]:
+    """Day numbers of `kind` listed in `m` that overlap [start_ms, end_ms) (either bound optional)."""
     days = m.days(kind)
     if start_ms is not None:
         days = [d for d in days if (d + 1) * DAY_MS > start_ms]
@@ -374,9 +376,9 @@ def _read_checked(path: str, rows: int, **kw) -> pa.Table:
     return t
 
 
-def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> "_Columns":
-    m = _manifest(home)
-    files, rows = m.files(kind, _days_between(m, kind, start_ms, end_ms))
+def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices, manifest=None) -> "_Columns":
+    m = _manifest(home) if manifest is None else manifest
+    files, rows = m.files(kind, days_between(m, kind, start_ms, end_ms))
     if not files:
         return _Columns(schema.empty_table(), None)
     table = pa.concat_tables([_read_checked(f, int(n)).cast(schema) for f, n in zip(files, rows)])
@@ -439,9 +441,11 @@ def read_store_fixes(home, *, start_ms: int | None = None, end_ms: int | None = 
     )
 
 
-def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None) -> StoredEvents:
-    """Events in ``[start_ms, end_ms)`` for `devices` (None = all); see `read_store_fixes`."""
-    c = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices)
+def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None,
+                      manifest: Manifest | None = None) -> StoredEvents:
+    """Events in ``[start_ms, end_ms)`` for `devices` (None = all); see `read_store_fixes`
+    (`manifest`: read what it lists, as `FixFiles` does)."""
+    c = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices, manifest)
     return StoredEvents(
         device_id=c.arr("device_id"), ts_ms=c.np("ts_ms"), event=c.arr("event"),
         row=c.np("row"), source=c.arr("source"),
@@ -457,13 +461,49 @@ class FixFiles:
     and one copy. Rows come in file order, the same for every column; rows
     outside [start_ms, end_ms) on the edge days are included (the caller
     ignores them).
+
+    `manifest`: read the files this manifest lists (a bucket task's own
+    snapshot of the store) instead of the store's current one;
+    `device_range` ``(lo, hi)``: only the rows of devices in [lo, hi).
     """
 
-    def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None) -> None:
-        m = _manifest(home)
-        self.files, counts = m.files("fixes", _days_between(m, "fixes", start_ms, end_ms))
-        self.offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=self.offsets[1:])
+    def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None,
+                 manifest: Manifest | None = None, device_range: tuple[str, str] | None = None) -> None:
+        m = _manifest(home) if manifest is None else manifest
+        self.files, self.rows = m.files("fixes", days_between(m, "fixes", start_ms, end_ms))
+        self.starts = np.zeros(len(self.files), np.int64)
+        lengths = self.rows
+        if device_range is not None:
+            self._slice_devices(*device_range)
+            lengths = self.lengths
+        self.offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+
+    def _slice_devices(self, lo: str, hi: str) -> None:
+        """Keep, of each file, only the rows of devices in [lo, hi) (code-point order): one
+        contiguous run, as every store file is sorted by device_id; files without any are dropped.
+        A bucket task reads its own devices this way, whatever else the files hold."""
+        keep, starts, lengths = [], [], []
+        for k, path in enumerate(self.files):
+            col = _read_checked(path, int(self.rows[k]), columns=["device_id"], read_dictionary=["device_id"]).column(0)
+            at, pos = 0, []
+            for chunk in col.chunks:
+                names = chunk.dictionary.cast(pa.string())
+                inside = pc.and_(pc.greater_equal(names, lo), pc.less(names, hi)).to_numpy(zero_copy_only=False)
+                pos.append(np.flatnonzero(inside[chunk.indices.to_numpy(zero_copy_only=False)]) + at)
+                at += len(chunk)
+            pos = np.concatenate(pos) if pos else np.zeros(0, np.int64)
+            if pos.size == 0:
+                continue
+            if int(pos[-1] - pos[0]) + 1 != pos.size:
+                raise StoreIntegrityError(f"store file {path!r}: not sorted by device_id (the store wrote it sorted)")
+            keep.append(k)
+            starts.append(int(pos[0]))
+            lengths.append(int(pos.size))
+        self.files = [self.files[k] for k in keep]
+        self.rows = self.rows[keep] if keep else np.zeros(0, np.int64)
+        self.starts = np.asarray(starts, np.int64)
+        self.lengths = np.asarray(lengths, np.int64)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -473,9 +513,11 @@ class FixFiles:
         from concurrent.futures import ThreadPoolExecutor
 
         def one(k: int) -> None:
-            t = _read_checked(self.files[k], int(self.offsets[k + 1] - self.offsets[k]), columns=[name],
+            t = _read_checked(self.files[k], int(self.rows[k]), columns=[name],
                               read_dictionary=[name] if dictionary else None)
-            fill(int(self.offsets[k]), t.column(0))
+            n = int(self.offsets[k + 1] - self.offsets[k])
+            col = t.column(0) if n == t.num_rows else t.column(0).slice(int(self.starts[k]), n)
+            fill(int(self.offsets[k]), col)
 
         if len(self.files) <= 1:
             for k in range(len(self.files)):
@@ -537,7 +579,7 @@ class FixFiles:
         for k in np.unique(f_of).tolist():
             sel = np.flatnonzero(f_of == k)
             src = pq.read_table(self.files[k], columns=["source"]).column(0).combine_chunks()
-            local = pa.array(positions[sel] - self.offsets[k])
+            local = pa.array(positions[sel] - self.offsets[k] + self.starts[k])
             names[sel] = np.asarray(src.take(local).cast(pa.string()).to_pylist(), object)
         return names.tolist(), rows
 
