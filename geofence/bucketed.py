@@ -60,7 +60,7 @@ class BucketTask:
 
     store: str  # the store folder (HOME/store), as the worker sees it
     listing: tuple[dict, ...]  # manifest rows of the fix files (its bucket's) and event files to read
-    device_range: tuple[str, str]
+    device_range: tuple[str, str] | None  # None: every row of the listed fix files is the task's
     assignments: tuple[Assignment, ...]
     zones: tuple[Zone, ...]
     policy: Policy
@@ -106,7 +106,7 @@ def run_task(task: BucketTask) -> TaskResult:
     """
     t0 = time.perf_counter()
     root = Path(task.store)
-    m = Manifest(root, pa.Table.from_pylist(list(task.listing), schema=MANIFEST_SCHEMA), exists=True)
+    m = Manifest(root, pa.Table.from_pylist(list(task.listing), schema=MANIFEST_SCHEMA), exists=True, partial=True)
     start, end = task.window
     files = FixFiles(root.parent, start_ms=start, end_ms=end, manifest=m, device_range=task.device_range)
     devices = sorted({a.device_id for a in task.assignments})
@@ -156,9 +156,11 @@ def merge_results(results: Iterable[TaskResult]) -> Merged:
 
 
 # --------------------------------------------------------------------------- planning
-def _device_groups(m: Manifest, devices: list[str], rows_of: dict, task_rows: int) -> list[tuple[int | None, list[str]]]:
-    """(bucket, devices) per task: each bucket's devices (sorted) in runs of about `task_rows`
-    fixes, estimated from the manifest (files outside buckets shared out by device count)."""
+def _device_groups(m: Manifest, devices: list[str], rows_of: dict,
+                   task_rows: int) -> list[tuple[int | None, list[str], bool]]:
+    """(bucket, devices, whole bucket) per task: each bucket's devices (sorted) in runs of about
+    `task_rows` fixes, estimated from the manifest (files outside buckets shared out by device
+    count); "whole bucket" when one task takes a bucket and there are no files outside buckets."""
     if m.buckets is None:
         by_bucket: dict[int | None, list[str]] = {None: devices}
     else:
@@ -171,7 +173,8 @@ def _device_groups(m: Manifest, devices: list[str], rows_of: dict, task_rows: in
         devs = by_bucket[k]
         rows = (rows_of.get(k, 0) if k is not None else 0) + legacy_share * len(devs)
         n_sub = max(1, min(len(devs), math.ceil(rows / max(1, task_rows))))
-        out.extend((k, list(part)) for part in np.array_split(np.array(devs, object), n_sub))
+        whole = n_sub == 1 and k is not None and None not in rows_of
+        out.extend((k, list(part), whole) for part in np.array_split(np.array(devs, object), n_sub))
     return out
 
 
@@ -197,12 +200,13 @@ def plan_tasks(store: str | Path, m: Manifest, assignments: Sequence[Assignment]
         by_device.setdefault(a.device_id, []).append(a)
     tasks = []
     groups = _device_groups(m, devices, rows_of, task_rows)
-    for n, (k, devs) in enumerate(groups):
+    for n, (k, devs, whole) in enumerate(groups):
         mine = tuple(a for d in devs for a in by_device[d])
         used = {z for a in mine for z in a.zones}
         files = listing.get(None, []) + (listing.get(k, []) if k is not None else [])
         tasks.append(BucketTask(
-            store=str(store), listing=tuple(files) + events, device_range=(devs[0], devs[-1] + "\0"),
+            store=str(store), listing=tuple(files) + events,
+            device_range=None if whole else (devs[0], devs[-1] + "\0"),
             assignments=mine, zones=tuple(z for z in zones if z.zone_id in used), policy=policy, window=window,
             as_of_ms=as_of_ms, latest_ms=latest_ms, compare_policies=compare_policies,
             label=f"bucket {k if k is not None else '-'} task {n + 1}/{len(groups)}"))

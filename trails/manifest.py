@@ -105,10 +105,14 @@ class Manifest:
     """One reading of the manifest: read once per store call, then asked which
     files to read. ``exists`` is False for a store that has no manifest yet."""
 
-    def __init__(self, root: Path, table: pa.Table, *, exists: bool, buckets: int | None = None) -> None:
+    def __init__(self, root: Path, table: pa.Table, *, exists: bool, buckets: int | None = None,
+                 partial: bool = False) -> None:
         self.root = Path(root)
         self.table = table
         self.exists = exists
+        #: a part of the store's manifest (a bucket task's listing): files it does not list are
+        #: other tasks' and not reported (the client's full reading reported the unknown ones)
+        self.partial = partial
         #: B of a store written in device buckets (format 2), None for format 1
         self.buckets = buckets
 
@@ -135,7 +139,7 @@ class Manifest:
         folder on disk that the manifest does not know is reported (once)."""
         listed = sorted(int(d) for d in pc.unique(self._of(kind).column("day")).to_pylist() if d is not None)
         folder = self.root / kind
-        if folder.is_dir():
+        if folder.is_dir() and not self.partial:
             known = {day_label(d) for d in listed}
             for name in os.listdir(folder):
                 m = _DAY_DIR.match(name)
@@ -161,7 +165,8 @@ class Manifest:
         sizes = t.column("bytes").to_numpy()
         for rel, size in zip(rels, sizes.tolist()):
             self._check(rel, size)
-        self._warn_unlisted(kind, rels, days)
+        if not self.partial:
+            self._warn_unlisted(kind, rels, days)
         return [str(self.root / r) for r in rels], t.column("rows").to_numpy()
 
     def _check(self, rel: str, size: int) -> None:

@@ -73,6 +73,7 @@ __all__ = [
     "day_label",
     "list_days",
     "days_between",
+    "store_manifest",
     "read_store_fixes",
     "read_store_events",
     "read_store_quarantine",
@@ -133,6 +134,12 @@ def _manifest(home) -> Manifest:
                 pass
         m = Manifest.read(root)
     return m
+
+
+def store_manifest(home) -> Manifest:
+    """The store's manifest now (a store from before the manifest is adopted first): one
+    snapshot for a caller that reads the store several times and must see one state of it."""
+    return _manifest(home)
 
 
 def list_days(home, kind: str = "fixes") -> list[int]:

@@ -22,8 +22,7 @@ from geofence.detect import battery_policy_counts, detect_columns
 from geofence.records import record_line
 from geofence.store_input import clip_assignments, store_event_input, store_fix_input, store_origin, store_quarantine
 from trails.errors import InputError
-from trails.manifest import Manifest
-from trails.store import FixFiles, read_store_events, store_root
+from trails.store import FixFiles, read_store_events, store_manifest, store_root
 from trails.timestamps import parse_day_or_timestamp
 
 from api.cli.common import resolve_home
@@ -89,6 +88,10 @@ def detect_store(args: argparse.Namespace, policy, assignments, zones, as_of: in
         raise InputError(f"--task-rows {args.task_rows}: must be at least 1")
     if args.single_pass and args.cluster:
         raise InputError("--single-pass and --cluster: choose one (the single pass runs in this process)")
+    if args.cluster:
+        from api.cluster import parse_cluster
+
+        parse_cluster(args.cluster)  # a bad address fails before any work
     clipped = clip_assignments(assignments, *window)
     if args.single_pass:
         return _single_pass(home, policy, clipped, zones, as_of, window, args.compare_battery_policies)
@@ -111,10 +114,15 @@ def _single_pass(home: Path, policy, assignments, zones, as_of, window, compare:
 
 def _bucketed(args: argparse.Namespace, home: Path, policy, assignments, zones, as_of, window) -> StoreRun:
     """Plan the bucket tasks on one manifest snapshot, run them (here or on --cluster), merge."""
-    m = Manifest.read(store_root(home))
+    m = store_manifest(home)
     n_rows = len(FixFiles(home, start_ms=window[0], end_ms=window[1], manifest=m))  # each file checked, here first
     latest = None if as_of is not None else latest_kept_ms(home, m, assignments, window)
-    store = args.store_url or str(store_root(home).resolve())
+    if args.store_url:
+        from api.cluster import local_store_path
+
+        store = local_store_path(args.store_url)
+    else:
+        store = str(store_root(home).resolve())
     tasks = plan_tasks(store, m, assignments, zones, policy, window=window, as_of_ms=as_of, latest_ms=latest,
                        task_rows=args.task_rows, compare_policies=args.compare_battery_policies)
     if args.cluster:
