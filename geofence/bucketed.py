@@ -108,7 +108,8 @@ def run_task(task: BucketTask) -> TaskResult:
     root = Path(task.store)
     m = Manifest(root, pa.Table.from_pylist(list(task.listing), schema=MANIFEST_SCHEMA), exists=True, partial=True)
     start, end = task.window
-    files = FixFiles(root.parent, start_ms=start, end_ms=end, manifest=m, device_range=task.device_range)
+    files = FixFiles(root.parent, start_ms=start, end_ms=end, manifest=m, device_range=task.device_range,
+                     preload=True)
     devices = sorted({a.device_id for a in task.assignments})
     se = read_store_events(root.parent, start_ms=start, end_ms=end, devices=devices, manifest=m)
     t_read = time.perf_counter()

@@ -475,42 +475,46 @@ class FixFiles:
     """
 
     def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None,
-                 manifest: Manifest | None = None, device_range: tuple[str, str] | None = None) -> None:
+                 manifest: Manifest | None = None, device_range: tuple[str, str] | None = None,
+                 preload: bool = False) -> None:
         m = _manifest(home) if manifest is None else manifest
         self.files, self.rows = m.files("fixes", days_between(m, "fixes", start_ms, end_ms))
         self.starts = np.zeros(len(self.files), np.int64)
+        self._cache: list[pa.Table] | None = None
         lengths = self.rows
-        if device_range is not None:
-            self._slice_devices(*device_range)
-            lengths = self.lengths
+        if preload or device_range is not None:
+            lengths = self._load(device_range, keep=preload)
         self.offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=self.offsets[1:])
 
-    def _slice_devices(self, lo: str, hi: str) -> None:
-        """Keep, of each file, only the rows of devices in [lo, hi) (code-point order): one
-        contiguous run, as every store file is sorted by device_id; files without any are dropped.
-        A bucket task reads its own devices this way, whatever else the files hold."""
-        keep, starts, lengths = [], [], []
-        for k, path in enumerate(self.files):
-            col = _read_checked(path, int(self.rows[k]), columns=["device_id"], read_dictionary=["device_id"]).column(0)
-            at, pos = 0, []
-            for chunk in col.chunks:
-                names = chunk.dictionary.cast(pa.string())
-                inside = pc.and_(pc.greater_equal(names, lo), pc.less(names, hi)).to_numpy(zero_copy_only=False)
-                pos.append(np.flatnonzero(inside[chunk.indices.to_numpy(zero_copy_only=False)]) + at)
-                at += len(chunk)
-            pos = np.concatenate(pos) if pos else np.zeros(0, np.int64)
-            if pos.size == 0:
-                continue
-            if int(pos[-1] - pos[0]) + 1 != pos.size:
-                raise StoreIntegrityError(f"store file {path!r}: not sorted by device_id (the store wrote it sorted)")
-            keep.append(k)
-            starts.append(int(pos[0]))
-            lengths.append(int(pos.size))
-        self.files = [self.files[k] for k in keep]
-        self.rows = self.rows[keep] if keep else np.zeros(0, np.int64)
-        self.starts = np.asarray(starts, np.int64)
-        self.lengths = np.asarray(lengths, np.int64)
+    def _load(self, device_range: tuple[str, str] | None, *, keep: bool) -> np.ndarray:
+        """Read each file once (all columns but `source` if `keep`, else only device_id), two at a
+        time; with `device_range`, keep only the rows of devices in [lo, hi) (code-point order):
+        one contiguous run, as every store file is sorted by device_id; files without any are
+        dropped. Returns the rows kept per file.
+
+        Why: a bucket task reads many small files (a day of a bucket each), where opening a file
+        costs more than decoding a column; reading each once, whole, and keeping the task's slice
+        (`keep`, `preload=True`) costs one open per file instead of one per column."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        columns = [c for c in FIX_SCHEMA.names if c != "source"] if keep else ["device_id"]
+
+        def one(k: int) -> tuple[int, int, pa.Table | None]:
+            t = _read_checked(self.files[k], int(self.rows[k]), columns=columns, read_dictionary=["device_id"])
+            start, n = (0, t.num_rows) if device_range is None else _device_run(self.files[k], t.column("device_id"),
+                                                                               *device_range)
+            return start, n, (t.slice(start, n) if keep and n else None)
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagtrail-read") as ex:
+            got = list(ex.map(one, range(len(self.files))))
+        keep_idx = [k for k, (_, n, _) in enumerate(got) if n]
+        self.files = [self.files[k] for k in keep_idx]
+        self.rows = self.rows[keep_idx] if keep_idx else np.zeros(0, np.int64)
+        self.starts = np.asarray([got[k][0] for k in keep_idx], np.int64)
+        if keep:
+            self._cache = [got[k][2] for k in keep_idx]
+        return np.asarray([got[k][1] for k in keep_idx], np.int64)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -518,6 +522,11 @@ class FixFiles:
     def _each_file(self, name: str, fill, *, dictionary: bool = False) -> None:
         """Call ``fill(first row, arrow chunked column)`` for each file, two files at a time."""
         from concurrent.futures import ThreadPoolExecutor
+
+        if self._cache is not None:  # preloaded: the task's slices, in memory
+            for k, t in enumerate(self._cache):
+                fill(int(self.offsets[k]), t.column(name))
+            return
 
         def one(k: int) -> None:
             t = _read_checked(self.files[k], int(self.rows[k]), columns=[name],
@@ -589,6 +598,28 @@ class FixFiles:
             local = pa.array(positions[sel] - self.offsets[k] + self.starts[k])
             names[sel] = np.asarray(src.take(local).cast(pa.string()).to_pylist(), object)
         return names.tolist(), rows
+
+
+def _device_run(path: str, col: pa.ChunkedArray, lo: str, hi: str) -> tuple[int, int]:
+    """(first row, rows) of the devices in [lo, hi) in a file's dictionary-encoded device_id column.
+
+    Raises
+    ------
+    StoreIntegrityError
+        Those rows are not contiguous: the file is not sorted by device_id, as the store wrote it.
+    """
+    at, pos = 0, []
+    for chunk in col.chunks:
+        names = chunk.dictionary.cast(pa.string())
+        inside = pc.and_(pc.greater_equal(names, lo), pc.less(names, hi)).to_numpy(zero_copy_only=False)
+        pos.append(np.flatnonzero(inside[chunk.indices.to_numpy(zero_copy_only=False)]) + at)
+        at += len(chunk)
+    pos = np.concatenate(pos) if pos else np.zeros(0, np.int64)
+    if pos.size == 0:
+        return 0, 0
+    if int(pos[-1] - pos[0]) + 1 != pos.size:
+        raise StoreIntegrityError(f"store file {path!r}: not sorted by device_id (the store wrote it sorted)")
+    return int(pos[0]), int(pos.size)
 
 
 def compacted_upto(home, kind: str = "fixes") -> int:
