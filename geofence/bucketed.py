@@ -50,8 +50,9 @@ from .store_input import sort_store_quarantine, store_event_input, store_fix_inp
 __all__ = ["TASK_ROWS", "BucketTask", "TaskResult", "Merged", "plan_tasks", "run_task", "merge_results",
            "latest_kept_ms", "add_counts"]
 
-#: Fixes per task (about 100-150 bytes each at the peak of detection).
-TASK_ROWS = 1_000_000
+#: Fixes per task: peak memory is the process's base (~400 MiB: interpreter, NumPy, Arrow,
+#: Numba, pyproj) plus about 150-200 bytes per fix of the task.
+TASK_ROWS = 500_000
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,19 @@ def test_store_mode_options_are_refused_where_they_mean_nothing(sim, homes, tmp_
     assert main(base + ["--home", str(homes[3]), "--task-rows", "0"]) == 2
     assert "--task-rows" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("task_rows", ["3000", "1"], ids=["split", "device-per-task"])
+def test_row_group_pruning_equals_single_pass(tmp_path, sim, task_rows, monkeypatch):
+    """Store files of many small row groups: a task reads only the groups whose device_id
+    statistics meet its devices (`trails.store._read_row_groups`), and still the same bytes."""
+    import pyarrow.parquet as pq
+
+    import trails.store
+
+    monkeypatch.setattr(trails.store, "ROW_GROUP_ROWS", 500)
+    home = tmp_path / "h"
+    ingest(sim / "fixes.csv", home=home, events_path=sim / "events.csv", buckets=2)
+    assert max(pq.ParquetFile(p).metadata.num_row_groups for p in (home / "store" / "fixes").rglob("*.parquet")) > 5
+    single = _detect(home, sim, tmp_path / "single", "--single-pass")
+    assert _detect(home, sim, tmp_path / "bucketed", "--task-rows", task_rows) == single

@@ -170,3 +170,28 @@ def test_detect_records_are_unchanged_by_migration(tmp_path, sim):
     for name in ("breaches.jsonl", "quarantine.csv"):
         assert (tmp_path / "before" / name).read_bytes() == (tmp_path / "after" / name).read_bytes()
     assert np.any([len((tmp_path / "after" / "breaches.jsonl").read_bytes()) > 0])
+
+
+def test_bucket_tasks_read_only_listed_files(tmp_path, sim, caplog):
+    """A Parquet file dropped into a bucket folder by anything but the store is never read by
+    the bucket tasks (reported once); a listed file changed afterwards is an error naming it."""
+    import logging
+
+    from test_store_integrity import _forged
+
+    home = tmp_path / "h"
+    ingest(sim / "fixes.csv", home=home, events_path=sim / "events.csv", buckets=2)
+    args = ["detect", "--home", str(home), "--subjects", str(sim / "subjects.json"), "--zones",
+            str(sim / "zones.geojson"), "--quiet", "--task-rows", "2000"]
+    assert main(args + ["--out", str(tmp_path / "before")]) == 0
+    bucket = sorted((home / "store" / "fixes").glob("day=*/bucket=*"))[0]
+    forged = _forged(bucket / "part-forged.parquet")
+    with caplog.at_level(logging.WARNING, logger="tagtrail.store"):
+        assert main(args + ["--out", str(tmp_path / "after")]) == 0
+    assert (tmp_path / "before" / "breaches.jsonl").read_bytes() == (tmp_path / "after" / "breaches.jsonl").read_bytes()
+    assert sum(str(forged) in r.getMessage() for r in caplog.records) == 1
+    listed = next(p for p in sorted(bucket.iterdir()) if p != forged)
+    with open(listed, "ab") as fh:
+        fh.write(b"\0")
+    assert main(args + ["--out", str(tmp_path / "changed")]) == 2
+    assert not (tmp_path / "changed").exists()

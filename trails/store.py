@@ -116,6 +116,12 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 
+#: Rows per Parquet row group of a store file. Files are sorted by device, so each row group's
+#: device_id statistics (min, max) let a bucket task that wants some of a file's devices read
+#: only the row groups that hold them (`FixFiles(device_range=...)`).
+ROW_GROUP_ROWS = 65_536
+
+
 def store_root(home) -> Path:
     return Path(home) / "store"
 
@@ -265,7 +271,7 @@ class Transaction:
         private_dir(dest.parent)
         names = set(table.column_names)
         pq.write_table(
-            table, dest, compression="lz4",
+            table, dest, compression="lz4", row_group_size=ROW_GROUP_ROWS,
             use_dictionary=[c for c in ("device_id", "source", "event", "battery_pct", "reason", "source_file", "ingest_id") if c in names],
             use_byte_stream_split=[c for c in ("lat", "lon", "x", "y") if c in names] or False,
         )
@@ -501,10 +507,10 @@ class FixFiles:
         columns = [c for c in FIX_SCHEMA.names if c != "source"] if keep else ["device_id"]
 
         def one(k: int) -> tuple[int, int, pa.Table | None]:
-            t = _read_checked(self.files[k], int(self.rows[k]), columns=columns, read_dictionary=["device_id"])
+            skipped, t = _read_row_groups(self.files[k], int(self.rows[k]), columns, device_range)
             start, n = (0, t.num_rows) if device_range is None else _device_run(self.files[k], t.column("device_id"),
                                                                                *device_range)
-            return start, n, (t.slice(start, n) if keep and n else None)
+            return skipped + start, n, (t.slice(start, n) if keep and n else None)
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagtrail-read") as ex:
             got = list(ex.map(one, range(len(self.files))))
@@ -523,9 +529,13 @@ class FixFiles:
         """Call ``fill(first row, arrow chunked column)`` for each file, two files at a time."""
         from concurrent.futures import ThreadPoolExecutor
 
-        if self._cache is not None:  # preloaded: the task's slices, in memory
+        if self._cache is not None and self._cache and name in self._cache[0].column_names:
+            # preloaded: the task's slices, in memory; each column is handed out once and dropped
+            # (detection takes each once), but `row`, which the quarantine's origin reads again
             for k, t in enumerate(self._cache):
                 fill(int(self.offsets[k]), t.column(name))
+                if name != "row":
+                    self._cache[k] = t.drop_columns([name])
             return
 
         def one(k: int) -> None:
@@ -598,6 +608,30 @@ class FixFiles:
             local = pa.array(positions[sel] - self.offsets[k] + self.starts[k])
             names[sel] = np.asarray(src.take(local).cast(pa.string()).to_pylist(), object)
         return names.tolist(), rows
+
+
+def _read_row_groups(path: str, rows: int, columns: list[str],
+                     device_range: tuple[str, str] | None) -> tuple[int, pa.Table]:
+    """(rows skipped before the first group read, the row groups of a listed store file that may
+    hold devices in `device_range` (all without one), contiguous). The file must hold the rows
+    the manifest lists (as `_read_checked`); groups are chosen by their device_id statistics, and
+    a file whose statistics say nothing is read whole."""
+    pf = pq.ParquetFile(path, read_dictionary=["device_id"])
+    if pf.metadata.num_rows != rows:
+        raise _rows_mismatch(path, rows, pf.metadata.num_rows)
+    n_groups = pf.metadata.num_row_groups
+    wanted = list(range(n_groups))
+    if device_range is not None and n_groups > 1:
+        lo, hi = device_range
+        col = pf.schema_arrow.get_field_index("device_id")
+        stats = [pf.metadata.row_group(g).column(col).statistics for g in range(n_groups)]
+        if all(st is not None and st.has_min_max for st in stats):
+            wanted = [g for g, st in enumerate(stats) if st.max >= lo and st.min < hi] or [0]
+            wanted = list(range(wanted[0], wanted[-1] + 1))
+    if not wanted:
+        return 0, pf.schema_arrow.empty_table().select(columns)
+    skipped = sum(pf.metadata.row_group(g).num_rows for g in range(wanted[0]))
+    return skipped, pf.read_row_groups(wanted, columns=columns)
 
 
 def _device_run(path: str, col: pa.ChunkedArray, lo: str, hi: str) -> tuple[int, int]:
