@@ -20,7 +20,9 @@ length of the history, as long as one device's history fits.
 
 Tasks are pure: a `BucketTask` in, a `TaskResult` out, no shared state; the
 task names the store path and carries its own snapshot of the manifest (the
-files and sizes to read, checked as every store read is). The same function
+fix files and sizes to read, checked as every store read is) and its
+devices' events (a few a week per wearer: the client reads them once, rather
+than every task opening every event file). The same function
 runs in-process and on Dask workers (`api.cluster`).
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ import pyarrow.compute as pc
 
 from trails.buckets import bucket_of, bucket_of_path
 from trails.manifest import MANIFEST_SCHEMA, Manifest
-from trails.store import FixFiles, days_between, read_store_events
+from trails.store import FixFiles, StoredEvents, days_between, read_store_events
 from trails.timestamps import DAY_MS, POS_INF_MS
 
 from .detect import battery_policy_counts, detect_columns
@@ -60,7 +62,8 @@ class BucketTask:
     """One task: the assignments of the devices in [device_range) and what to read for them."""
 
     store: str  # the store folder (HOME/store), as the worker sees it
-    listing: tuple[dict, ...]  # manifest rows of the fix files (its bucket's) and event files to read
+    listing: tuple[dict, ...]  # manifest rows of the fix files to read (its bucket's)
+    events: StoredEvents  # its devices' events (few: read once by the client, shipped with the task)
     device_range: tuple[str, str] | None  # None: every row of the listed fix files is the task's
     assignments: tuple[Assignment, ...]
     zones: tuple[Zone, ...]
@@ -112,7 +115,7 @@ def run_task(task: BucketTask) -> TaskResult:
     files = FixFiles(root.parent, start_ms=start, end_ms=end, manifest=m, device_range=task.device_range,
                      preload=True)
     devices = sorted({a.device_id for a in task.assignments})
-    se = read_store_events(root.parent, start_ms=start, end_ms=end, devices=devices, manifest=m)
+    se = task.events
     t_read = time.perf_counter()
     result = detect_columns(store_fix_input(files, devices, task.policy.crs, task.window), store_event_input(se),
                             task.assignments, task.zones, task.policy, as_of_ms=task.as_of_ms,
@@ -186,17 +189,17 @@ def plan_tasks(store: str | Path, m: Manifest, assignments: Sequence[Assignment]
                compare_policies: bool = False) -> list[BucketTask]:
     """The tasks of one detection over the store snapshot `m`: every assignment in exactly one task.
 
-    `assignments` are already clipped to `window` (`store_input.clip_assignments`).
+    `assignments` are already clipped to `window` (`store_input.clip_assignments`); `store` is
+    the store's path as workers see it (`m` was read from the client's, `m.root`).
     """
-    days = set(days_between(m, "fixes", *window)) | set(days_between(m, "events", *window))
-    rows = m.table.to_pylist()
-    fix_rows = [r for r in rows if r["kind"] == "fixes" and r["day"] in days]
-    events = tuple(r for r in rows if r["kind"] == "events" and r["day"] in days)
+    days = set(days_between(m, "fixes", *window))
+    fix_rows = [r for r in m.table.to_pylist() if r["kind"] == "fixes" and r["day"] in days]
+    devices = sorted({a.device_id for a in assignments})
+    events = read_store_events(m.root.parent, start_ms=window[0], end_ms=window[1], devices=devices, manifest=m)
     listing: dict[int | None, list[dict]] = {}
     for r in fix_rows:
         listing.setdefault(bucket_of_path(r["path"]), []).append(r)
     rows_of = {k: sum(r["rows"] for r in v) for k, v in listing.items()}
-    devices = sorted({a.device_id for a in assignments})
     by_device: dict[str, list[Assignment]] = {}
     for a in assignments:
         by_device.setdefault(a.device_id, []).append(a)
@@ -207,7 +210,7 @@ def plan_tasks(store: str | Path, m: Manifest, assignments: Sequence[Assignment]
         used = {z for a in mine for z in a.zones}
         files = listing.get(None, []) + (listing.get(k, []) if k is not None else [])
         tasks.append(BucketTask(
-            store=str(store), listing=tuple(files) + events,
+            store=str(store), listing=tuple(files), events=events.of_devices(devs),
             device_range=None if whole else (devs[0], devs[-1] + "\0"),
             assignments=mine, zones=tuple(z for z in zones if z.zone_id in used), policy=policy, window=window,
             as_of_ms=as_of_ms, latest_ms=latest_ms, compare_policies=compare_policies,

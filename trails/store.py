@@ -119,7 +119,7 @@ QUARANTINE_SCHEMA = pa.schema([
 #: Rows per Parquet row group of a store file. Files are sorted by device, so each row group's
 #: device_id statistics (min, max) let a bucket task that wants some of a file's devices read
 #: only the row groups that hold them (`FixFiles(device_range=...)`).
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 16_384
 
 
 def store_root(home) -> Path:
@@ -380,6 +380,14 @@ class StoredEvents:
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
 
+    def of_devices(self, devices) -> "StoredEvents":
+        """The events of `devices`, in the same order (a bucket task's share)."""
+        idx = np.flatnonzero(pc.is_in(self.device_id, value_set=pa.array(list(devices), pa.string()))
+                             .to_numpy(zero_copy_only=False))
+        take = pa.array(idx, pa.int64())
+        return StoredEvents(device_id=self.device_id.take(take), ts_ms=_ro(self.ts_ms[idx]),
+                            event=self.event.take(take), row=_ro(self.row[idx]), source=self.source.take(take))
+
 
 def _read_checked(path: str, rows: int, **kw) -> pa.Table:
     """One listed store file (or some of its columns), checked to hold the rows the manifest lists."""
@@ -510,7 +518,10 @@ class FixFiles:
             skipped, t = _read_row_groups(self.files[k], int(self.rows[k]), columns, device_range)
             start, n = (0, t.num_rows) if device_range is None else _device_run(self.files[k], t.column("device_id"),
                                                                                *device_range)
-            return skipped + start, n, (t.slice(start, n) if keep and n else None)
+            if not (keep and n):
+                return skipped + start, n, None
+            # a slice would keep the whole file's buffers alive: copy the task's rows out
+            return skipped + start, n, t if n == t.num_rows else t.take(pa.array(np.arange(start, start + n)))
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagtrail-read") as ex:
             got = list(ex.map(one, range(len(self.files))))
