@@ -119,7 +119,7 @@ def _section(args, bucketed: list[dict], single: list[dict], cluster: list[dict]
         f"(one fix a minute), ingested once into a store of 16 device buckets"
         + (f" (simulate {t_sim:.0f} s, ingest {t_ingest:.0f} s)" if t_sim or t_ingest else "")
         + "; each run is `tagtrail detect --home --from " + START + " --to START + N weeks` in its own process "
-        "(interpreter, imports and Numba cache load included). Bucketed = the default (tasks of about 500 k fixes: a "
+        "(interpreter, imports and Numba cache load included). Bucketed = the default (tasks of about 250 k fixes: a "
         "bucket split into runs of devices); single pass = `--single-pass` (every fix of the period at once).", "",
         "| weeks | fixes | bucketed wall | bucketed fixes/s | bucketed peak RSS | single-pass wall | "
         "single-pass peak RSS | same bytes | load (1, 5, 15 min) |",

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 
 from trails.buckets import bucket_of, bucket_of_path
 from trails.manifest import MANIFEST_SCHEMA, Manifest
+from trails.projection import STORE_CRS
 from trails.store import FixFiles, StoredEvents, days_between, read_store_events
 from trails.timestamps import DAY_MS, POS_INF_MS
 
@@ -54,7 +55,7 @@ __all__ = ["TASK_ROWS", "BucketTask", "TaskResult", "Merged", "plan_tasks", "run
 
 #: Fixes per task: peak memory is the process's base (~400 MiB: interpreter, NumPy, Arrow,
 #: Numba, pyproj) plus about 150-200 bytes per fix of the task.
-TASK_ROWS = 500_000
+TASK_ROWS = 250_000
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,9 @@ def run_task(task: BucketTask) -> TaskResult:
     root = Path(task.store)
     m = Manifest(root, pa.Table.from_pylist(list(task.listing), schema=MANIFEST_SCHEMA), exists=True, partial=True)
     start, end = task.window
+    position = ["x", "y"] if task.policy.crs == STORE_CRS else ["lat", "lon"]  # as `store_fix_input` reads them
     files = FixFiles(root.parent, start_ms=start, end_ms=end, manifest=m, device_range=task.device_range,
-                     preload=True)
+                     preload=["ts_ms", *position, "accuracy_m", "battery_pct", "row"])
     devices = sorted({a.device_id for a in task.assignments})
     se = task.events
     t_read = time.perf_counter()

@@ -37,6 +37,7 @@ Integrity:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 import os
 import shutil
 import threading
@@ -119,7 +120,7 @@ QUARANTINE_SCHEMA = pa.schema([
 #: Rows per Parquet row group of a store file. Files are sorted by device, so each row group's
 #: device_id statistics (min, max) let a bucket task that wants some of a file's devices read
 #: only the row groups that hold them (`FixFiles(device_range=...)`).
-ROW_GROUP_ROWS = 16_384
+ROW_GROUP_ROWS = 8_192
 
 
 def store_root(home) -> Path:
@@ -485,25 +486,29 @@ class FixFiles:
 
     `manifest`: read the files this manifest lists (a bucket task's own
     snapshot of the store) instead of the store's current one;
-    `device_range` ``(lo, hi)``: only the rows of devices in [lo, hi).
+    `device_range` ``(lo, hi)``: only the rows of devices in [lo, hi);
+    `preload`: read each file once, up front, and keep (in memory) the rows
+    asked for: all columns but `source`, or those named (a column not kept
+    is read from the files when asked for).
     """
 
     def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None,
                  manifest: Manifest | None = None, device_range: tuple[str, str] | None = None,
-                 preload: bool = False) -> None:
+                 preload: bool | Sequence[str] = False) -> None:
         m = _manifest(home) if manifest is None else manifest
         self.files, self.rows = m.files("fixes", days_between(m, "fixes", start_ms, end_ms))
         self.starts = np.zeros(len(self.files), np.int64)
         self._cache: list[pa.Table] | None = None
         lengths = self.rows
         if preload or device_range is not None:
-            lengths = self._load(device_range, keep=preload)
+            lengths = self._load(device_range, keep=bool(preload),
+                                 columns=None if isinstance(preload, bool) else list(preload))
         self.offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=self.offsets[1:])
 
-    def _load(self, device_range: tuple[str, str] | None, *, keep: bool) -> np.ndarray:
-        """Read each file once (all columns but `source` if `keep`, else only device_id), two at a
-        time; with `device_range`, keep only the rows of devices in [lo, hi) (code-point order):
+    def _load(self, device_range: tuple[str, str] | None, *, keep: bool, columns: list[str] | None) -> np.ndarray:
+        """Read each file once (`columns`, default all but `source`, if `keep`, else only
+        device_id), two at a time; with `device_range`, keep only the rows of devices in [lo, hi) (code-point order):
         one contiguous run, as every store file is sorted by device_id; files without any are
         dropped. Returns the rows kept per file.
 
@@ -512,7 +517,12 @@ class FixFiles:
         (`keep`, `preload=True`) costs one open per file instead of one per column."""
         from concurrent.futures import ThreadPoolExecutor
 
-        columns = [c for c in FIX_SCHEMA.names if c != "source"] if keep else ["device_id"]
+        if not keep:
+            columns = ["device_id"]
+        elif columns is None:
+            columns = [c for c in FIX_SCHEMA.names if c != "source"]
+        elif "device_id" not in columns:
+            columns = ["device_id", *columns]
 
         def one(k: int) -> tuple[int, int, pa.Table | None]:
             skipped, t = _read_row_groups(self.files[k], int(self.rows[k]), columns, device_range)

@@ -287,6 +287,7 @@ def _warn_all_quarantined(path: str, n_rows: int, quarantine, out: str) -> None:
 
 
 def _print_policy_comparison(counts: dict[str, dict[str, int]]) -> None:
+    counts = {"per_episode": {}, "accumulated": {}, **counts}  # no assignment, no task: nothing counted
     keys = sorted(set(counts["per_episode"]) | set(counts["accumulated"]))
     print("battery policy comparison (gap records):")
     print(f"  {'record':<34} {'per_episode':>12} {'accumulated':>12}")
