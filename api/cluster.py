@@ -84,9 +84,10 @@ def _client(address: str):
     kind, where = parse_cluster(address)
     if kind == "local":
         n = int(where)
-        threads = max(1, (os.cpu_count() or 1) // n)  # Numba's threads per worker: no oversubscription
+        # Numba's threads per worker: the cores shared out (no oversubscription), unless set
+        threads = os.environ.get("NUMBA_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // n))
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"NUMBA_NUM_THREADS": str(threads)})
+                               env={"NUMBA_NUM_THREADS": threads})
         return Client(cluster, timeout=f"{CONNECT_TIMEOUT_S}s"), cluster
     try:
         return Client(where, timeout=f"{CONNECT_TIMEOUT_S}s"), None

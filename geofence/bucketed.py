@@ -206,11 +206,17 @@ def plan_tasks(store: str | Path, m: Manifest, assignments: Sequence[Assignment]
     for a in assignments:
         by_device.setdefault(a.device_id, []).append(a)
     tasks = []
-    groups = _device_groups(m, devices, rows_of, task_rows)
+    if devices and sum(rows_of.values()) <= task_rows:  # it all fits one task: no need to split
+        groups: list = [("all", devices, True)]
+    else:
+        groups = _device_groups(m, devices, rows_of, task_rows)
     for n, (k, devs, whole) in enumerate(groups):
         mine = tuple(a for d in devs for a in by_device[d])
         used = {z for a in mine for z in a.zones}
-        files = listing.get(None, []) + (listing.get(k, []) if k is not None else [])
+        if k == "all":
+            files = fix_rows
+        else:
+            files = listing.get(None, []) + (listing.get(k, []) if k is not None else [])
         tasks.append(BucketTask(
             store=str(store), listing=tuple(files), events=events.of_devices(devs),
             device_range=None if whole else (devs[0], devs[-1] + "\0"),

@@ -73,7 +73,8 @@ def _detect(home: Path, sim: Path, out: Path, *extra: str) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
-@pytest.mark.parametrize("task_rows", [1_000_000, 3_000, 1], ids=["bucket-per-task", "split", "device-per-task"])
+@pytest.mark.parametrize("task_rows", [1_000_000, 30_000, 3_000, 1],
+                         ids=["one-task", "bucket-per-task", "split", "device-per-task"])
 @pytest.mark.parametrize("buckets", [1, 3, 16, 64], ids=lambda b: f"B{b}")
 @pytest.mark.parametrize("policy", [None, "accumulated.json"], ids=["per_episode", "accumulated"])
 def test_bucketed_equals_single_pass(tmp_path, sim, homes, buckets, task_rows, policy):
