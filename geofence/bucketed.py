@@ -164,24 +164,18 @@ def merge_results(results: Iterable[TaskResult]) -> Merged:
 
 # --------------------------------------------------------------------------- planning
 def _device_groups(m: Manifest, devices: list[str], rows_of: dict,
-                   task_rows: int) -> list[tuple[int | None, list[str], bool]]:
-    """(bucket, devices, whole bucket) per task: each bucket's devices (sorted) in runs of about
-    `task_rows` fixes, estimated from the manifest (files outside buckets shared out by device
-    count); "whole bucket" when one task takes a bucket and there are no files outside buckets."""
-    if m.buckets is None:
-        by_bucket: dict[int | None, list[str]] = {None: devices}
-    else:
-        by_bucket = {}
-        for d, k in zip(devices, bucket_of(devices, m.buckets).tolist()):
-            by_bucket.setdefault(k, []).append(d)
-    legacy_share = rows_of.get(None, 0) / max(1, len(devices))
+                   task_rows: int) -> list[tuple[int, list[str], bool]]:
+    """(bucket, devices, whole bucket) per task of a bucketed store: each bucket's devices (sorted)
+    in runs of about `task_rows` fixes, estimated from the manifest; "whole bucket" when one task
+    takes all of a bucket (it then reads every row of the bucket's files, no device slice)."""
+    by_bucket: dict[int, list[str]] = {}
+    for d, k in zip(devices, bucket_of(devices, m.buckets).tolist()):
+        by_bucket.setdefault(k, []).append(d)
     out = []
-    for k in sorted(by_bucket, key=lambda k: -1 if k is None else k):
+    for k in sorted(by_bucket):
         devs = by_bucket[k]
-        rows = (rows_of.get(k, 0) if k is not None else 0) + legacy_share * len(devs)
-        n_sub = max(1, min(len(devs), math.ceil(rows / max(1, task_rows))))
-        whole = n_sub == 1 and k is not None and None not in rows_of
-        out.extend((k, list(part), whole) for part in np.array_split(np.array(devs, object), n_sub))
+        n_sub = max(1, min(len(devs), math.ceil(rows_of.get(k, 0) / max(1, task_rows))))
+        out.extend((k, list(part), n_sub == 1) for part in np.array_split(np.array(devs, object), n_sub))
     return out
 
 
@@ -206,23 +200,22 @@ def plan_tasks(store: str | Path, m: Manifest, assignments: Sequence[Assignment]
     for a in assignments:
         by_device.setdefault(a.device_id, []).append(a)
     tasks = []
-    if devices and sum(rows_of.values()) <= task_rows:  # it all fits one task: no need to split
+    if devices and (m.buckets is None or sum(rows_of.values()) <= task_rows):
+        # it all fits one task; or a store without buckets (format 1), whose large files, sorted by
+        # device across all devices, every task would have to open: one task, as before buckets
         groups: list = [("all", devices, True)]
     else:
         groups = _device_groups(m, devices, rows_of, task_rows)
     for n, (k, devs, whole) in enumerate(groups):
         mine = tuple(a for d in devs for a in by_device[d])
         used = {z for a in mine for z in a.zones}
-        if k == "all":
-            files = fix_rows
-        else:
-            files = listing.get(None, []) + (listing.get(k, []) if k is not None else [])
+        files = fix_rows if k == "all" else listing.get(k, [])
         tasks.append(BucketTask(
             store=str(store), listing=tuple(files), events=events.of_devices(devs),
             device_range=None if whole else (devs[0], devs[-1] + "\0"),
             assignments=mine, zones=tuple(z for z in zones if z.zone_id in used), policy=policy, window=window,
             as_of_ms=as_of_ms, latest_ms=latest_ms, compare_policies=compare_policies,
-            label=f"bucket {k if k is not None else '-'} task {n + 1}/{len(groups)}"))
+            label=f"bucket {k} task {n + 1}/{len(groups)}"))
     return tasks
 
 

@@ -115,6 +115,9 @@ def _single_pass(home: Path, policy, assignments, zones, as_of, window, compare:
 def _bucketed(args: argparse.Namespace, home: Path, policy, assignments, zones, as_of, window) -> StoreRun:
     """Plan the bucket tasks on one manifest snapshot, run them (here or on --cluster), merge."""
     m = store_manifest(home)
+    if m.buckets is None:
+        print(f"note: store {store_root(home)} has no device buckets: detect reads it in one pass; "
+              f"`tagtrail store migrate-buckets --home {home}` lets it run in bounded memory", file=sys.stderr)
     n_rows = len(FixFiles(home, start_ms=window[0], end_ms=window[1], manifest=m))  # each file checked, here first
     latest = None if as_of is not None else latest_kept_ms(home, m, assignments, window)
     if args.store_url:
