@@ -42,7 +42,7 @@ from trails.buckets import bucket_of, bucket_of_path
 from trails.manifest import MANIFEST_SCHEMA, Manifest
 from trails.projection import STORE_CRS
 from trails.store import FixFiles, StoredEvents, days_between, read_store_events
-from trails.timestamps import DAY_MS, POS_INF_MS
+from trails.timestamps import DAY_MS, NEG_INF_MS, POS_INF_MS
 
 from .detect import battery_policy_counts, detect_columns
 from .layout import assign_rows
@@ -235,8 +235,8 @@ def latest_kept_ms(home: str | Path, m: Manifest, assignments: Sequence[Assignme
     a_dev = np.array([dev_index[a.device_id] for a in assignments], np.int64)
     a_start = np.array([a.start_ms for a in assignments], np.int64)
     a_end = np.array([POS_INF_MS if a.end_ms is None else a.end_ms for a in assignments], np.int64)
-    lo = -(2**62) if window[0] is None else window[0]
-    hi = 2**62 if window[1] is None else window[1]
+    lo = NEG_INF_MS if window[0] is None else window[0]
+    hi = POS_INF_MS if window[1] is None else window[1]
 
     def latest(codes: np.ndarray, ts: np.ndarray) -> int | None:
         inside = (ts >= lo) & (ts < hi) & (codes >= 0)
