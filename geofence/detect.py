@@ -376,6 +376,7 @@ def detect_columns(
     context: RerunContext | None = None,
     find_cuts: bool = False,
     compiled: "CompiledZones | None" = None,
+    latest_ms: int | None = None,
 ) -> DetectResult:
     """Run the contract's rules on rows that passed the row checks.
 
@@ -384,7 +385,10 @@ def detect_columns(
     `context` and `find_cuts` serve incremental detection
     (`geofence.incremental`): the first carries accumulated-battery history
     from before each assignment's start, the second fills `cut_ms` with each
-    assignment's latest safe cut (`rules.safe_cuts`).
+    assignment's latest safe cut (`rules.safe_cuts`). `latest_ms` serves
+    bucketed detection (`geofence.bucketed`): the implicit as_of, the latest
+    kept fix or event over every bucket, found by the caller; unlike
+    `as_of_ms` it sets no row aside as ``after_as_of`` (CONTRACT.md, "Time").
     """
     t0 = time.perf_counter()
     st = _Stages()
@@ -407,6 +411,8 @@ def detect_columns(
 
     # 2. as_of
     as_of = _as_of(as_of_ms, lay, ev.ts)
+    if as_of_ms is None and latest_ms is not None:
+        as_of = int(latest_ms) if as_of is None else max(as_of, int(latest_ms))
 
     # 3. kept fixes per assignment, by time: one column at a time, straight into place
     ts = np.empty(int(lay.fix_offsets[-1]), np.int64)

@@ -27,7 +27,10 @@ __all__ = [
     "to_dicts",
     "to_dicts_ordered",
     "sort_records",
+    "record_key",
+    "record_line",
     "write_outputs",
+    "write_output_lines",
     "quarantine_rows",
 ]
 
@@ -116,9 +119,19 @@ def to_dicts_ordered(cols: RecordColumns, subject_ids: list[str], device_ids: li
     return [out[i] for i in order], np.asarray(order, np.int64)
 
 
+def record_key(r: dict) -> tuple[str, str, str, str]:
+    """The contract's order of records: (subject_id, start, type, zone_id or ""), code-point order."""
+    return r["subject_id"], r["start"], r["type"], r["zone_id"] or ""
+
+
+def record_line(r: dict) -> str:
+    """One record as its breaches.jsonl line (without the newline)."""
+    return json.dumps(r, ensure_ascii=False, separators=(",", ":"))
+
+
 def sort_records(records: list[dict]) -> list[dict]:
     """Order by (subject_id, start, type, zone_id or ""), code-point order."""
-    return sorted(records, key=lambda r: (r["subject_id"], r["start"], r["type"], r["zone_id"] or ""))
+    return sorted(records, key=record_key)
 
 
 def quarantine_rows(parts: list[Rejected]) -> list[tuple[str, int, str]]:
@@ -136,6 +149,13 @@ def quarantine_rows(parts: list[Rejected]) -> list[tuple[str, int, str]]:
 def write_outputs(out_dir: str | os.PathLike, records: list[dict], quarantine: list[tuple],
                   *, header: tuple[str, ...] = ("source", "row", "reason")) -> None:
     """Write breaches.jsonl and quarantine.csv, each atomically (temp + rename)."""
+    write_output_lines(out_dir, (record_line(r) for r in records), quarantine, header=header)
+
+
+def write_output_lines(out_dir: str | os.PathLike, lines, quarantine: list[tuple],
+                       *, header: tuple[str, ...] = ("source", "row", "reason")) -> None:
+    """`write_outputs` from records already made lines (`record_line`), in order: bucketed
+    detection holds its records this way (a few hundred bytes each, not a dict)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -150,8 +170,8 @@ def write_outputs(out_dir: str | os.PathLike, records: list[dict], quarantine: l
             raise
 
     def write_jsonl(fh) -> None:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+        for line in lines:
+            fh.write(line + "\n")
 
     def write_csv(fh) -> None:
         w = csv.writer(fh, lineterminator="\n")

@@ -81,7 +81,7 @@ def test_every_shell_block_runs(tmp_path):
 
 
 def test_every_subcommand_has_help_with_examples():
-    for sub in ("simulate", "ingest", "detect", "zones", "demo", "serve", "users", "audit"):
+    for sub in ("simulate", "ingest", "detect", "store", "zones", "demo", "serve", "users", "audit"):
         p = subprocess.run([str(BIN / "tagtrail"), sub, "--help"], capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         assert "example" in p.stdout.lower(), sub

@@ -49,6 +49,17 @@ BIN = Path(sys.executable).parent
 DAY = "day=2024-06-01"
 
 
+def flatten_to_format_1(home: Path) -> None:
+    """Turn a store into one written before buckets and before the manifest: every fix file
+    moved from its bucket folder into its day folder, the manifest deleted (the next lock
+    holder adopts the files)."""
+    for p in sorted((home / "store" / "fixes").glob("day=*/bucket=*/*.parquet")):
+        p.rename(p.parent.parent / f"{p.stem}-{p.parent.name.removeprefix('bucket=')}.parquet")
+    for d in (home / "store" / "fixes").glob("day=*/bucket=*"):
+        d.rmdir()
+    (home / "store" / "manifest.parquet").unlink()
+
+
 def _forged(path: Path, n: int = 5) -> Path:
     """A Parquet file in the store's own fix schema, as an attacker would craft it."""
     t = pa.table({
@@ -161,8 +172,8 @@ def test_file_the_store_did_not_write_is_ignored_with_a_warning(tmp_path, caplog
 @pytest.mark.parametrize("change", ["appended", "replaced_by_link", "deleted"])
 def test_store_file_changed_after_writing_is_an_error_naming_it(tmp_path, capsys, change):
     home = tmp_path / "h"
-    ingest(QR / "fixes.csv", home=home)
-    (listed,) = (home / "store" / "fixes" / DAY).iterdir()
+    ingest(QR / "fixes.csv", home=home, buckets=1)
+    (listed,) = (home / "store" / "fixes" / DAY / "bucket=0").iterdir()
     if change == "appended":
         with open(listed, "ab") as fh:
             fh.write(b"\0" * 10)
@@ -190,9 +201,9 @@ def test_store_file_changed_after_writing_is_an_error_naming_it(tmp_path, capsys
 
 def test_store_from_before_the_manifest_is_adopted_once(tmp_path, caplog):
     home = tmp_path / "h"
-    ingest(QR / "fixes.csv", home=home, events_path=QR / "events.csv")
+    ingest(QR / "fixes.csv", home=home, events_path=QR / "events.csv", buckets=1)
+    flatten_to_format_1(home)  # as a store written before buckets and before the manifest existed
     files = _store_files(home)
-    (home / "store" / "manifest.parquet").unlink()  # as a store written before the manifest existed
     with caplog.at_level(logging.WARNING, logger="tagtrail.store"):
         assert len(read_store_fixes(home)) == 34  # the first reader takes the lock, which adopts
     assert any("adopted 4 files" in r.getMessage() for r in caplog.records)  # 2 fix days, events, quarantine
@@ -213,7 +224,7 @@ def test_ingest_publishes_files_and_manifest_together(tmp_path):
     """What a reader sees is what the manifest lists: every store file, with its
     rows and bytes, and nothing else (the manifest is written with the files)."""
     home = tmp_path / "h"
-    ingest(QR / "fixes.csv", home=home, events_path=QR / "events.csv")
+    ingest(QR / "fixes.csv", home=home, events_path=QR / "events.csv", buckets=1)
     m = pq.read_table(home / "store" / "manifest.parquet").to_pylist()
     assert sorted((r["kind"], r["path"]) for r in m) == sorted((p.split("/")[0], p) for p in _store_files(home))
     fixes = [r for r in m if r["kind"] == "fixes"]

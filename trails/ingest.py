@@ -290,7 +290,8 @@ class _Appender:
             next(f for f in self.writes if not f.done()).result()
 
     def _flush(self, day: int) -> None:
-        """Write one day's buffered slices as one file sorted by (device_id, ts_ms)."""
+        """Write one day's buffered slices as one file sorted by (device_id, ts_ms) (per device bucket
+        in a bucketed store: `trails.store.Transaction.write_day`)."""
         pieces = self.buffers.pop(day)
         self.buffered.pop(day)
         table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
@@ -300,9 +301,9 @@ class _Appender:
             order = sort_order(rank, table.column("ts_ms").to_numpy())
             if not (len(order) < 2 or bool((order[1:] > order[:-1]).all())):
                 table = table.take(pa.array(order))
-        rel = f"{self.kind}/day={day_label(day)}/part-{self.txn.ingest_id}-{self.file_no:05d}.parquet"
+        name = f"part-{self.txn.ingest_id}-{self.file_no:05d}.parquet"
         self.file_no += 1
-        self.writes.append(self._writer.submit(self.txn.write, rel, table))
+        self.writes.append(self._writer.submit(self.txn.write_day, self.kind, day, name, table))
 
     def submit(self, kept, raw: pa.Table, first_row: int, xy_future=None) -> None:
         """`add` in the appender's own thread (batches stay in order); at most 2 waiting.
@@ -343,7 +344,7 @@ def _batch_rows_for(path) -> int:
 
 
 def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
-           batch_rows: int | None = None, timings: dict | None = None) -> IngestSummary:
+           batch_rows: int | None = None, timings: dict | None = None, buckets: int | None = None) -> IngestSummary:
     """Validate, project and append a fixes file (and events file) to the store under `home`.
 
     Parameters
@@ -355,6 +356,9 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
     batch_rows : rows per streamed batch (default: from the file size).
     timings : optional dict filled with seconds per stage (read_validate,
         append, write_wait, commit).
+    buckets : device buckets B of the store this ingest creates (default
+        `trails.buckets.DEFAULT_BUCKETS`); an existing store keeps its own,
+        and another B for it is an `InputError` (`trails.store.Transaction`).
 
     Returns
     -------
@@ -371,11 +375,11 @@ def ingest(fixes_path, *, home, events_path=None, progress: bool = False,
     """
     with StoreLock(home, "ingest"):
         return _ingest_locked(fixes_path, home=home, events_path=events_path, progress=progress,
-                              batch_rows=batch_rows, timings=timings)
+                              batch_rows=batch_rows, timings=timings, buckets=buckets)
 
 
 def _ingest_locked(fixes_path, *, home, events_path, progress: bool, batch_rows: int | None,
-                   timings: dict | None) -> IngestSummary:
+                   timings: dict | None, buckets: int | None) -> IngestSummary:
     """`ingest`, with the store lock held."""
     t_start = time.perf_counter()
     timings = {} if timings is None else timings
@@ -391,7 +395,7 @@ def _ingest_locked(fixes_path, *, home, events_path, progress: bool, batch_rows:
         from tqdm import tqdm
 
         bar = tqdm(unit=" fixes", unit_scale=True, file=sys.stderr, desc="ingest", leave=True)
-    with Transaction(home) as txn:
+    with Transaction(home, buckets=buckets) as txn:
         fixes = _Source(fixes_path, "fixes", txn.ingest_id)
         fix_app = _Appender(home, "fixes", txn, fixes)
         events = ev_app = None

@@ -1,13 +1,21 @@
 """The Parquet store under ``HOME/store``: day-partitioned fixes and events, plus quarantine.
 
-Layout::
+Layout (format 2, device buckets; every store created now)::
 
-    HOME/store/fixes/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet   FIX_SCHEMA
-    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet  EVENT_SCHEMA
-    HOME/store/quarantine/part-<ingest id>.parquet                 QUARANTINE_SCHEMA
+    HOME/store/fixes/day=YYYY-MM-DD/bucket=K/part-<ingest id>-<n>.parquet   FIX_SCHEMA
+    HOME/store/events/day=YYYY-MM-DD/part-<ingest id>-<n>.parquet           EVENT_SCHEMA
+    HOME/store/quarantine/part-<ingest id>.parquet                          QUARANTINE_SCHEMA
 
-Days are UTC days of ``ts_ms``. Each file is sorted by ``device_id`` then
-``ts_ms`` (a day may hold several files: one or more per ingest). ``source`` is
+Days are UTC days of ``ts_ms``. A fix lies in bucket ``K = crc32(device_id) mod
+B`` of its day (`trails.buckets`); B is chosen when the store is created
+(``tagtrail ingest --buckets B``, default 16) and recorded in the manifest.
+Events are few (a tamper event now and then) and stay one folder per day:
+every bucket task reads the events of its own devices from them. A store
+written before buckets (format 1) keeps its fix files directly in the day
+folders, and writers keep writing it that way until ``tagtrail store
+migrate-buckets`` rewrites it (`migrate_buckets`); readers read both.
+Each file is sorted by ``device_id`` then
+``ts_ms`` (a day, or a day's bucket, may hold several files: one or more per ingest). ``source`` is
 the ingested file's name (dictionary-encoded) and ``row`` its 1-based record
 number there, so every stored fix traces back to its input line. A ``(device_id, ts_ms)`` key (events: plus ``event``) occurs at most
 once in the whole store: `trails.ingest` quarantines later copies as
@@ -29,6 +37,7 @@ Integrity:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 import os
 import shutil
 import threading
@@ -43,6 +52,7 @@ import pyarrow.parquet as pq
 
 from filelock import FileLock, Timeout
 
+from trails.buckets import DEFAULT_BUCKETS, bucket_dir, check_buckets, split_by_bucket
 from trails.errors import InputError
 from trails.home import private_dir, secure_home
 from trails.manifest import KINDS, PUBLISHING, Manifest, StoreIntegrityError, adopt, day_label, entry, write_manifest
@@ -63,6 +73,8 @@ __all__ = [
     "store_root",
     "day_label",
     "list_days",
+    "days_between",
+    "store_manifest",
     "read_store_fixes",
     "read_store_events",
     "read_store_quarantine",
@@ -105,6 +117,12 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 
+#: Rows per Parquet row group of a store file. Files are sorted by device, so each row group's
+#: device_id statistics (min, max) let a bucket task that wants some of a file's devices read
+#: only the row groups that hold them (`FixFiles(device_range=...)`).
+ROW_GROUP_ROWS = 8_192
+
+
 def store_root(home) -> Path:
     return Path(home) / "store"
 
@@ -125,12 +143,19 @@ def _manifest(home) -> Manifest:
     return m
 
 
+def store_manifest(home) -> Manifest:
+    """The store's manifest now (a store from before the manifest is adopted first): one
+    snapshot for a caller that reads the store several times and must see one state of it."""
+    return _manifest(home)
+
+
 def list_days(home, kind: str = "fixes") -> list[int]:
     """Day numbers with stored `kind` (``fixes``/``events``) files, ascending (from the manifest)."""
     return _manifest(home).days(kind)
 
 
-def _days_between(m: Manifest, kind: str, start_ms, end_ms) -> list[int]:
+def days_between(m: Manifest, kind: str, start_ms, end_ms) -> list[int]:
+    """Day numbers of `kind` listed in `m` that overlap [start_ms, end_ms) (either bound optional)."""
     days = m.days(kind)
     if start_ms is not None:
         days = [d for d in days if (d + 1) * DAY_MS > start_ms]
@@ -188,27 +213,49 @@ class Transaction:
     lock (`StoreLock`): the one this process holds on the home (an ingest's,
     or the service's for its compaction), else the transaction takes it for
     its own duration. `commit` renames the files into place, then lists them
-    in the manifest in one atomic replace (the moment they become readable).
+    in the manifest in one atomic replace (the moment they become readable),
+    then removes the files it retires (`retire`: unlisted by that same replace).
+
+    `buckets` is B for a store this transaction creates (a store with no
+    files yet; default `trails.buckets.DEFAULT_BUCKETS`); an existing store
+    keeps its layout, and asking it for another B is an `InputError` (that
+    is `migrate_buckets`' job). ``self.buckets`` is the layout written: B, or
+    None for a format-1 store.
     """
 
-    def __init__(self, home) -> None:
+    def __init__(self, home, *, buckets: int | None = None) -> None:
         self.home = Path(home)
         self.root = store_root(home)
         self.ingest_id = uuid.uuid4().hex[:16]
         self.tmp = self.root / f".tmp-{self.ingest_id}"
         self.files: list[tuple[str, int]] = []  # (path relative to the store, rows)
+        self.retired: list[str] = []  # listed paths this transaction replaces
+        self.requested = None if buckets is None else check_buckets(buckets)
+        self.buckets: int | None = None
         self._own_lock: StoreLock | None = None
 
     def __enter__(self) -> "Transaction":
         if StoreLock.held_here(self.home) is None:
             self._own_lock = StoreLock(self.home, "writer").acquire()
         try:
+            self.buckets = self._layout()
             private_dir(self.root)
             self.tmp.mkdir(mode=0o700)
         except BaseException:
             self._release()
             raise
         return self
+
+    def _layout(self) -> int | None:
+        """B to write with: the store's own, or the requested/default one for a store with no files yet."""
+        m = Manifest.read(self.root)
+        if m.table.num_rows == 0:
+            return self.requested or DEFAULT_BUCKETS
+        if self.requested is not None and self.requested != m.buckets:
+            have = "no buckets (format 1)" if m.buckets is None else f"{m.buckets} buckets"
+            raise InputError(f"store {str(self.root)!r} has {have}, not {self.requested}: run "
+                             f"`tagtrail store migrate-buckets --home {str(self.home)!r} --buckets {self.requested}`")
+        return m.buckets
 
     def __exit__(self, exc_type, exc, tb) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -225,12 +272,26 @@ class Transaction:
         private_dir(dest.parent)
         names = set(table.column_names)
         pq.write_table(
-            table, dest, compression="lz4",
+            table, dest, compression="lz4", row_group_size=ROW_GROUP_ROWS,
             use_dictionary=[c for c in ("device_id", "source", "event", "battery_pct", "reason", "source_file", "ingest_id") if c in names],
             use_byte_stream_split=[c for c in ("lat", "lon", "x", "y") if c in names] or False,
         )
         os.chmod(dest, 0o600)
         self.files.append((relpath, table.num_rows))
+
+    def write_day(self, kind: str, day: int, name: str, table: pa.Table) -> None:
+        """Stage one day's rows (sorted by device, time) of `kind` as ``NAME``: one file in the day
+        folder, or for fixes in a bucketed store one file per bucket present (same name in each)."""
+        folder = f"{kind}/day={day_label(day)}"
+        if kind != "fixes" or self.buckets is None:
+            self.write(f"{folder}/{name}", table)
+            return
+        for k, part in split_by_bucket(table, self.buckets):
+            self.write(f"{folder}/{bucket_dir(k)}/{name}", part)
+
+    def retire(self, relpaths: list[str]) -> None:
+        """Unlist these store files at `commit` (and remove them after it): a rewrite replaces them."""
+        self.retired.extend(relpaths)
 
     def write_many(self, items: list[tuple[str, pa.Table]], *, threads: int = 2) -> None:
         """`write` several files, in parallel threads (Parquet encoding releases the GIL)."""
@@ -245,8 +306,9 @@ class Transaction:
                 f.result()
 
     def commit(self) -> None:
-        """Publish the staged files: rename each into place, then replace the manifest."""
-        if not self.files:
+        """Publish the staged files: rename each into place, then replace the manifest (which also
+        unlists what was retired and records the layout), then remove the retired files."""
+        if not self.files and not self.retired:
             return
         with PUBLISHING:
             m = Manifest.read(self.root)
@@ -256,8 +318,22 @@ class Transaction:
                 private_dir(target.parent)
                 os.replace(self.tmp / rel, target)
                 entries.append(entry(self.root, rel, rows))
-            write_manifest(self.root, m.updated(entries))
-        self.files = []
+            write_manifest(self.root, m.updated(entries, removed=self.retired), buckets=self.buckets)
+        for rel in self.retired:
+            (self.root / rel).unlink(missing_ok=True)
+        _remove_empty_folders(self.root, self.retired)
+        self.files, self.retired = [], []
+
+
+def _remove_empty_folders(root: Path, relpaths: list[str]) -> None:
+    """Remove the (now empty) folders that held removed files, deepest first."""
+    folders = {str(Path(r).parent) for r in relpaths}
+    folders |= {str(Path(f).parent) for f in folders if f.count("/") == 2}  # a bucket's day folder
+    for f in sorted(folders, key=lambda f: -f.count("/")):
+        try:
+            (root / f).rmdir()
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- #
@@ -305,6 +381,14 @@ class StoredEvents:
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
 
+    def of_devices(self, devices) -> "StoredEvents":
+        """The events of `devices`, in the same order (a bucket task's share)."""
+        idx = np.flatnonzero(pc.is_in(self.device_id, value_set=pa.array(list(devices), pa.string()))
+                             .to_numpy(zero_copy_only=False))
+        take = pa.array(idx, pa.int64())
+        return StoredEvents(device_id=self.device_id.take(take), ts_ms=_ro(self.ts_ms[idx]),
+                            event=self.event.take(take), row=_ro(self.row[idx]), source=self.source.take(take))
+
 
 def _read_checked(path: str, rows: int, **kw) -> pa.Table:
     """One listed store file (or some of its columns), checked to hold the rows the manifest lists."""
@@ -314,9 +398,9 @@ def _read_checked(path: str, rows: int, **kw) -> pa.Table:
     return t
 
 
-def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices) -> "_Columns":
-    m = _manifest(home)
-    files, rows = m.files(kind, _days_between(m, kind, start_ms, end_ms))
+def _read(home, kind: str, schema: pa.Schema, start_ms, end_ms, devices, manifest=None) -> "_Columns":
+    m = _manifest(home) if manifest is None else manifest
+    files, rows = m.files(kind, days_between(m, kind, start_ms, end_ms))
     if not files:
         return _Columns(schema.empty_table(), None)
     table = pa.concat_tables([_read_checked(f, int(n)).cast(schema) for f, n in zip(files, rows)])
@@ -379,9 +463,11 @@ def read_store_fixes(home, *, start_ms: int | None = None, end_ms: int | None = 
     )
 
 
-def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None) -> StoredEvents:
-    """Events in ``[start_ms, end_ms)`` for `devices` (None = all); see `read_store_fixes`."""
-    c = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices)
+def read_store_events(home, *, start_ms: int | None = None, end_ms: int | None = None, devices=None,
+                      manifest: Manifest | None = None) -> StoredEvents:
+    """Events in ``[start_ms, end_ms)`` for `devices` (None = all); see `read_store_fixes`
+    (`manifest`: read what it lists, as `FixFiles` does)."""
+    c = _read(home, "events", EVENT_SCHEMA, start_ms, end_ms, devices, manifest)
     return StoredEvents(
         device_id=c.arr("device_id"), ts_ms=c.np("ts_ms"), event=c.arr("event"),
         row=c.np("row"), source=c.arr("source"),
@@ -397,13 +483,65 @@ class FixFiles:
     and one copy. Rows come in file order, the same for every column; rows
     outside [start_ms, end_ms) on the edge days are included (the caller
     ignores them).
+
+    `manifest`: read the files this manifest lists (a bucket task's own
+    snapshot of the store) instead of the store's current one;
+    `device_range` ``(lo, hi)``: only the rows of devices in [lo, hi);
+    `preload`: read each file once, up front, and keep (in memory) the rows
+    asked for: all columns but `source`, or those named (a column not kept
+    is read from the files when asked for).
     """
 
-    def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None) -> None:
-        m = _manifest(home)
-        self.files, counts = m.files("fixes", _days_between(m, "fixes", start_ms, end_ms))
-        self.offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=self.offsets[1:])
+    def __init__(self, home, *, start_ms: int | None = None, end_ms: int | None = None,
+                 manifest: Manifest | None = None, device_range: tuple[str, str] | None = None,
+                 preload: bool | Sequence[str] = False) -> None:
+        m = _manifest(home) if manifest is None else manifest
+        self.files, self.rows = m.files("fixes", days_between(m, "fixes", start_ms, end_ms))
+        self.starts = np.zeros(len(self.files), np.int64)
+        self._cache: list[pa.Table] | None = None
+        lengths = self.rows
+        if preload or device_range is not None:
+            lengths = self._load(device_range, keep=bool(preload),
+                                 columns=None if isinstance(preload, bool) else list(preload))
+        self.offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+
+    def _load(self, device_range: tuple[str, str] | None, *, keep: bool, columns: list[str] | None) -> np.ndarray:
+        """Read each file once (`columns`, default all but `source`, if `keep`, else only
+        device_id), two at a time; with `device_range`, keep only the rows of devices in [lo, hi) (code-point order):
+        one contiguous run, as every store file is sorted by device_id; files without any are
+        dropped. Returns the rows kept per file.
+
+        Why: a bucket task reads many small files (a day of a bucket each), where opening a file
+        costs more than decoding a column; reading each once, whole, and keeping the task's slice
+        (`keep`, `preload=True`) costs one open per file instead of one per column."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not keep:
+            columns = ["device_id"]
+        elif columns is None:
+            columns = [c for c in FIX_SCHEMA.names if c != "source"]
+        elif "device_id" not in columns:
+            columns = ["device_id", *columns]
+
+        def one(k: int) -> tuple[int, int, pa.Table | None]:
+            skipped, t = _read_row_groups(self.files[k], int(self.rows[k]), columns, device_range)
+            start, n = (0, t.num_rows) if device_range is None else _device_run(self.files[k], t.column("device_id"),
+                                                                               *device_range)
+            if not (keep and n):
+                return skipped + start, n, None
+            # a slice would keep the whole file's buffers alive: copy the task's rows out
+            return skipped + start, n, t if n == t.num_rows else t.take(pa.array(np.arange(start, start + n)))
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagtrail-read") as ex:
+            got = list(ex.map(one, range(len(self.files))))
+        keep_idx = [k for k, (_, n, _) in enumerate(got) if n]
+        self.files = [self.files[k] for k in keep_idx]
+        self.rows = self.rows[keep_idx] if keep_idx else np.zeros(0, np.int64)
+        self.starts = np.asarray([got[k][0] for k in keep_idx], np.int64)
+        if keep:
+            self._cache = [got[k][2] for k in keep_idx]
+        return np.asarray([got[k][1] for k in keep_idx], np.int64)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -412,10 +550,21 @@ class FixFiles:
         """Call ``fill(first row, arrow chunked column)`` for each file, two files at a time."""
         from concurrent.futures import ThreadPoolExecutor
 
+        if self._cache is not None and self._cache and name in self._cache[0].column_names:
+            # preloaded: the task's slices, in memory; each column is handed out once and dropped
+            # (detection takes each once), but `row`, which the quarantine's origin reads again
+            for k, t in enumerate(self._cache):
+                fill(int(self.offsets[k]), t.column(name))
+                if name != "row":
+                    self._cache[k] = t.drop_columns([name])
+            return
+
         def one(k: int) -> None:
-            t = _read_checked(self.files[k], int(self.offsets[k + 1] - self.offsets[k]), columns=[name],
+            t = _read_checked(self.files[k], int(self.rows[k]), columns=[name],
                               read_dictionary=[name] if dictionary else None)
-            fill(int(self.offsets[k]), t.column(0))
+            n = int(self.offsets[k + 1] - self.offsets[k])
+            col = t.column(0) if n == t.num_rows else t.column(0).slice(int(self.starts[k]), n)
+            fill(int(self.offsets[k]), col)
 
         if len(self.files) <= 1:
             for k in range(len(self.files)):
@@ -477,9 +626,55 @@ class FixFiles:
         for k in np.unique(f_of).tolist():
             sel = np.flatnonzero(f_of == k)
             src = pq.read_table(self.files[k], columns=["source"]).column(0).combine_chunks()
-            local = pa.array(positions[sel] - self.offsets[k])
+            local = pa.array(positions[sel] - self.offsets[k] + self.starts[k])
             names[sel] = np.asarray(src.take(local).cast(pa.string()).to_pylist(), object)
         return names.tolist(), rows
+
+
+def _read_row_groups(path: str, rows: int, columns: list[str],
+                     device_range: tuple[str, str] | None) -> tuple[int, pa.Table]:
+    """(rows skipped before the first group read, the row groups of a listed store file that may
+    hold devices in `device_range` (all without one), contiguous). The file must hold the rows
+    the manifest lists (as `_read_checked`); groups are chosen by their device_id statistics, and
+    a file whose statistics say nothing is read whole."""
+    pf = pq.ParquetFile(path, read_dictionary=["device_id"])
+    if pf.metadata.num_rows != rows:
+        raise _rows_mismatch(path, rows, pf.metadata.num_rows)
+    n_groups = pf.metadata.num_row_groups
+    wanted = list(range(n_groups))
+    if device_range is not None and n_groups > 1:
+        lo, hi = device_range
+        col = pf.schema_arrow.get_field_index("device_id")
+        stats = [pf.metadata.row_group(g).column(col).statistics for g in range(n_groups)]
+        if all(st is not None and st.has_min_max for st in stats):
+            wanted = [g for g, st in enumerate(stats) if st.max >= lo and st.min < hi] or [0]
+            wanted = list(range(wanted[0], wanted[-1] + 1))
+    if not wanted:
+        return 0, pf.schema_arrow.empty_table().select(columns)
+    skipped = sum(pf.metadata.row_group(g).num_rows for g in range(wanted[0]))
+    return skipped, pf.read_row_groups(wanted, columns=columns)
+
+
+def _device_run(path: str, col: pa.ChunkedArray, lo: str, hi: str) -> tuple[int, int]:
+    """(first row, rows) of the devices in [lo, hi) in a file's dictionary-encoded device_id column.
+
+    Raises
+    ------
+    StoreIntegrityError
+        Those rows are not contiguous: the file is not sorted by device_id, as the store wrote it.
+    """
+    at, pos = 0, []
+    for chunk in col.chunks:
+        names = chunk.dictionary.cast(pa.string())
+        inside = pc.and_(pc.greater_equal(names, lo), pc.less(names, hi)).to_numpy(zero_copy_only=False)
+        pos.append(np.flatnonzero(inside[chunk.indices.to_numpy(zero_copy_only=False)]) + at)
+        at += len(chunk)
+    pos = np.concatenate(pos) if pos else np.zeros(0, np.int64)
+    if pos.size == 0:
+        return 0, 0
+    if int(pos[-1] - pos[0]) + 1 != pos.size:
+        raise StoreIntegrityError(f"store file {path!r}: not sorted by device_id (the store wrote it sorted)")
+    return int(pos[0]), int(pos.size)
 
 
 def compacted_upto(home, kind: str = "fixes") -> int:
@@ -499,8 +694,8 @@ def compacted_upto(home, kind: str = "fixes") -> int:
 
 
 def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int) -> int:
-    """Publish intake-log rows (seq in [seq_lo, seq_hi]) as store files, one per UTC day,
-    sorted by (device_id, ts_ms); atomic (`Transaction`). Returns rows written."""
+    """Publish intake-log rows (seq in [seq_lo, seq_hi]) as store files, one per UTC day (and device
+    bucket, in a bucketed store), sorted by (device_id, ts_ms); atomic (`Transaction`). Returns rows written."""
     schema = FIX_SCHEMA if kind == "fixes" else EVENT_SCHEMA
     table = table.select(schema.names).cast(schema)
     if table.num_rows == 0:
@@ -514,8 +709,7 @@ def write_intake_rows(home, kind: str, table: pa.Table, seq_lo: int, seq_hi: int
         starts = np.flatnonzero(np.concatenate([[True], day[1:] != day[:-1]]))
         ends = np.append(starts[1:], day.size)
         for n, (a, b) in enumerate(zip(starts, ends)):
-            txn.write(f"{kind}/day={day_label(int(day[a]))}/part-intake-{seq_lo}-{seq_hi}-{n}.parquet",
-                      table.slice(int(a), int(b - a)))
+            txn.write_day(kind, int(day[a]), f"part-intake-{seq_lo}-{seq_hi}-{n}.parquet", table.slice(int(a), int(b - a)))
         txn.commit()
     return table.num_rows
 
@@ -525,6 +719,7 @@ _ROLES = {
     "ingest": "an ingest is running",
     "service": "a tagtrail service is running",
     "writer": "a tagtrail process is writing to the store",
+    "migrate": "a store migration (tagtrail store migrate-buckets) is running",
 }
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from geofence.detect import ChunkedColumn, DetectResult, EventInput, FixInput, battery_policy_counts, detect_columns
+from geofence.detect import ChunkedColumn, EventInput, FixInput, battery_policy_counts, detect_columns
 from geofence.policy import load_policy
-from geofence.records import write_outputs
+from geofence.records import record_line, write_output_lines
 from geofence.subjects import load_subjects
 from geofence.zones import load_zones
 from trails.errors import InputError
-from trails.projection import STORE_CRS
-from trails.timestamps import parse_day_or_timestamp, parse_timestamp
+from trails.timestamps import parse_timestamp
 
 from api.cli.common import EXAMPLES_FORMATTER, add_home_option, audited_change, resolve_home
+from api.cli.detect_store import STORE_HEADER, StoreRun, add_store_options, detect_store
 
 EPILOG = """\
 examples:
@@ -71,6 +71,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="store mode: first instant to read (RFC 3339, or YYYY-MM-DD for midnight UTC)")
     p.add_argument("--to", dest="to_ts", metavar="TS",
                    help="store mode: instant to read up to, exclusive (RFC 3339, or YYYY-MM-DD for midnight UTC)")
+    add_store_options(p)
     p.add_argument("--compare-battery-policies", action="store_true",
                    help="also print gap breach counts under per_episode and accumulated")
     p.add_argument("--db", action="store_true",
@@ -85,14 +86,6 @@ def _timestamp_arg(name: str, value: str) -> int:
         return parse_timestamp(value)
     except ValueError as exc:
         raise InputError(f"{name} {value!r} is not a valid timestamp: {exc}") from None
-
-
-def _day_or_timestamp_arg(name: str, value: str) -> int:
-    """--from/--to: an RFC 3339 instant, or a bare date ``YYYY-MM-DD`` meaning midnight UTC."""
-    try:
-        return parse_day_or_timestamp(value)
-    except ValueError as exc:
-        raise InputError(f"{name} {value!r} is not a date YYYY-MM-DD or an RFC 3339 timestamp: {exc}") from None
 
 
 def _combine(arr) -> pa.Array:
@@ -129,50 +122,55 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--from/--to select days of the store (--home); with --fixes use --as-of")
     if args.events and not args.fixes:
         raise InputError("--events needs --fixes (in store mode, events come from the store)")
-    if args.fixes:
-        from trails.readers import read_events
-
-        fixes, f_rej, n_rows = _from_file(args.fixes, sorted({a.device_id for a in assignments}), policy.crs)
-        if args.events:
-            ev, e_rej = read_events(args.events)
-            events = EventInput(row=ev.row, device_id=_combine(ev.device_id), ts_ms=ev.ts_ms,
-                                event=_combine(ev.event))
-        else:
-            events, e_rej = None, None
-        origin = None
-    else:
-        fixes, events, assignments, origin, n_rows = _from_store(args, policy, assignments)
-        f_rej = e_rej = None
-
+    if args.fixes and (args.cluster or args.single_pass or args.store_url):
+        raise InputError("--cluster, --store-url and --single-pass are for store mode (--home), not --fixes")
+    if args.store_url and not args.cluster:
+        raise InputError("--store-url says where cluster workers find the store: it needs --cluster")
     t_read = time.perf_counter()
-    result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
-                            rejected_fixes=f_rej, rejected_events=e_rej)
-    t_detected = time.perf_counter()
-    if origin is None:
-        write_outputs(args.out, result.records, result.quarantine)
+    if args.fixes:
+        run_ = _file_mode(args, policy, assignments, zones, as_of)
     else:
-        write_outputs(args.out, result.records, _store_quarantine(result.quarantine, origin),
-                      header=("source", "row", "reason", "file"))
+        run_ = detect_store(args, policy, assignments, zones, as_of)
+    t_detected = time.perf_counter()
+    write_output_lines(args.out, run_.lines, run_.quarantine,
+                       **({} if args.fixes else {"header": STORE_HEADER}))
     t_written = time.perf_counter()
     if args.db:
-        _save_to_db(args, assignments_all, zones, result.records)
+        _save_to_db(args, assignments_all, zones, run_.records())
     elapsed = time.perf_counter() - t0
     if args.timings:
-        stages = {"load zones": t_zones - t0, "load subjects": t_subjects - t_zones,
-                  "read files (file mode)": t_read - t_subjects, **result.timings,
-                  "write outputs": t_written - t_detected}
+        stages = {"load zones": t_zones - t0, "load subjects": t_subjects - t_zones, **run_.timings,
+                  "read and detect (all)": t_detected - t_read, "write outputs": t_written - t_detected}
         print("seconds per stage:", file=sys.stderr)
         for name, sec in stages.items():
             print(f"  {name:<30} {sec:8.3f}", file=sys.stderr)
         print(f"  {'total in process':<30} {elapsed:8.3f}", file=sys.stderr)
-    if origin is None:
-        _warn_all_quarantined(args.fixes, n_rows, result.quarantine, args.out)
+    if args.fixes:
+        _warn_all_quarantined(args.fixes, run_.n_rows, run_.quarantine, args.out)
     if not args.quiet:
-        at_ingest = None if origin is None else _ingest_quarantined(resolve_home(args.home))
-        _print_summary(result, n_rows, elapsed, args.out, at_ingest=at_ingest)
+        at_ingest = None if args.fixes else _ingest_quarantined(resolve_home(args.home))
+        _print_summary(run_, elapsed, args.out, at_ingest=at_ingest)
     if args.compare_battery_policies:
-        _print_policy_comparison(result, policy)
+        _print_policy_comparison(run_.policy_counts)
     return 0
+
+
+def _file_mode(args: argparse.Namespace, policy, assignments, zones, as_of: int | None) -> StoreRun:
+    """The contract's command on --fixes (and --events) files, in one pass."""
+    from trails.readers import read_events
+
+    fixes, f_rej, n_rows = _from_file(args.fixes, sorted({a.device_id for a in assignments}), policy.crs)
+    if args.events:
+        ev, e_rej = read_events(args.events)
+        events = EventInput(row=ev.row, device_id=_combine(ev.device_id), ts_ms=ev.ts_ms, event=_combine(ev.event))
+    else:
+        events, e_rej = None, None
+    result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
+                            rejected_fixes=f_rej, rejected_events=e_rej)
+    return StoreRun(lines=[record_line(r) for r in result.records], quarantine=result.quarantine,
+                    counts=Counter((r["kind"], r["type"], r["priority"]) for r in result.records), n_rows=n_rows,
+                    policy_counts=battery_policy_counts(result, policy) if args.compare_battery_policies else {},
+                    timings=result.timings)
 
 
 def _from_file(path, devices: list[str], crs: str):
@@ -231,75 +229,6 @@ def _from_file(path, devices: list[str], crs: str):
     return fixes, Rejected.concat("fixes", rejected), n_rows
 
 
-def _clip_assignments(assignments, start_ms, end_ms):
-    """Store mode with --from/--to: the analysis covers only that period, as if
-    each assignment began no earlier than --from and ended by --to, so time
-    outside the period (whose fixes were not read) is never taken as a gap."""
-    from dataclasses import replace
-
-    out = []
-    for a in assignments:
-        s = a.start_ms if start_ms is None else max(a.start_ms, start_ms)
-        e = a.end_ms if end_ms is None else (end_ms if a.end_ms is None else min(a.end_ms, end_ms))
-        if e is None or e > s:
-            out.append(replace(a, start_ms=s, end_ms=e))
-    return tuple(out)
-
-
-def _from_store(args, policy, assignments):
-    """Store mode: the day partitions overlapping [--from, --to), read column by column.
-
-    Fix rows are numbered by their position in the files read; `_store_quarantine`
-    maps them back to the source file and row recorded at ingest. Rows of
-    devices without an assignment, and rows outside [--from, --to), are not
-    part of this analysis (neither kept nor quarantined).
-    """
-    from trails.store import FixFiles, read_store_events
-
-    home = resolve_home(args.home)
-    start = _day_or_timestamp_arg("--from", args.from_ts) if args.from_ts else None
-    end = _day_or_timestamp_arg("--to", args.to_ts) if args.to_ts else None
-    if start is not None and end is not None and end <= start:
-        raise InputError(f"--to {args.to_ts!r} is not after --from {args.from_ts!r}")
-    if not (home / "store").exists():
-        raise InputError(f"no store at {home / 'store'}: run `tagtrail ingest` first, or pass --fixes")
-    devices = sorted({a.device_id for a in assignments})
-    files = FixFiles(home, start_ms=start, end_ms=end)
-    n = len(files)
-    same_crs = policy.crs == STORE_CRS  # the store keeps x/y in the British National Grid
-    def chunked(name: str) -> ChunkedColumn:
-        return ChunkedColumn(load=lambda: files.column(name), chunks=lambda fn: files.each_chunk(name, fn))
-
-    fixes = FixInput(row=ChunkedColumn(load=lambda: np.arange(1, n + 1, dtype=np.int64)),
-                     ts_ms=chunked("ts_ms"), accuracy_m=chunked("accuracy_m"), battery_pct=chunked("battery_pct"),
-                     device_code=ChunkedColumn(load=lambda: files.device_codes(devices)), device_names=devices,
-                     x=chunked("x") if same_crs else None, y=chunked("y") if same_crs else None,
-                     lat=None if same_crs else chunked("lat"), lon=None if same_crs else chunked("lon"),
-                     unknown_device="ignore", window=(start, end))
-    se = read_store_events(home, start_ms=start, end_ms=end, devices=devices)
-    events = EventInput(row=np.arange(1, len(se) + 1, dtype=np.int64), device_id=_combine(se.device_id),
-                        ts_ms=se.ts_ms, event=_combine(se.event))
-
-    def origin(source: str, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
-        if source == "events":
-            return [str(v) for v in se.source.take(pa.array(positions)).to_pylist()], se.row[positions]
-        return files.origin(positions)
-
-    return fixes, events, _clip_assignments(assignments, start, end), origin, n
-
-
-def _store_quarantine(quarantine, origin):
-    """(source, row, reason) over read positions -> (source, file row, reason, file)."""
-    out = []
-    for source in ("events", "fixes"):
-        items = [(pos, reason) for src, pos, reason in quarantine if src == source]
-        if not items:
-            continue
-        names, rows = origin(source, np.array([p - 1 for p, _ in items], np.int64))
-        out.extend((source, int(r), reason, str(f)) for (_, reason), f, r in zip(items, names, rows.tolist()))
-    return sorted(out, key=lambda q: (q[0] != "events", q[3], q[1]))
-
-
 def _save_to_db(args, assignments, zones, records) -> None:
     import json as _json
 
@@ -316,17 +245,17 @@ def _save_to_db(args, assignments, zones, records) -> None:
         print(f"database: {counts['inserted']} records added, {counts['updated']} updated ({database})")
 
 
-def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str, *, at_ingest: int | None) -> None:
+def _print_summary(run_: StoreRun, elapsed: float, out: str, *, at_ingest: int | None) -> None:
     """The run's summary on stdout. `at_ingest` (store mode) is the number of rows
     the store's ingests quarantined: counted apart from this run's quarantine,
     so a store whose ingest set rows aside never reads "quarantined rows: 0"."""
-    by = Counter((r["kind"], r["type"], r["priority"]) for r in result.records)
+    by = run_.counts
     n_breach = sum(v for (k, _, _), v in by.items() if k == "breach")
     n_alert = sum(v for (k, _, _), v in by.items() if k == "alert")
     print(f"breaches: {n_breach}   alerts: {n_alert}   (written to {Path(out) / 'breaches.jsonl'})")
     for (kind, type_, prio), n in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         print(f"  {kind:<6} P{prio}  {type_:<20} {n:>8}")
-    q = Counter(reason for _, _, reason in result.quarantine)
+    q = Counter(row[2] for row in run_.quarantine)
     by_reason = "" if not q else "   " + ", ".join(f"{k}={v}" for k, v in sorted(q.items()))
     if at_ingest is None:
         print(f"quarantined rows: {sum(q.values())}{by_reason}")
@@ -334,8 +263,9 @@ def _print_summary(result: DetectResult, n_rows: int, elapsed: float, out: str, 
         print(f"quarantined by this run: {sum(q.values())} rows (after_as_of, unassigned, duplicate; "
               f"in {Path(out) / 'quarantine.csv'}){by_reason}")
         print(f"quarantined at ingest: {at_ingest:,} rows (every ingest into this store; HOME/store/quarantine)")
-    rate = n_rows / elapsed if elapsed > 0 else 0.0
-    print(f"{n_rows:,} fix rows in {elapsed:.2f} s ({rate:,.0f} fixes/s)")
+    rate = run_.n_rows / elapsed if elapsed > 0 else 0.0
+    tasks = f" in {run_.n_tasks} bucket tasks" if run_.n_tasks > 1 else ""
+    print(f"{run_.n_rows:,} fix rows in {elapsed:.2f} s ({rate:,.0f} fixes/s){tasks}")
 
 
 def _ingest_quarantined(home: Path) -> int:
@@ -356,8 +286,8 @@ def _warn_all_quarantined(path: str, n_rows: int, quarantine, out: str) -> None:
               f"(reasons in {Path(out) / 'quarantine.csv'})", file=sys.stderr)
 
 
-def _print_policy_comparison(result: DetectResult, policy) -> None:
-    counts = battery_policy_counts(result, policy)
+def _print_policy_comparison(counts: dict[str, dict[str, int]]) -> None:
+    counts = {"per_episode": {}, "accumulated": {}, **counts}  # no assignment, no task: nothing counted
     keys = sorted(set(counts["per_episode"]) | set(counts["accumulated"]))
     print("battery policy comparison (gap records):")
     print(f"  {'record':<34} {'per_episode':>12} {'accumulated':>12}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trails.errors import InputError
+
 from api.cli.common import EXAMPLES_FORMATTER, add_home_option, resolve_home
 
 EPILOG = """\
@@ -11,6 +13,7 @@ examples:
   tagtrail ingest fixes.csv
   tagtrail ingest fixes.parquet --events events.csv --home /srv/tagtrail
   TAGTRAIL_HOME=/srv/tagtrail tagtrail ingest day-2024-06-01.csv
+  tagtrail ingest fixes.parquet --home big --buckets 64    # a new store in 64 device buckets
 
 Rows that cannot be used (CONTRACT.md, "Quarantine") are recorded under
 HOME/store/quarantine/ with their file, row and reason; rows already in the
@@ -37,6 +40,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("fixes", metavar="FIXES", help="fixes file (.csv or .parquet)")
     p.add_argument("--events", metavar="EVENTS", default=None, help="events file (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    p.add_argument("--buckets", type=int, metavar="B", default=None,
+                   help="device buckets of a store this ingest creates (default 16; an existing store keeps its "
+                        "own: `tagtrail store migrate-buckets` changes it)")
     add_home_option(p)
     p.set_defaults(func=run)
 
@@ -45,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from trails.ingest import ingest
 
     home = resolve_home(args.home)
-    s = ingest(args.fixes, home=home, events_path=args.events, progress=not args.no_progress)
+    if args.buckets is not None and not 1 <= args.buckets <= 4096:
+        raise InputError(f"--buckets {args.buckets}: must be a whole number from 1 to 4096")
+    s = ingest(args.fixes, home=home, events_path=args.events, progress=not args.no_progress, buckets=args.buckets)
     print(f"fixes: {s.fixes_read} read, {s.fixes_stored} stored")
     if s.events_path is not None:
         print(f"events: {s.events_read} read, {s.events_stored} stored")

@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.cli.simulate",
     "api.cli.ingest",
     "api.cli.detect",
+    "api.cli.store",
     "api.cli.zones",
     "api.cli.demo",
     "api.cli.serve",
