@@ -103,3 +103,14 @@ def test_probe_grid_refuses_a_disagreeing_operation():
     lon, lat = np.array([-1.0, 0.5]), np.array([52.0, 51.0])
     assert good.agrees(tr, lon, lat)
     assert not wrong.agrees(tr, lon, lat)
+
+
+def test_concurrent_threads_share_nothing_unsafe():
+    """Many threads projecting at once (pyproj rebuilds a pipeline transformer per thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lon, lat = _points(21, 40_000)
+    rx, ry = contract(lon, lat, "EPSG:27700")
+    with ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(lambda _: project_lonlat(lon, lat, "EPSG:27700"), range(16)))
+    assert all(np.array_equal(x, rx) and np.array_equal(y, ry) for x, y in outs)

@@ -7,9 +7,10 @@ instantiable, onshore candidates whose area of use holds the point, the one
 with the best accuracy). Doing that choice per point costs about a quarter of
 the projection time. When one candidate is strictly more accurate than every
 other instantiable candidate, PROJ picks it for every point inside its area
-of use, so for those points that one operation, built by pyproj
-(`TransformerGroup`, in PROJ's own order), gives the same numbers: no
-projection maths is written here.
+of use, so for those points that one operation, chosen through pyproj
+(`TransformerGroup`, in PROJ's own order) and built from the PROJ pipeline
+string PROJ gives for it (`Transformer.from_pipeline`), gives the same
+numbers: no projection maths is written here.
 
 It is never trusted blindly: the operation is used only after it gave
 bit-identical results to the contract's transformer on a grid of probe
@@ -93,9 +94,15 @@ def single_operation(crs: str) -> SingleOperation | None:
 
     best = _best_candidate(crs)
     area = None if best is None else best.area_of_use
-    if area is None or area.west > area.east:
+    if area is None or area.west > area.east or not best.definition:
         return None
-    op = SingleOperation(best, area.west + EDGE_MARGIN_DEG, area.south + EDGE_MARGIN_DEG,
+    from pyproj import Transformer
+
+    # rebuilt from PROJ's own pipeline string of the operation: a transformer taken from the
+    # group shares one PROJ object between threads (not thread-safe); one made from a pipeline
+    # is rebuilt per thread by pyproj
+    single = Transformer.from_pipeline(best.definition)
+    op = SingleOperation(single, area.west + EDGE_MARGIN_DEG, area.south + EDGE_MARGIN_DEG,
                          area.east - EDGE_MARGIN_DEG, area.north - EDGE_MARGIN_DEG, best.description)
     if not (op.west < op.east and op.south < op.north):
         return None
