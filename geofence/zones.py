@@ -58,6 +58,8 @@ __all__ = [
     "parse_schedule",
     "check_timezone",
     "read_json",
+    "decode_json",
+    "load_zones_bytes",
 ]
 
 DEFAULT_TIMEZONE = "Europe/London"
@@ -100,6 +102,11 @@ def read_json(path: str | os.PathLike[str], *, error: Callable[[str], InputError
         raise error(f"{name}: file not found") from None
     except OSError as exc:
         raise error(f"{name}: cannot read: {exc.strerror or exc}") from None
+    return decode_json(data, name, error=error)
+
+
+def decode_json(data: bytes, name: str, *, error: Callable[[str], InputError]) -> Any:
+    """`read_json` on bytes already read (`name` names them in messages)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -435,3 +442,8 @@ def load_zones(path: str | os.PathLike[str], *, crs: str = DEFAULT_CRS) -> tuple
         ZoneError: zone 'EXC-bowtie': invalid geometry: Self-intersection at or near point -0.11507 51.45926
     """
     return parse_zones(read_json(path, error=ZoneError), source=os.fspath(path), crs=crs)
+
+
+def load_zones_bytes(data: bytes, name: str, *, crs: str = DEFAULT_CRS) -> tuple[Zone, ...]:
+    """`load_zones` on the bytes of ZONES.geojson already read (`name` names the file)."""
+    return parse_zones(decode_json(data, name, error=ZoneError), source=name, crs=crs)

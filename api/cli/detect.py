@@ -14,7 +14,7 @@ from geofence.detect import ChunkedColumn, DetectResult, EventInput, FixInput, b
 from geofence.policy import load_policy
 from geofence.records import write_outputs
 from geofence.subjects import load_subjects
-from geofence.zones import load_zones
+from geofence.zone_cache import load_compiled
 from trails.errors import InputError
 from trails.projection import STORE_CRS
 from trails.timestamps import parse_day_or_timestamp, parse_timestamp
@@ -77,7 +77,24 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="also upsert the records (and the subjects and zones used) into HOME's database")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
     p.add_argument("--timings", action="store_true", help="also print seconds per stage (on stderr)")
+    p.add_argument("--zone-cache", metavar="DIR",
+                   help="folder of the zone cache (zones parsed and compiled once per content of ZONES.geojson, "
+                        "the CRS and the code); default HOME/cache/zones when the home exists, else no cache")
+    p.add_argument("--no-zone-cache", action="store_true",
+                   help="parse and compile ZONES.geojson afresh, neither reading nor writing the zone cache")
     p.set_defaults(func=run)
+
+
+def _zone_cache_dir(args: argparse.Namespace) -> Path | None:
+    """Where parsed and compiled zones are cached (`geofence.zone_cache`): --zone-cache DIR if
+    given; else HOME/cache/zones when the home (--home, $TAGTRAIL_HOME, else ./data) exists; else
+    nowhere (the folders of the input files are never written to). None with --no-zone-cache."""
+    if args.no_zone_cache:
+        return None
+    if args.zone_cache:
+        return Path(args.zone_cache)
+    home = resolve_home(args.home)
+    return home / "cache" / "zones" if home.is_dir() else None
 
 
 def _timestamp_arg(name: str, value: str) -> int:
@@ -118,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     policy = load_policy(args.policy)
-    zones = load_zones(args.zones, crs=policy.crs)  # positions must lie in the policy CRS's area of use
+    # positions must lie in the policy CRS's area of use; parsed and compiled once per content (zone_cache)
+    zones, compiled, zone_cache = load_compiled(args.zones, policy.crs, cache_dir=_zone_cache_dir(args))
     t_zones = time.perf_counter()
     assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
     t_subjects = time.perf_counter()
@@ -146,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
 
     t_read = time.perf_counter()
     result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
-                            rejected_fixes=f_rej, rejected_events=e_rej)
+                            rejected_fixes=f_rej, rejected_events=e_rej, compiled=compiled)
     t_detected = time.perf_counter()
     if origin is None:
         write_outputs(args.out, result.records, result.quarantine)
@@ -158,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
         _save_to_db(args, assignments_all, zones, result.records)
     elapsed = time.perf_counter() - t0
     if args.timings:
-        stages = {"load zones": t_zones - t0, "load subjects": t_subjects - t_zones,
+        stages = {f"load+compile zones ({zone_cache})": t_zones - t0, "load subjects": t_subjects - t_zones,
                   "read files (file mode)": t_read - t_subjects, **result.timings,
                   "write outputs": t_written - t_detected}
         print("seconds per stage:", file=sys.stderr)
