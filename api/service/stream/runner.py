@@ -2,9 +2,11 @@
 
 It knows nothing of rows or records. Woken by `notify` (intake accepted a
 batch) or every second, it runs passes until one finds nothing new (at most
-one pass per `min_pass_s`: a pass reruns every worn assignment when as_of
-moves, so back-to-back passes under many small batches would starve intake;
-what arrives meanwhile goes into the next pass), then the housekeeping
+one pass per `min_pass_s`, and after a pass that took d seconds, a pause of
+at least ``rest_ratio * d``: a pass reruns every worn assignment when as_of
+moves, so its cost hardly depends on how many new rows it takes, and
+back-to-back passes under a steady stream would starve intake of CPU and of
+the GIL; what arrives meanwhile goes into the next pass), then the housekeeping
 (compaction when due, an audit checkpoint when due). An error is logged and
 kept in `last_error`, and the work is retried at the next wake-up: the
 service never stops because one pass failed. `idle` is set whenever nothing
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Runner", "sign_if_due"]
+__all__ = ["Runner", "sign_if_due", "pause_after"]
 
 log = logging.getLogger("tagtrail.stream")
 
@@ -27,6 +29,9 @@ log = logging.getLogger("tagtrail.stream")
 RETRY_PAUSE_S = 0.5
 #: Seconds between wake-ups when nobody notifies.
 WAKE_EVERY_S = 1.0
+#: Pause after a pass, as a share of its own duration (`Runner`): measured on 2 cores with
+#: intake and its HTTP client on the same machine (benchmarks/stream.py).
+REST_RATIO = 1.0
 
 
 class Runner:
@@ -37,13 +42,19 @@ class Runner:
     run_pass : one pass; True when it processed rows (then another pass follows).
     housekeeping : what to do once the passes are done (compaction, checkpoints).
     min_pass_s : at least this long from the start of a pass to the start of the next.
+    rest_ratio : after a pass that found rows and took d seconds, at least ``rest_ratio * d``
+        before the next starts (so passes take at most 1 / (1 + rest_ratio) of the time while
+        rows keep coming; a batch then waits at most about (2 + rest_ratio) passes).
     """
 
     def __init__(self, run_pass: Callable[[], bool], housekeeping: Callable[[], None], *, min_pass_s: float = 0.2,
-                 name: str = "tagtrail-detect") -> None:
+                 rest_ratio: float = REST_RATIO, name: str = "tagtrail-detect") -> None:
+        if not rest_ratio >= 0:
+            raise ValueError(f"rest_ratio={rest_ratio!r} must be >= 0")
         self.run_pass = run_pass
         self.housekeeping = housekeeping
         self.min_pass_s = min_pass_s
+        self.rest_ratio = rest_ratio
         self.name = name
         self.last_error: str | None = None
         self.idle = threading.Event()
@@ -90,7 +101,8 @@ class Runner:
                     began = time.monotonic()
                     if not self.run_pass():
                         break
-                    self._stop.wait(max(0.0, self.min_pass_s - (time.monotonic() - began)))
+                    self._stop.wait(pause_after(time.monotonic() - began, min_pass_s=self.min_pass_s,
+                                                rest_ratio=self.rest_ratio))
                 self.housekeeping()
                 self.last_error = None
             except Exception as exc:  # logged; retried on the next wake-up
@@ -100,6 +112,13 @@ class Runner:
             finally:
                 if not self._wake.is_set():
                     self.idle.set()
+
+
+def pause_after(took_s: float, *, min_pass_s: float, rest_ratio: float) -> float:
+    """Seconds to wait after a pass that found rows and took `took_s`: enough that passes start at
+    least `min_pass_s` apart, and at least ``rest_ratio * took_s`` (the CPU and the GIL go to
+    intake for as long again, with the default ratio 1)."""
+    return max(0.0, min_pass_s - took_s, rest_ratio * took_s)
 
 
 def sign_if_due(audit, read_only: sessionmaker[Session]) -> None:
