@@ -182,3 +182,35 @@ def test_detect_zone_cache_option(tmp_path):
     cache = tmp_path / "zc"
     _detect(EXAMPLES / "curfew_basic", tmp_path / "out", "--zone-cache", str(cache))
     assert len(list(cache.glob("zones-*.npz"))) == 1
+
+
+def _square(x0: float, y0: float, d: float = 0.001) -> list[list[float]]:
+    return [[x0, y0], [x0 + d, y0], [x0 + d, y0 + d], [x0, y0 + d], [x0, y0]]
+
+
+def _bowtie(x0: float, y0: float, d: float = 0.001) -> list[list[float]]:
+    return [[x0, y0], [x0 + d, y0 + d], [x0 + d, y0], [x0, y0 + d], [x0, y0]]
+
+
+def _feature(zid: str, coords, kind: str = "exclusion", gtype: str = "Polygon") -> dict:
+    return {"type": "Feature", "id": zid, "geometry": {"type": gtype, "coordinates": coords},
+            "properties": {"kind": kind}}
+
+
+@pytest.mark.parametrize("features, message", [
+    ([_feature("A", [_square(-1.0, 52.0)]), _feature("B", [_bowtie(-1.0, 52.0)]), _feature("C", [_bowtie(-1.1, 52.0)])],
+     "zone 'B': invalid geometry: Self-intersection"),
+    ([_feature("A", [_bowtie(-1.0, 52.0)]), _feature("B", [_square(-1.0, 52.0)], kind="nope")],
+     "zone 'A': invalid geometry"),  # the earlier invalid geometry wins over a later error
+    ([_feature("A", [_square(-1.0, 52.0)]), _feature("B", [_square(-1.0, 52.0)], kind="nope")],
+     "zone 'B': kind must be one of"),
+    ([_feature("M", [[_square(-1.0, 52.0)], [_square(-1.0005, 52.0)]], gtype="MultiPolygon"),
+      _feature("P", [_bowtie(-1.0, 52.0)])],
+     "zone 'M': invalid geometry"),  # overlapping parts of a MultiPolygon, before a bad polygon
+], ids=["second-of-two-invalid", "invalid-before-bad-kind", "bad-kind-only", "multipolygon-overlap-first"])
+def test_batched_validity_reports_the_first_error_in_file_order(features, message):
+    from geofence.zones import parse_zones
+
+    with pytest.raises(ZoneError) as exc:
+        parse_zones({"type": "FeatureCollection", "features": features})
+    assert message in str(exc.value)
