@@ -79,7 +79,7 @@ def build(sim_dir: Path, out_dir: Path) -> dict:
     return {"zones": zones_p, "subjects": subjects_p, "n_zones": n_zones}
 
 
-CACHE_DIRNAME = ".tagtrail-cache"  # next to ZONES.geojson when no home is given (geofence.zone_cache)
+CACHE_DIRNAME = "zone-cache"  # the zone cache of this case (`tagtrail detect --zone-cache`), next to its zones
 
 
 def bench_small_zones(size: str, mach: dict, *, prepare, layout, shapely_classify, run, stages,
@@ -101,6 +101,8 @@ def bench_small_zones(size: str, mach: dict, *, prepare, layout, shapely_classif
     cmd = [str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "tagtrail"), "detect",
            "--fixes", str(ds["fixes"]), "--events", str(ds["events"]), "--subjects", str(sz["subjects"]),
            "--zones", str(sz["zones"]), "--out", str(out), "--timings", "--quiet"]
+    if src is None:  # the code under test caches zones (geofence.zone_cache); older code has no such option
+        cmd += ["--zone-cache", str(sz["zones"].parent / CACHE_DIRNAME)]
     env = None if src is None else dict(os.environ, PYTHONPATH=src)
     load0 = os.getloadavg()
     shutil.rmtree(sz["zones"].parent / CACHE_DIRNAME, ignore_errors=True)
