@@ -141,7 +141,9 @@ def write_cache(path: Path, key: str, zones: Sequence[Zone], compiled: CompiledZ
     buf = io.BytesIO()
     np.savez(buf, **entries)
     try:
-        private_dir(path.parent)  # 0700 whatever the umask, like every folder of a home
+        missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+        for d in reversed(missing):  # each new folder 0700 whatever the umask, like every folder of a home
+            private_dir(d)
         fd, tmp = tempfile.mkstemp(prefix=".zones-", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -469,14 +469,15 @@ def test_intake_link_indexes_accepted_keys_and_loads_a_day_from_the_log(db):
 
 @pytest.mark.parametrize("took, min_pass, ratio, expected", [
     (0.05, 0.2, 1.0, 0.15),  # a quick pass: min_pass_s sets the pace
-    (0.5, 0.2, 1.0, 0.5),  # a long pass: as long again for intake
-    (0.5, 0.2, 2.0, 1.0),  # the default ratio: twice as long
-    (0.5, 0.2, 0.5, 0.25),
-    (0.5, 0.2, 0.0, 0.0),  # no rest: back to back once past min_pass_s
+    (0.3, 0.2, 1.0, 0.3),  # a longer pass: as long again for intake
+    (0.3, 0.2, 2.0, 0.6),  # the default ratio: twice as long
+    (0.5, 0.2, 2.0, 0.5),  # cut by the latency budget: 1.5 - 2 * 0.5
+    (0.8, 0.2, 2.0, 0.0),  # passes this long: back to back, latency first
+    (0.3, 0.2, 0.0, 0.0),  # no rest: back to back once past min_pass_s
     (0.0, 0.0, 1.0, 0.0),
-], ids=["quick", "long", "default-ratio", "half-rest", "no-rest", "instant"])
+], ids=["quick", "longer", "default-ratio", "budget-cut", "over-budget", "no-rest", "instant"])
 def test_runner_pause_after_a_pass(took, min_pass, ratio, expected):
-    assert pause_after(took, min_pass_s=min_pass, rest_ratio=ratio) == pytest.approx(expected)
+    assert pause_after(took, min_pass_s=min_pass, rest_ratio=ratio, latency_budget_s=1.5) == pytest.approx(expected)
 
 
 def test_runner_refuses_a_negative_rest():

@@ -137,9 +137,16 @@ def test_unwritable_folder_means_no_cache(tmp_path):
 
 
 def test_cache_files_are_private(tmp_path):
+    import os
+
     cache = tmp_path / "cache" / "zones"
-    load_compiled(EXAMPLES / "curfew_basic" / "zones.geojson", "EPSG:27700", cache_dir=cache)
+    old = os.umask(0o022)  # a library caller's umask: new folders are still 0700, files 0600
+    try:
+        load_compiled(EXAMPLES / "curfew_basic" / "zones.geojson", "EPSG:27700", cache_dir=cache)
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(_entry(cache).stat().st_mode) == 0o600
     assert not list(cache.glob(".zones-*"))  # no temporary file left behind
 
