@@ -17,9 +17,14 @@ Measured in one run and written to benchmarks/RESULTS.md under ``## Detect``:
 (c) ``tagtrail detect --fixes fixes.parquet`` end to end vs shapely's
     classification alone on the same (already projected) fixes;
 (d) peak RSS of detect on the 10 M set vs the size of the fix columns;
-(e) Numba compile time with a cold and a warm cache.
+(e) Numba compile time with a cold and a warm cache;
+(f) ``tagtrail detect --fixes`` on many small per-wearer zones (`benchmarks/small_zones.py`: the
+    10 M set's fixes, a 50 m home circle and two exclusion polygons per wearer, ~6,000 zones)
+    vs shapely's classification alone on the same, already projected, fixes; written to its own
+    section, ``## Detect --fixes, many small zones``.
 
     nice .venv/bin/python benchmarks/detect.py [--shapely-assignments N] [--skip-baseline-10m] [--skip-national]
+    nice .venv/bin/python benchmarks/detect.py --only-small-zones [--small-zones 1m|10m]
 """
 from __future__ import annotations
 
@@ -271,7 +276,22 @@ def main() -> None:
     ap.add_argument("--skip-baseline-10m", action="store_true", help="run the pandas baseline on 1 M only")
     ap.add_argument("--skip-national", action="store_true", help="no national-day (20,000 wearers) run")
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    ap.add_argument("--small-zones", choices=("1m", "10m"), default="10m",
+                    help="fixes of (f), the many-small-zones case: the 1 M or the 10 M set")
+    ap.add_argument("--only-small-zones", action="store_true", help="run (f) only")
+    ap.add_argument("--tagtrail-src", help="(f): run tagtrail from this source tree (e.g. a worktree of an older commit)")
     args = ap.parse_args()
+    WORK.mkdir(exist_ok=True)
+    from small_zones import bench_small_zones
+
+    text = bench_small_zones(args.small_zones, machine(), prepare=prepare, layout=layout,
+                             shapely_classify=shapely_classify, run=run_cli, stages=_stages,
+                             src=args.tagtrail_src)
+    print(text)
+    if not args.no_write:
+        write_section("Detect --fixes, many small zones", text)
+    if args.only_small_zones:
+        return
     WORK.mkdir(exist_ok=True)
     rows: list[tuple[str, str, str, str]] = []  # (measure, value, target, met)
     notes: list[str] = []

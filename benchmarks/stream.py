@@ -202,6 +202,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40.0, help="seconds of sending per scenario")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--steps", default=",".join(str(r) for r in STEPS),
+                    help="offered rates of the paced steps, fixes/s, comma-separated (e.g. 40000,50000,60000)")
+    ap.add_argument("--only-steps", action="store_true", help="run the paced steps only")
     args = ap.parse_args()
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -212,22 +215,27 @@ def main() -> None:
     t = pq.read_table(sim / "fixes.parquet")
     order = np.argsort(t.column("ts").cast(pa.int64()).to_numpy(), kind="stable")
     fixes = t.take(pa.array(order))
-    results = [
+    load0 = os.getloadavg()
+    results = [] if args.only_steps else [
         scenario(sim, fixes, label="real time, 5,000-device batches", batch_devices=5000, rate=333.3, seconds=args.seconds),
         scenario(sim, fixes, label="real time, 10-device batches", batch_devices=10, rate=333.3, seconds=args.seconds),
     ]
-    for rate in STEPS:
+    for rate in (int(v) for v in args.steps.split(",")):
         results.append(scenario(sim, fixes, label=f"offered {rate:,}/s, 5,000-row batches", batch_devices=5000,
                                 rate=float(rate), seconds=args.seconds))
-    results.append(scenario(sim, fixes, label="one sender, as fast as accepted, 5,000-row batches", batch_devices=5000, rate=None,
-                            seconds=args.seconds))
-    text = render(results)
+        results[-1]["load"] = os.getloadavg()[0]
+    if not args.only_steps:
+        results.append(scenario(sim, fixes, label="one sender, as fast as accepted, 5,000-row batches",
+                                batch_devices=5000, rate=None, seconds=args.seconds))
+    for r in results:
+        r.setdefault("load", os.getloadavg()[0])
+    text = render(results, load0)
     print(text)
     if not args.no_write:
         write_section("Stream", text)
 
 
-def render(results: list[dict]) -> str:
+def render(results: list[dict], load0: tuple[float, float, float]) -> str:
     import platform
 
     cpu = cpu_model()
@@ -238,14 +246,16 @@ def render(results: list[dict]) -> str:
         f"(SQLite, one process) on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, fed over "
         "HTTP from a client process on the same cores; data: the national day of `sim_national` (20,000 "
         "wearers, 21,651 zones), replayed in time order. Latency: POST sent -> detection committed "
-        "(the queue shows the batch's breaches), polled every 20 ms.", "",
-        "| scenario | offered fixes/s | rows | intake fixes/s | detected fixes/s | latency p50 | latency p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "(the queue shows the batch's breaches), polled every 20 ms. The machine is shared with other work: "
+        f"1-min load average at start {load0[0]:.2f} (5 and 15 min: {load0[1]:.2f}, {load0[2]:.2f}), and after "
+        "each scenario in the table.", "",
+        "| scenario | offered fixes/s | rows | intake fixes/s | detected fixes/s | latency p50 | latency p99 | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         off = "max" if r["offered"] is None else f"{r['offered']:,.0f}"
         lines.append(f"| {r['label']} | {off} | {r['rows']:,} | {r['intake_rate']:,.0f} | {r['detect_rate']:,.0f} | "
-                     f"{r['p50']:.2f} s | {r['p99']:.2f} s |")
+                     f"{r['p50']:.2f} s | {r['p99']:.2f} s | {r['load']:.1f} |")
     if best is None:
         verdict = "no step was sustained: MISSED"
     else:

@@ -237,10 +237,12 @@ def _device_codes(device_id: pa.Array, devices: pa.Array) -> np.ndarray:
     return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _fix_device_codes(fixes: FixInput, devices: pa.Array) -> np.ndarray:
-    """Each fix row's index in `devices`, or -1."""
+def _fix_device_codes(fixes: FixInput, devices: pa.Array, device_names: Sequence[str]) -> np.ndarray:
+    """Each fix row's index in `devices` (whose strings are `device_names`), or -1."""
     if fixes.device_code is None:
         return _device_codes(fixes.device_id, devices).astype(np.int32)
+    if fixes.device_names is device_names:  # codes already index `devices` (incremental reruns): no lookup
+        return np.asarray(_load(fixes.device_code))
     names = pa.array(list(fixes.device_names or []), pa.string())
     remap = np.append(_device_codes(names, devices), -1).astype(np.int32)  # code -1 -> remap[-1] == -1
     code = np.asarray(_load(fixes.device_code))
@@ -397,7 +399,7 @@ def detect_columns(
     devices = pa.array(table.device_names, pa.string())
 
     # 1. reasons 8-10, by the layout kernel: fixes, then events (a duplicate also has the same kind)
-    f_dev = _fix_device_codes(fixes, devices)
+    f_dev = _fix_device_codes(fixes, devices, table.device_names)
     st.mark("read device codes")
     ts_all = _load(fixes.ts_ms)
     st.mark("read ts")

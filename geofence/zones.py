@@ -42,6 +42,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
 
 from trails.errors import InputError
@@ -58,6 +59,8 @@ __all__ = [
     "parse_schedule",
     "check_timezone",
     "read_json",
+    "decode_json",
+    "load_zones_bytes",
 ]
 
 DEFAULT_TIMEZONE = "Europe/London"
@@ -100,6 +103,11 @@ def read_json(path: str | os.PathLike[str], *, error: Callable[[str], InputError
         raise error(f"{name}: file not found") from None
     except OSError as exc:
         raise error(f"{name}: cannot read: {exc.strerror or exc}") from None
+    return decode_json(data, name, error=error)
+
+
+def decode_json(data: bytes, name: str, *, error: Callable[[str], InputError]) -> Any:
+    """`read_json` on bytes already read (`name` names them in messages)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -301,15 +309,74 @@ def _check_valid(polygons: tuple[tuple[Ring, ...], ...], multi: bool, label: str
         raise ZoneError(f"{label}: invalid geometry: {_readable_reason(shapely.is_valid_reason(geom))}")
 
 
+class _PendingValidity:
+    """Polygon zones whose OGC validity is still to be checked, in file order.
+
+    Building one shapely geometry per zone costs more than the rest of parsing a
+    small zone, so the checks are batched: every geometry is built from flat
+    coordinates and offsets (`shapely.from_ragged_array`, GeoArrow layout) and
+    tested in one `shapely.is_valid` call per geometry type. The first invalid
+    zone in file order is then reported by `_check_valid` itself, so messages are
+    exactly those of checking zone by zone; `parse_zones` checks what is pending
+    before raising any later error, so the first error in file order still wins.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, tuple[tuple[Ring, ...], ...], bool, str]] = []
+
+    def add(self, index: int, polygons: tuple[tuple[Ring, ...], ...], multi: bool, label: str) -> None:
+        self.items.append((index, polygons, multi, label))
+
+    def check(self) -> None:
+        """Raise `_check_valid`'s error for the first invalid pending zone; then nothing is pending."""
+        items, self.items = self.items, []
+        bad = [k for multi in (False, True) for k in self._invalid([i for i, it in enumerate(items) if it[2] == multi],
+                                                                   items, multi)]
+        if bad:
+            _, polygons, multi, label = items[min(bad)]
+            _check_valid(polygons, multi, label)
+
+    @staticmethod
+    def _invalid(which: list[int], items, multi: bool) -> list[int]:
+        """Positions (in `items`) of the invalid geometries among `which`."""
+        if not which:
+            return []
+        coords: list[tuple[float, float]] = []
+        ring_off, poly_off, geom_off = [0], [0], [0]
+        for k in which:
+            for poly in items[k][1]:
+                for ring in poly:
+                    coords.extend(ring)
+                    ring_off.append(len(coords))
+                poly_off.append(len(ring_off) - 1)
+            geom_off.append(len(poly_off) - 1)
+        xy = np.asarray(coords, np.float64).reshape(-1, 2)
+        offsets = (np.asarray(ring_off, np.int64), np.asarray(poly_off, np.int64))
+        if multi:
+            geoms = shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, xy, offsets + (np.asarray(geom_off, np.int64),))
+        else:
+            geoms = shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, offsets)
+        valid = shapely.is_valid(geoms)
+        return [which[j] for j in np.flatnonzero(~valid).tolist()]
+
+
 def _readable_reason(reason: str) -> str:
     """GEOS ``'Self-intersection[x y]'`` -> ``'Self-intersection at or near point x y'``."""
     m = re.fullmatch(r"(.*?)\[(.*)\]", reason)
     return f"{m.group(1)} at or near point {m.group(2)}" if m else reason
 
 
+def _validity(polygons, multi: bool, label: str, pending: "_PendingValidity | None", index: int) -> None:
+    """Check now, or leave it to `pending` (checked in a batch before any later error)."""
+    if pending is None:
+        _check_valid(polygons, multi, label)
+    else:
+        pending.add(index, polygons, multi, label)
+
+
 # ---------------------------------------------------------------------- zones
 def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, ...]] | None = None,
-                   area: _Area = _WORLD) -> Zone:
+                   area: _Area = _WORLD, pending: "_PendingValidity | None" = None, index: int = 0) -> Zone:
     if feature.get("type") != "Feature":
         raise ZoneError(f"{label}: type must be 'Feature', got {_describe(feature.get('type'))}")
     props = feature.get("properties")
@@ -329,12 +396,12 @@ def _parse_feature(feature: Any, label: str, schedules: dict[str, tuple[Window, 
     polygons = center = radius = None
     if gtype == "Polygon":
         polygons = (_polygon(coords, f"{label}: coordinates", area),)
-        _check_valid(polygons, False, label)
+        _validity(polygons, False, label, pending, index)
     elif gtype == "MultiPolygon":
         if not isinstance(coords, list) or not coords:
             raise ZoneError(f"{label}: MultiPolygon coordinates must be a non-empty list of polygons")
         polygons = tuple(_polygon(p, f"{label}: coordinates[{k}]", area) for k, p in enumerate(coords))
-        _check_valid(polygons, True, label)
+        _validity(polygons, True, label, pending, index)
     elif gtype == "Point":
         center = _position(coords, f"{label}: coordinates", area)
         radius = props.get("radius_m")
@@ -398,20 +465,26 @@ def parse_zones(obj: Any, *, source: str = "ZONES.geojson", crs: str = DEFAULT_C
     zones: list[Zone] = []
     seen: dict[str, int] = {}
     schedules: dict[str, tuple[Window, ...]] = {}
-    for i, feature in enumerate(features):
-        if not isinstance(feature, dict):
-            raise ZoneError(f"features[{i}]: not a GeoJSON Feature object")
-        zid = feature.get("id")
-        if not isinstance(zid, str) or not zid:
-            raise ZoneError(f"features[{i}]: id must be a non-empty string, got {_describe(zid)}")
-        problem = id_problem(zid)
-        if problem is not None:
-            raise ZoneError(f"features[{i}]: id {_describe(zid)} {problem}")
-        label = f"zone {zid!r}"
-        if zid in seen:
-            raise ZoneError(f"{label}: duplicate id (features[{seen[zid]}] and features[{i}])")
-        seen[zid] = i
-        zones.append(_parse_feature(feature, label, schedules, area))
+    pending = _PendingValidity()
+    try:
+        for i, feature in enumerate(features):
+            if not isinstance(feature, dict):
+                raise ZoneError(f"features[{i}]: not a GeoJSON Feature object")
+            zid = feature.get("id")
+            if not isinstance(zid, str) or not zid:
+                raise ZoneError(f"features[{i}]: id must be a non-empty string, got {_describe(zid)}")
+            problem = id_problem(zid)
+            if problem is not None:
+                raise ZoneError(f"features[{i}]: id {_describe(zid)} {problem}")
+            label = f"zone {zid!r}"
+            if zid in seen:
+                raise ZoneError(f"{label}: duplicate id (features[{seen[zid]}] and features[{i}])")
+            seen[zid] = i
+            zones.append(_parse_feature(feature, label, schedules, area, pending, i))
+    except ZoneError:
+        pending.check()  # an invalid geometry earlier in the file is the first error
+        raise
+    pending.check()
     return tuple(zones)
 
 
@@ -435,3 +508,8 @@ def load_zones(path: str | os.PathLike[str], *, crs: str = DEFAULT_CRS) -> tuple
         ZoneError: zone 'EXC-bowtie': invalid geometry: Self-intersection at or near point -0.11507 51.45926
     """
     return parse_zones(read_json(path, error=ZoneError), source=os.fspath(path), crs=crs)
+
+
+def load_zones_bytes(data: bytes, name: str, *, crs: str = DEFAULT_CRS) -> tuple[Zone, ...]:
+    """`load_zones` on the bytes of ZONES.geojson already read (`name` names the file)."""
+    return parse_zones(decode_json(data, name, error=ZoneError), source=name, crs=crs)

@@ -27,7 +27,7 @@ from api.service.stream.detector_state import DetectorStore, config_digest, thin
 from api.service.stream.intake_link import IntakeLink
 from api.service.stream.log_reader import LogReader
 from api.service.stream.queue_writer import QueueWriter, row_to_record
-from api.service.stream.runner import Runner
+from api.service.stream.runner import Runner, pause_after
 from api.settings import Settings
 from geofence.incremental import Change
 from geofence.model import Assignment
@@ -465,3 +465,42 @@ def test_intake_link_indexes_accepted_keys_and_loads_a_day_from_the_log(db):
     link.accepted({"fixes": (pa.array(["D9"]), np.array([T0])), "events": ([], [], []), "fix_log": chunk})
     assert link.keys.first_copies(pa.array(["D9", "D9"]), np.array([T0, T0 + 1])).tolist() == [False, True]
     assert reader.held_count() == 1
+
+
+@pytest.mark.parametrize("took, min_pass, ratio, expected", [
+    (0.05, 0.2, 1.0, 0.15),  # a quick pass: min_pass_s sets the pace
+    (0.3, 0.2, 1.0, 0.3),  # a longer pass: as long again for intake
+    (0.3, 0.2, 2.0, 0.6),  # the default ratio: twice as long
+    (0.5, 0.2, 2.0, 0.5),  # cut by the latency budget: 1.5 - 2 * 0.5
+    (0.8, 0.2, 2.0, 0.0),  # passes this long: back to back, latency first
+    (0.3, 0.2, 0.0, 0.0),  # no rest: back to back once past min_pass_s
+    (0.0, 0.0, 1.0, 0.0),
+], ids=["quick", "longer", "default-ratio", "budget-cut", "over-budget", "no-rest", "instant"])
+def test_runner_pause_after_a_pass(took, min_pass, ratio, expected):
+    assert pause_after(took, min_pass_s=min_pass, rest_ratio=ratio, latency_budget_s=1.5) == pytest.approx(expected)
+
+
+def test_runner_refuses_a_negative_rest():
+    with pytest.raises(ValueError, match="rest_ratio"):
+        Runner(lambda: False, lambda: None, rest_ratio=-1.0)
+
+
+def test_pass_threads_are_limited_in_the_calling_thread_only():
+    import numba
+
+    from trails.jit import limit_threads_here
+
+    before = numba.get_num_threads()
+    seen = []
+
+    def worker():
+        limit_threads_here(1)
+        seen.append(numba.get_num_threads())
+
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join()
+    assert seen == [1] and numba.get_num_threads() == before
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="n_threads"):
+            limit_threads_here(bad)

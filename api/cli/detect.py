@@ -14,7 +14,7 @@ from geofence.detect import ChunkedColumn, EventInput, FixInput, battery_policy_
 from geofence.policy import load_policy
 from geofence.records import record_line, write_output_lines
 from geofence.subjects import load_subjects
-from geofence.zones import load_zones
+from geofence.zone_cache import load_compiled
 from trails.errors import InputError
 from trails.timestamps import parse_timestamp
 
@@ -78,7 +78,24 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="also upsert the records (and the subjects and zones used) into HOME's database")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
     p.add_argument("--timings", action="store_true", help="also print seconds per stage (on stderr)")
+    p.add_argument("--zone-cache", metavar="DIR",
+                   help="folder of the zone cache (zones parsed and compiled once per content of ZONES.geojson, "
+                        "the CRS and the code); default HOME/cache/zones when the home exists, else no cache")
+    p.add_argument("--no-zone-cache", action="store_true",
+                   help="parse and compile ZONES.geojson afresh, neither reading nor writing the zone cache")
     p.set_defaults(func=run)
+
+
+def _zone_cache_dir(args: argparse.Namespace) -> Path | None:
+    """Where parsed and compiled zones are cached (`geofence.zone_cache`): --zone-cache DIR if
+    given; else HOME/cache/zones when the home (--home, $TAGTRAIL_HOME, else ./data) exists; else
+    nowhere (the folders of the input files are never written to). None with --no-zone-cache."""
+    if args.no_zone_cache:
+        return None
+    if args.zone_cache:
+        return Path(args.zone_cache)
+    home = resolve_home(args.home)
+    return home / "cache" / "zones" if home.is_dir() else None
 
 
 def _timestamp_arg(name: str, value: str) -> int:
@@ -111,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     policy = load_policy(args.policy)
-    zones = load_zones(args.zones, crs=policy.crs)  # positions must lie in the policy CRS's area of use
+    # positions must lie in the policy CRS's area of use; parsed and compiled once per content (zone_cache)
+    zones, compiled, zone_cache = load_compiled(args.zones, policy.crs, cache_dir=_zone_cache_dir(args))
     t_zones = time.perf_counter()
     assignments = load_subjects(args.subjects, {z.zone_id for z in zones})
     t_subjects = time.perf_counter()
@@ -128,9 +146,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--store-url says where cluster workers find the store: it needs --cluster")
     t_read = time.perf_counter()
     if args.fixes:
-        run_ = _file_mode(args, policy, assignments, zones, as_of)
+        run_ = _file_mode(args, policy, assignments, zones, as_of, compiled)
     else:
-        run_ = detect_store(args, policy, assignments, zones, as_of)
+        run_ = detect_store(args, policy, assignments, zones, as_of, compiled)
     t_detected = time.perf_counter()
     write_output_lines(args.out, run_.lines, run_.quarantine,
                        **({} if args.fixes else {"header": STORE_HEADER}))
@@ -139,8 +157,9 @@ def _run(args: argparse.Namespace) -> int:
         _save_to_db(args, assignments_all, zones, run_.records())
     elapsed = time.perf_counter() - t0
     if args.timings:
-        stages = {"load zones": t_zones - t0, "load subjects": t_subjects - t_zones, **run_.timings,
-                  "read and detect (all)": t_detected - t_read, "write outputs": t_written - t_detected}
+        stages = {f"load+compile zones ({zone_cache})": t_zones - t0, "load subjects": t_subjects - t_zones,
+                  **run_.timings, "read and detect (all)": t_detected - t_read,
+                  "write outputs": t_written - t_detected}
         print("seconds per stage:", file=sys.stderr)
         for name, sec in stages.items():
             print(f"  {name:<30} {sec:8.3f}", file=sys.stderr)
@@ -155,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_mode(args: argparse.Namespace, policy, assignments, zones, as_of: int | None) -> StoreRun:
+def _file_mode(args: argparse.Namespace, policy, assignments, zones, as_of: int | None, compiled=None) -> StoreRun:
     """The contract's command on --fixes (and --events) files, in one pass."""
     from trails.readers import read_events
 
@@ -166,7 +185,7 @@ def _file_mode(args: argparse.Namespace, policy, assignments, zones, as_of: int 
     else:
         events, e_rej = None, None
     result = detect_columns(fixes, events, assignments, zones, policy, as_of_ms=as_of,
-                            rejected_fixes=f_rej, rejected_events=e_rej)
+                            rejected_fixes=f_rej, rejected_events=e_rej, compiled=compiled)
     return StoreRun(lines=[record_line(r) for r in result.records], quarantine=result.quarantine,
                     counts=Counter((r["kind"], r["type"], r["priority"]) for r in result.records), n_rows=n_rows,
                     policy_counts=battery_policy_counts(result, policy) if args.compare_battery_policies else {},

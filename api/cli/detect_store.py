@@ -78,7 +78,8 @@ def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
     return start, end
 
 
-def detect_store(args: argparse.Namespace, policy, assignments, zones, as_of: int | None) -> StoreRun:
+def detect_store(args: argparse.Namespace, policy, assignments, zones, as_of: int | None,
+                 compiled=None) -> StoreRun:
     """Store mode of `tagtrail detect`, bucketed or in one pass (`--single-pass`)."""
     home = resolve_home(args.home)
     window = _window(args)
@@ -94,17 +95,17 @@ def detect_store(args: argparse.Namespace, policy, assignments, zones, as_of: in
         parse_cluster(args.cluster)  # a bad address fails before any work
     clipped = clip_assignments(assignments, *window)
     if args.single_pass:
-        return _single_pass(home, policy, clipped, zones, as_of, window, args.compare_battery_policies)
+        return _single_pass(home, policy, clipped, zones, as_of, window, args.compare_battery_policies, compiled)
     return _bucketed(args, home, policy, clipped, zones, as_of, window)
 
 
-def _single_pass(home: Path, policy, assignments, zones, as_of, window, compare: bool) -> StoreRun:
+def _single_pass(home: Path, policy, assignments, zones, as_of, window, compare: bool, compiled=None) -> StoreRun:
     """Every fix of the period read at once, column by column (the store mode before buckets)."""
     devices = sorted({a.device_id for a in assignments})
     files = FixFiles(home, start_ms=window[0], end_ms=window[1])
     se = read_store_events(home, start_ms=window[0], end_ms=window[1], devices=devices)
     result = detect_columns(store_fix_input(files, devices, policy.crs, window), store_event_input(se),
-                            assignments, zones, policy, as_of_ms=as_of)
+                            assignments, zones, policy, as_of_ms=as_of, compiled=compiled)
     return StoreRun(lines=[record_line(r) for r in result.records],
                     quarantine=store_quarantine(result.quarantine, store_origin(files, se)),
                     counts=Counter((r["kind"], r["type"], r["priority"]) for r in result.records),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from geofence.model import Policy
+from trails.jit import limit_threads_here
 from trails.timestamps import format_ms
 
 from api.service.detections import config_version
@@ -37,6 +38,10 @@ log = logging.getLogger("tagtrail.stream")
 
 #: Data time for which safe cuts are kept in memory for late rows (6 h); older late rows rebuild the assignment.
 DEFAULT_RETENTION_MS = 6 * 3_600_000
+#: Numba threads of a pass: one, since intake (HTTP parsing, validation, projection, inserts) needs
+#: the other core meanwhile, and a parallel kernel whose second thread is preempted stalls
+#: (`trails.jit.limit_threads_here`). Records do not depend on it.
+PASS_THREADS = 1
 
 
 @dataclass
@@ -154,6 +159,7 @@ class StreamService:
         return self.runner.wait_idle(timeout)
 
     def _pass_found_rows(self) -> int:
+        limit_threads_here(PASS_THREADS)  # the runner's own thread: callers of run_pending keep theirs
         done = self.run_pending()
         return done.fixes or done.events
 
