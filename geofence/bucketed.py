@@ -55,7 +55,7 @@ __all__ = ["TASK_ROWS", "BucketTask", "TaskResult", "Merged", "plan_tasks", "run
 
 #: Fixes per task: peak memory is the process's base (~400 MiB: interpreter, NumPy, Arrow,
 #: Numba, pyproj) plus about 150-200 bytes per fix of the task.
-TASK_ROWS = 250_000
+TASK_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ QUARANTINE_SCHEMA = pa.schema([
 #: Rows per Parquet row group of a store file. Files are sorted by device, so each row group's
 #: device_id statistics (min, max) let a bucket task that wants some of a file's devices read
 #: only the row groups that hold them (`FixFiles(device_range=...)`).
-ROW_GROUP_ROWS = 8_192
+ROW_GROUP_ROWS = 131_072
 
 
 def store_root(home) -> Path:
