@@ -77,7 +77,8 @@ def _records(session: Session, req: AccessRequest) -> dict:
         history.setdefault(e.breach_id, []).append({"when": format_ms(e.ts_ms), "from": e.from_status,
                                                     "to": e.to_status})
     links = {}
-    for m_id, b_id in session.execute(select(MitigationBreach.mitigation_id, MitigationBreach.breach_id)):
+    for m_id, b_id in session.execute(select(MitigationBreach.mitigation_id, MitigationBreach.breach_id).join(
+            Mitigation, Mitigation.id == MitigationBreach.mitigation_id).where(Mitigation.subject_id == subject)):
         links.setdefault(m_id, []).append(b_id)
     mine = lambda model: session.scalars(select(model).where(model.subject_id == subject))  # noqa: E731
     return {

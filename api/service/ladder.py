@@ -18,15 +18,13 @@ such breach newer than the wearer's last decision, before any count.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import rfc8785
 
 from geofence.records import RECORD_TYPES
+from api.service.home_documents import document_version, load_home_document
 from trails.timestamps import DAY_MS
 
 __all__ = ["DEFAULT_LADDER", "Ladder", "LadderError", "Counted", "Taken", "Proposal", "parse_ladder",
@@ -113,21 +111,14 @@ def parse_ladder(doc: object) -> Ladder:
     names = [s for s, _ in out] + [s for s, _, _ in immediate]
     if len(set(names)) != len(names):
         raise _fail("step names must be unique")
-    version = hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
+    version = document_version(doc)
     return Ladder(window_ms=days * DAY_MS, steps=tuple(out), immediate=tuple(immediate), version=version,
                   document=doc)
 
 
 def load_ladder(home: Path) -> Ladder:
     """HOME/escalation.json, or `DEFAULT_LADDER` without one."""
-    path = Path(home) / "escalation.json"
-    if not path.exists():
-        return parse_ladder(DEFAULT_LADDER)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(f"cannot be read as JSON: {exc}") from None
-    return parse_ladder(doc)
+    return load_home_document(home, "escalation.json", DEFAULT_LADDER, parse_ladder, _fail)
 
 
 def propose(ladder: Ladder, records: list[Counted], taken: list[Taken], now_ms: int) -> Proposal:

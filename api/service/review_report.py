@@ -38,27 +38,29 @@ def standing(session: Session, *, at_ms: int, every_days: int) -> dict:
                                 for label, lo, hi in OVERDUE_BANDS}}
 
 
+def _month_start(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_end(start: datetime, now_ms: int) -> tuple[str, int]:
+    """(YYYY-MM, the month's last millisecond, or now for the month in progress)."""
+    nxt = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return f"{start:%Y-%m}", min(int(nxt.timestamp() * 1000) - 1, now_ms)
+
+
 def _month_ends(first_ms: int, now_ms: int) -> list[tuple[str, int]]:
-    """(YYYY-MM, the month's last millisecond, or now for the month in progress) from `first_ms`'s month on."""
-    out = []
-    day = datetime.fromtimestamp(first_ms / 1000, timezone.utc).replace(day=1, hour=0, minute=0, second=0,
-                                                                         microsecond=0)
+    """`_month_end` of every month from `first_ms`'s on, while it has begun by `now_ms`."""
+    out, day = [], _month_start(first_ms)
     while int(day.timestamp() * 1000) <= now_ms:
-        nxt = day.replace(year=day.year + (day.month == 12), month=day.month % 12 + 1)
-        out.append((f"{day:%Y-%m}", min(int(nxt.timestamp() * 1000) - 1, now_ms)))
-        day = nxt
+        out.append(_month_end(day, now_ms))
+        day = day.replace(year=day.year + (day.month == 12), month=day.month % 12 + 1)
     return out
 
 
 def month_ends(months: list[str], now_ms: int) -> list[tuple[str, int]]:
-    """(YYYY-MM, its last millisecond or now) for each of `months` that has begun."""
-    out = []
-    for m in months:
-        start = datetime.strptime(m, "%Y-%m").replace(tzinfo=timezone.utc)
-        ends = _month_ends(int(start.timestamp() * 1000), now_ms)
-        if ends:
-            out.append(ends[0])
-    return out
+    """`_month_end` of each of `months` (YYYY-MM) that has begun by `now_ms`."""
+    starts = [datetime.strptime(m, "%Y-%m").replace(tzinfo=timezone.utc) for m in months]
+    return [_month_end(d, now_ms) for d in starts if int(d.timestamp() * 1000) <= now_ms]
 
 
 def reviews_report(session: Session, *, now_ms: int, every_days: int) -> dict:

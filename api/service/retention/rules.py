@@ -23,11 +23,10 @@ DPO to confirm, not law:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.service.home_documents import document_version, load_home_document
 from trails.timestamps import DAY_MS
 
 __all__ = ["CLASSES", "DEFAULT_RULES", "Rule", "Rules", "RetentionError", "parse_rules", "load_rules"]
@@ -93,17 +92,9 @@ def parse_rules(doc: object) -> Rules:
         out[name] = Rule(name, days, basis.strip())
     if out["audit"].keep_days < max(out[c].keep_days for c in CLASSES if c != "audit"):
         raise _fail("rules.audit.keep_days must be at least every other class's: the log evidences their erasure")
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return Rules(out, hashlib.sha256(canonical.encode()).hexdigest())
+    return Rules(out, document_version(doc))
 
 
 def load_rules(home: Path) -> Rules:
     """HOME/retention.json, or the defaults without one."""
-    path = Path(home) / "retention.json"
-    if not path.exists():
-        return parse_rules(DEFAULT_RULES)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(f"cannot be read as JSON: {exc}") from None
-    return parse_rules(doc)
+    return load_home_document(home, "retention.json", DEFAULT_RULES, parse_rules, _fail)

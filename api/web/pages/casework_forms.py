@@ -27,6 +27,7 @@ only their names and SHA-256 kept, as the API records them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import quote
 
@@ -78,20 +79,31 @@ def _commit(request: Request, session) -> None:
     commit_with_checkpoint(session, console_audit(request))
 
 
+#: What a form's change may refuse with: shown at the form, audited as the API audits a refusal.
+_REFUSALS = (CaseworkError, LadderError, LocalTimeError)
+
+
+def _change(request: Request, session, me: SignedIn, subject_id: str, op: str, form: str,
+            change: Callable[[], object], saved: str, anchor: str) -> Response:
+    """Make `change()` (API operation `op`), commit, and go back to the page with the `saved` banner at
+    `anchor`; refused, the page again with the message at `form` (`_refused`)."""
+    try:
+        change()
+    except _REFUSALS as exc:
+        return _refused(request, session, me, subject_id, op, form, exc)
+    _commit(request, session)
+    return _done(subject_id, saved, anchor)
+
+
 @router.post("/subjects/{subject_id}/casework/escalation")
 def decide_step(request: Request, subject_id: SubjectId, session: DbSession,
                 me: Annotated[SignedIn, Depends(require_form("decide_escalation"))],
                 step: Annotated[str, Form(max_length=40)] = "", reason: TEXT = "") -> Response:
     """Confirm the proposed step or override it (another step, or none) with a reason."""
     settings = request.app.state.settings
-    try:
-        decide_escalation(session, console_audit(request), me.user, load_ladder(settings.home), subject_id,
-                          step=step or None, reason=reason.strip() or None, now_ms=now_ms(request),
-                          home=settings.home)
-    except (CaseworkError, LadderError) as exc:
-        return _refused(request, session, me, subject_id, "decide_escalation", "escalation", exc)
-    _commit(request, session)
-    return _done(subject_id, "escalation", "escalation")
+    return _change(request, session, me, subject_id, "decide_escalation", "escalation", lambda: decide_escalation(
+        session, console_audit(request), me.user, load_ladder(settings.home), subject_id, step=step or None,
+        reason=reason.strip() or None, now_ms=now_ms(request), home=settings.home), "escalation", "escalation")
 
 
 def _hashed(files: list[UploadFile]) -> tuple[tuple[str, str], ...]:
@@ -113,14 +125,15 @@ def _hashed(files: list[UploadFile]) -> tuple[tuple[str, str], ...]:
 
 @router.post("/subjects/{subject_id}/casework/mitigations")
 def record(request: Request, subject_id: SubjectId, session: DbSession,
-                 me: Annotated[SignedIn, Depends(require_form("record_mitigation"))],
-                 received_date: Annotated[str, Form(max_length=20)] = "",
-                 received_time: Annotated[str, Form(max_length=10)] = "",
-                 channel: Annotated[str, Form(max_length=20)] = "", text: TEXT = "",
-                 breach_ids: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI reads a fresh list
-                 attachments: Annotated[list[UploadFile], Form()] = []) -> Response:  # noqa: B006
+           me: Annotated[SignedIn, Depends(require_form("record_mitigation"))],
+           received_date: Annotated[str, Form(max_length=20)] = "",
+           received_time: Annotated[str, Form(max_length=10)] = "",
+           channel: Annotated[str, Form(max_length=20)] = "", text: TEXT = "",
+           breach_ids: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI reads a fresh list
+           attachments: Annotated[list[UploadFile], Form()] = []) -> Response:  # noqa: B006
     """Record a wearer's representation about some of their records, with its attachments' hashes."""
-    try:
+
+    def change() -> None:
         received = parse_london(received_date, received_time, what="received")
         files = _hashed(attachments)
         if not text.strip():
@@ -131,10 +144,9 @@ def record(request: Request, subject_id: SubjectId, session: DbSession,
             subject_id=subject_id, breach_ids=tuple(breach_ids[:100]), received_ms=received, channel=channel,
             text=text.strip(), attachments=files), working_days=request.app.state.settings.mitigation_days,
             now_ms=now_ms(request))
-    except (CaseworkError, LocalTimeError) as exc:
-        return _refused(request, session, me, subject_id, "record_mitigation", "mitigation", exc)
-    _commit(request, session)
-    return _done(subject_id, "mitigation", "mitigations")
+
+    return _change(request, session, me, subject_id, "record_mitigation", "mitigation", change, "mitigation",
+                   "mitigations")
 
 
 @router.post("/subjects/{subject_id}/casework/mitigations/{mitigation_id}/decision")
@@ -142,17 +154,17 @@ def decide(request: Request, subject_id: SubjectId, mitigation_id: ItemId, sessi
            me: Annotated[SignedIn, Depends(require_form("decide_mitigation"))],
            outcome: Annotated[str, Form(max_length=20)] = "", reason: TEXT = "") -> Response:
     """Accept (the records it names are excused) or reject a mitigation, with a reason."""
-    try:
+
+    def change() -> None:
         if outcome not in ("accepted", "rejected"):
             raise CaseworkError("choose accept or reject")
         if not reason.strip():
             raise CaseworkError("give the reason for the decision: it goes into the response letter")
         decide_mitigation(session, console_audit(request), me.user, mitigation_id, outcome=outcome,
                           reason=reason.strip(), now_ms=now_ms(request))
-    except CaseworkError as exc:
-        return _refused(request, session, me, subject_id, "decide_mitigation", f"decision-{mitigation_id}", exc)
-    _commit(request, session)
-    return _done(subject_id, "decision", f"mitigation-{mitigation_id}")
+
+    return _change(request, session, me, subject_id, "decide_mitigation", f"decision-{mitigation_id}", change,
+                   "decision", f"mitigation-{mitigation_id}")
 
 
 @router.post("/subjects/{subject_id}/casework/review")
@@ -161,51 +173,37 @@ def review(request: Request, subject_id: SubjectId, session: DbSession,
            outcome: Annotated[str, Form(max_length=20)] = "", reason: TEXT = "") -> Response:
     """Decide the wearer's review on the summary shown."""
     settings = request.app.state.settings
-    try:
-        record_review(session, console_audit(request), me.user, settings.home, subject_id, outcome=outcome,
-                      reason=reason.strip() or None, every_days=settings.review_every_days, now_ms=now_ms(request))
-    except CaseworkError as exc:
-        return _refused(request, session, me, subject_id, "record_review", "review", exc)
-    _commit(request, session)
-    if outcome == "end_monitoring":
+    answer = _change(request, session, me, subject_id, "record_review", "review", lambda: record_review(
+        session, console_audit(request), me.user, settings.home, subject_id, outcome=outcome,
+        reason=reason.strip() or None, every_days=settings.review_every_days, now_ms=now_ms(request)),
+        "review", "review")
+    if outcome == "end_monitoring" and answer.status_code == 303:
         request.app.state.stream.notify()  # continuous detection picks the ended assignment up now
-    return _done(subject_id, "review", "review")
+    return answer
 
 
 @router.post("/subjects/{subject_id}/casework/welfare-notes")
 def note(request: Request, subject_id: SubjectId, session: DbSession,
          me: Annotated[SignedIn, Depends(require_form("record_welfare_note"))], text: TEXT = "") -> Response:
-    try:
-        add_welfare_note(session, console_audit(request), me.user, subject_id, text, now_ms=now_ms(request))
-    except CaseworkError as exc:
-        return _refused(request, session, me, subject_id, "record_welfare_note", "note", exc)
-    _commit(request, session)
-    return _done(subject_id, "note", "welfare")
+    return _change(request, session, me, subject_id, "record_welfare_note", "note", lambda: add_welfare_note(
+        session, console_audit(request), me.user, subject_id, text, now_ms=now_ms(request)), "note", "welfare")
 
 
 @router.post("/subjects/{subject_id}/casework/language")
 def language(request: Request, subject_id: SubjectId, session: DbSession,
              me: Annotated[SignedIn, Depends(require_form("set_language"))],
              tag: Annotated[str, Form(max_length=35)] = "") -> Response:
-    try:
-        set_language(session, console_audit(request), me.user, subject_id, tag.strip() or None,
-                     now_ms=now_ms(request))
-    except CaseworkError as exc:
-        return _refused(request, session, me, subject_id, "set_language", "language", exc)
-    _commit(request, session)
-    return _done(subject_id, "language", "wearer")
+    return _change(request, session, me, subject_id, "set_language", "language", lambda: set_language(
+        session, console_audit(request), me.user, subject_id, tag.strip() or None, now_ms=now_ms(request)),
+        "language", "wearer")
 
 
 @router.post("/subjects/{subject_id}/casework/owner")
 def owner(request: Request, subject_id: SubjectId, session: DbSession,
           me: Annotated[SignedIn, Depends(require_form("set_owner"))],
           name: Annotated[str, Form(max_length=200)] = "") -> Response:
-    try:
-        set_owner(session, console_audit(request), me.user, subject_id, name or None, now_ms=now_ms(request))
-    except CaseworkError as exc:
-        return _refused(request, session, me, subject_id, "set_owner", "owner", exc)
-    _commit(request, session)
-    return _done(subject_id, "owner", "wearer")
+    return _change(request, session, me, subject_id, "set_owner", "owner", lambda: set_owner(
+        session, console_audit(request), me.user, subject_id, name or None, now_ms=now_ms(request)), "owner", "wearer")
 
 
 def _letter(data: bytes, digest: str, filename: str) -> Response:

@@ -11,13 +11,12 @@ function with the same audit entry (channel console): ``list_devices`` and
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.audit.log import commit_with_checkpoint
 from api.db.models import Device, DeviceFault
@@ -43,11 +42,12 @@ SAVED = {"device": "The device is in the register.", "fault": "The fault is reco
 
 def _page(request: Request, session, *, saved: str = "", error: tuple[str, str] | None = None,
           status_code: int = 200) -> Response:
-    devices = list(session.scalars(select(Device).order_by(Device.batch, Device.device_id)))
+    batches = [((batch, model), n) for batch, model, n in session.execute(
+        select(Device.batch, Device.model, func.count()).group_by(Device.batch, Device.model)
+        .order_by(Device.batch, Device.model))]  # counted by the database: a national register is 20,000 tags
     faults = list(session.scalars(select(DeviceFault).order_by(DeviceFault.id.desc())))
-    batches = Counter((d.batch, d.model) for d in devices)
     return render(request, "devices/devices.html", {
-        "batches": sorted(batches.items()), "devices": len(devices), "faults": faults, "now_ms": now_ms(request),
+        "batches": batches, "devices": sum(n for _, n in batches), "faults": faults, "now_ms": now_ms(request),
         "saved": SAVED.get(saved), "error": error}, status_code=status_code)
 
 

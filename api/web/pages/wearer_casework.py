@@ -35,7 +35,7 @@ from api.web.auth import DbSession, console_audit, now_ms, require
 from api.web.sessions import SignedIn
 from api.web.templating import render
 
-__all__ = ["router", "casework_page", "SAVED", "FORM_ERRORS"]
+__all__ = ["router", "casework_page", "SAVED"]
 
 router = APIRouter(include_in_schema=False)
 SubjectId = Annotated[str, Path(min_length=1, max_length=200)]
@@ -47,8 +47,6 @@ SAVED = {"escalation": "The escalation decision is recorded.", "mitigation": "Th
          "decision": "The decision on the mitigation is recorded.", "review": "The review is recorded.",
          "note": "The welfare note is recorded.", "language": "The wearer's language is recorded.",
          "owner": "The wearer's owner is recorded."}
-#: The forms a failed submission names (the error is shown at that form).
-FORM_ERRORS = ("escalation", "mitigation", "decision", "review", "note", "language", "owner")
 OUTCOME_LABELS = {"continue": "Continue monitoring", "vary_conditions": "Vary the conditions",
                   "end_monitoring": "End monitoring now"}
 
