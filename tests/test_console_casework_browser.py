@@ -78,6 +78,7 @@ def test_a_caseworker_works_a_wearers_case_end_to_end(page, console_server, tmp_
     page.goto("/casework")
     assert page.locator("h1").inner_text() == "Casework"
     assert _serious(page) == []
+    screenshot(page, "casework-list")
 
 
 def test_an_admin_records_a_recall_and_the_caseworker_confirms_it(page, console_server):
@@ -102,6 +103,15 @@ def test_an_admin_records_a_recall_and_the_caseworker_confirms_it(page, console_
     assert "Batch B-77 (recall)" in page.locator("#fault-table").inner_text()
     assert _serious(page) == []
     screenshot(page, "devices")
+    page.click("#health-link")
+    page.wait_for_url("**/devices/health")
+    assert page.locator("h1").inner_text() == "Device health"
+    assert _serious(page) == []
+    screenshot(page, "device-health")
+    page.goto("/admin/notifications?status=dead")
+    assert page.locator("h1").inner_text() == "Notifications"
+    assert _serious(page) == []
+    screenshot(page, "notifications")
 
     page.context.clear_cookies()
     sign_in(page, console_server, "caseworker", next_path=f"/breaches/{bid}")

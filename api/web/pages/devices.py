@@ -28,6 +28,7 @@ from api.web.london_input import LocalTimeError, parse_london
 from api.web.refusal import audit_refusal, release
 from api.web.sessions import SignedIn
 from api.web.templating import render
+from trails.timestamps import parse_timestamp
 
 __all__ = ["router"]
 
@@ -120,6 +121,8 @@ def health(request: Request, session: DbSession,
     suspects = [r for r in report["devices"] if r["suspect"]]
     shares = [v for v in report["charging_compliance"].values() if v is not None]
     return render(request, "devices/health.html", {"report": report, "suspects": suspects,
+                                                   "from_ms": parse_timestamp(report["from"]),
+                                                   "to_ms": parse_timestamp(report["to"]),
                                                    "wearers": len(shares),
                                                    "low_charging": sum(1 for v in shares if v < 0.8)})
 
